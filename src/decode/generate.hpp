@@ -1,0 +1,44 @@
+// The generation loop: prefill the prompts, then decode one token per live
+// sequence per step until EOS, max_new_tokens, or the callback says stop.
+// Several prompts run as one ragged batch; each has its own sampler, so a
+// sequence's tokens do not depend on the others' (up to floating-point
+// differences of batched matrix products).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cache/cache_strategy.hpp"
+#include "decode/sampler.hpp"
+#include "model/llama_model.hpp"
+
+namespace udaci {
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 32;
+  SamplingOptions sampling;
+  std::vector<int64_t> eos_ids;  // generation of a sequence stops after any of these
+};
+
+enum class FinishReason { kLength, kEos, kStopped };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationResult {
+  std::vector<int64_t> tokens;  // new tokens only (EOS included when it ended the sequence)
+  FinishReason finish = FinishReason::kLength;
+  double prefill_ms = 0;    // time of the step that consumed the prompt
+  double decode_ms = 0;     // time of all later steps
+};
+
+// Called after each new token of sequence `index`; return false to stop that
+// sequence (finish reason kStopped).
+using TokenCallback = std::function<bool(size_t index, int64_t token)>;
+
+std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                       const std::vector<std::vector<int64_t>>& prompts,
+                                       const GenerationOptions& options,
+                                       const TokenCallback& on_token = {});
+
+}  // namespace udaci

@@ -1,0 +1,33 @@
+// A read-only memory map of a whole file. Tensors built over it keep it alive
+// through a shared_ptr, so weights are never copied when their dtype is the
+// compute dtype.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace udaci {
+
+class MappedFile {
+ public:
+  // Throws Error(kNotFound) when the file cannot be opened, kBadModelFile when
+  // it cannot be mapped.
+  static std::shared_ptr<MappedFile> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace udaci

@@ -1,0 +1,196 @@
+#include "model/llama_model.hpp"
+
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace udaci {
+
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+at::Tensor load(const WeightStore& store, const std::string& name, std::vector<int64_t> shape,
+                const ModelOptions& opt) {
+  const TensorEntry& e = store.entry(name);
+  UDACI_CHECK_S(Status::kBadModelFile, e.shape == shape,
+                "tensor '{}' in '{}' has shape {}, but the model config implies {}", name, e.source,
+                shape_str(e.shape), shape_str(shape));
+  at::Tensor t = store.tensor(name, opt.dtype);
+  return opt.device.is_cpu() ? t : t.to(opt.device);
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const ModelOptions& opt)
+    : config_(c), options_(opt), rope_(c) {
+  UDACI_CHECK_S(Status::kUnsupported,
+                opt.dtype == at::kFloat || opt.dtype == at::kBFloat16 || opt.dtype == at::kHalf,
+                "compute dtype must be float32, bfloat16 or float16");
+  const int64_t h = c.hidden_size;
+  const int64_t q_out = c.num_heads * c.head_dim;
+  const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  auto dense = [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
+    at::Tensor w = load(store, prefix + ".weight", {out, in}, opt);
+    at::Tensor b = bias ? load(store, prefix + ".bias", {out}, opt) : at::Tensor();
+    return Linear(make_dense_kernel(w, b));
+  };
+
+  embed_ = load(store, "model.embed_tokens.weight", {c.vocab_size, h}, opt);
+  layers_.resize(static_cast<size_t>(c.num_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i);
+    Layer& L = layers_[static_cast<size_t>(i)];
+    L.input_norm = load(store, p + ".input_layernorm.weight", {h}, opt);
+    L.post_norm = load(store, p + ".post_attention_layernorm.weight", {h}, opt);
+    L.q = dense(p + ".self_attn.q_proj", q_out, h, c.attention_bias);
+    L.k = dense(p + ".self_attn.k_proj", kv_out, h, c.attention_bias);
+    L.v = dense(p + ".self_attn.v_proj", kv_out, h, c.attention_bias);
+    L.o = dense(p + ".self_attn.o_proj", h, q_out, c.attention_bias);
+    L.gate = dense(p + ".mlp.gate_proj", c.intermediate_size, h, c.mlp_bias);
+    L.up = dense(p + ".mlp.up_proj", c.intermediate_size, h, c.mlp_bias);
+    L.down = dense(p + ".mlp.down_proj", h, c.intermediate_size, c.mlp_bias);
+  }
+  final_norm_ = load(store, "model.norm.weight", {h}, opt);
+  // Tied checkpoints usually omit lm_head.weight (transformers drops it); a
+  // tied config whose file still carries it uses the embedding all the same.
+  tied_ = c.tie_word_embeddings || !store.has("lm_head.weight");
+  UDACI_CHECK_S(Status::kBadModelFile, c.tie_word_embeddings || store.has("lm_head.weight"),
+                "missing tensor 'lm_head.weight' (the config says tie_word_embeddings = false)");
+  lm_head_ = tied_ ? Linear(make_dense_kernel(embed_))
+                   : Linear(make_dense_kernel(load(store, "lm_head.weight", {c.vocab_size, h}, opt)));
+}
+
+CacheShape LlamaModel::cache_shape() const {
+  CacheShape s;
+  s.num_layers = config_.num_layers;
+  s.num_kv_heads = config_.num_kv_heads;
+  s.head_dim = config_.head_dim;
+  s.dtype = options_.dtype;
+  s.device = options_.device;
+  return s;
+}
+
+int64_t LlamaModel::weight_bytes() const {
+  auto bytes = [](const at::Tensor& t) { return t.numel() * t.element_size(); };
+  int64_t n = bytes(embed_) + bytes(final_norm_);
+  for (const Layer& L : layers_) {
+    n += bytes(L.input_norm) + bytes(L.post_norm);
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      n += l->kernel().weight_bytes();
+  }
+  if (!tied_) n += lm_head_.kernel().weight_bytes();
+  return n;
+}
+
+at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+  // As HF LlamaRMSNorm: normalise in float32, cast back, then scale.
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  at::Tensor normed = xf * at::rsqrt(var + config_.rms_norm_eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 int64_t past) const {
+  // q: [n, heads, d]; k, v: [past + n, kv_heads, d]. Query heads are grouped by
+  // the KV head they share, so K/V are never repeated in memory.
+  const int64_t n = q.size(0);
+  const int64_t heads = q.size(1);
+  const int64_t d = q.size(2);
+  const int64_t kvh = k.size(1);
+  const int64_t group = heads / kvh;
+  const int64_t total = k.size(0);
+  at::Tensor qg = q.reshape({n, kvh, group, d}).permute({1, 2, 0, 3}).reshape({kvh, group * n, d});
+  at::Tensor kt = k.permute({1, 2, 0});  // [kv_heads, d, total]
+  at::Tensor vt = v.permute({1, 0, 2});  // [kv_heads, total, d]
+  at::Tensor scores = at::bmm(qg, kt).mul_(1.0 / std::sqrt(static_cast<double>(d)));
+  // [kv_heads, group * n, total]
+  if (n > 1) {
+    // Query i sits at position past + i and sees keys 0 .. past + i.
+    at::Tensor mask = at::ones({n, total}, at::TensorOptions().dtype(at::kBool).device(q.device()))
+                          .triu(past + 1);  // [n, total], true = hidden
+    scores = scores.view({kvh, group, n, total}).masked_fill(mask, -INFINITY).view({kvh, group * n, total});
+  }
+  at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
+  at::Tensor out = at::bmm(probs, vt);  // [kv_heads, group * n, d]
+  return out.view({kvh, group, n, d}).permute({2, 0, 1, 3}).reshape({n, heads * d});
+}
+
+at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) const {
+  const ModelConfig& c = config_;
+  UDACI_CHECK(!batch.seqs.empty(), "forward: empty batch");
+  int64_t total = 0;
+  std::vector<int64_t> pasts;
+  std::vector<int64_t> positions;
+  positions.reserve(batch.tokens.size());
+  for (const SeqSlice& s : batch.seqs) {
+    UDACI_CHECK(s.n_tokens > 0, "forward: sequence {} has no new tokens", s.seq);
+    const int64_t past = cache.cached_length(s.seq);
+    pasts.push_back(past);
+    for (int64_t i = 0; i < s.n_tokens; ++i) positions.push_back(past + i);
+    total += s.n_tokens;
+  }
+  UDACI_CHECK(total == static_cast<int64_t>(batch.tokens.size()),
+              "forward: batch has {} tokens but its sequences claim {}", batch.tokens.size(), total);
+  for (int64_t t : batch.tokens) {
+    UDACI_CHECK(t >= 0 && t < c.vocab_size, "token id {} is outside the vocabulary of {}", t,
+                c.vocab_size);
+  }
+
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor ids = at::tensor(batch.tokens, long_opts).to(options_.device);
+  at::Tensor pos = at::tensor(positions, long_opts).to(options_.device);
+  auto [cos, sin] = rope_.cos_sin(pos);  // [total, head_dim]
+
+  at::Tensor x = at::embedding(embed_, ids);  // [total, hidden]
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& L = layers_[li];
+    at::Tensor hn = rms_norm(x, L.input_norm);
+    at::Tensor q = L.q(hn).view({total, c.num_heads, c.head_dim});
+    at::Tensor k = L.k(hn).view({total, c.num_kv_heads, c.head_dim});
+    at::Tensor v = L.v(hn).view({total, c.num_kv_heads, c.head_dim});
+    q = Rope::apply(q, cos, sin);
+    k = Rope::apply(k, cos, sin);
+
+    std::vector<at::Tensor> outs;
+    outs.reserve(batch.seqs.size());
+    int64_t offset = 0;
+    for (size_t si = 0; si < batch.seqs.size(); ++si) {
+      const SeqSlice& s = batch.seqs[si];
+      auto [kk, vv] = cache.append(static_cast<int64_t>(li), s.seq, k.narrow(0, offset, s.n_tokens),
+                                   v.narrow(0, offset, s.n_tokens));
+      outs.push_back(attention(q.narrow(0, offset, s.n_tokens), kk, vv, pasts[si]));
+      offset += s.n_tokens;
+    }
+    at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);  // [total, heads * d]
+    x = x + L.o(attn);
+
+    at::Tensor hm = rms_norm(x, L.post_norm);
+    x = x + L.down(at::silu(L.gate(hm)) * L.up(hm));
+  }
+  for (const SeqSlice& s : batch.seqs) cache.commit(s.seq, s.n_tokens);
+
+  // Only the rows whose logits were asked for go through the final norm and
+  // the LM head: at decode time that is one row per sequence.
+  std::vector<int64_t> rows;
+  int64_t offset = 0;
+  for (const SeqSlice& s : batch.seqs) {
+    if (s.all_logits) {
+      for (int64_t i = 0; i < s.n_tokens; ++i) rows.push_back(offset + i);
+    } else {
+      rows.push_back(offset + s.n_tokens - 1);
+    }
+    offset += s.n_tokens;
+  }
+  at::Tensor sel = static_cast<int64_t>(rows.size()) == total
+                       ? x
+                       : x.index_select(0, at::tensor(rows, long_opts).to(options_.device));
+  return lm_head_(rms_norm(sel, final_norm_)).to(at::kFloat);
+}
+
+}  // namespace udaci

@@ -1,0 +1,66 @@
+// The Llama decoder (Touvron et al., arXiv:2302.13971; GQA: Ainslie et al.,
+// arXiv:2305.13245) on ATen: embeddings, N decoder layers (RMSNorm, grouped-
+// query causal attention with rotary embeddings, SwiGLU MLP), final norm and
+// LM head. Weights come from a WeightStore under Hugging Face names; K/V live
+// in a CacheStrategy passed to every forward call.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "cache/cache_strategy.hpp"
+#include "io/weight_store.hpp"
+#include "model/forward_batch.hpp"
+#include "model/linear.hpp"
+#include "model/model_config.hpp"
+#include "model/rope.hpp"
+
+namespace udaci {
+
+struct ModelOptions {
+  at::ScalarType dtype = at::kFloat;  // compute and weight dtype (fp32, bf16, fp16)
+  at::Device device = at::kCPU;
+};
+
+class LlamaModel {
+ public:
+  // Binds weights from `store` (checked against `config`: every tensor present
+  // with the shape the config implies, else Error(kBadModelFile) naming it).
+  LlamaModel(const ModelConfig& config, const WeightStore& store, const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  CacheShape cache_shape() const;
+
+  // Runs the batch and returns float32 logits, [batch.logit_rows(), vocab]:
+  // for each sequence in order, one row per new token if all_logits, else one
+  // row for its last token. Appends the new tokens' K/V to `cache`.
+  at::Tensor forward(const ForwardBatch& batch, CacheStrategy& cache) const;
+
+  // Bytes held by weights in their bound kernels (tied head counted once).
+  int64_t weight_bytes() const;
+
+ private:
+  struct Layer {
+    at::Tensor input_norm;  // [hidden]
+    at::Tensor post_norm;   // [hidden]
+    Linear q, k, v, o, gate, up, down;
+  };
+
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       int64_t past) const;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  Rope rope_;
+  at::Tensor embed_;  // [vocab, hidden]
+  std::vector<Layer> layers_;
+  at::Tensor final_norm_;
+  Linear lm_head_;
+  bool tied_ = false;
+};
+
+}  // namespace udaci
