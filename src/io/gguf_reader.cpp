@@ -672,6 +672,30 @@ std::vector<int64_t> end_of_generation_ids(const GgufFile& g) {
   return ids;
 }
 
+// general.file_type: llama_ftype of llama.h (the dominant tensor format).
+std::string file_type_name(int64_t ft) {
+  switch (ft) {
+    case 0: return "F32";
+    case 1: return "F16";
+    case 2: return "Q4_0";
+    case 3: return "Q4_1";
+    case 7: return "Q8_0";
+    case 8: return "Q5_0";
+    case 9: return "Q5_1";
+    case 10: return "Q2_K";
+    case 11: return "Q3_K_S";
+    case 12: return "Q3_K_M";
+    case 13: return "Q3_K_L";
+    case 14: return "Q4_K_S";
+    case 15: return "Q4_K_M";
+    case 16: return "Q5_K_S";
+    case 17: return "Q5_K_M";
+    case 18: return "Q6_K";
+    case 32: return "BF16";
+    default: return fmt::format("GGUF file_type {}", ft);
+  }
+}
+
 }  // namespace
 
 ModelConfig model_config_from_gguf(const GgufFile& g) {
@@ -750,7 +774,7 @@ ModelConfig model_config_from_gguf(const GgufFile& g) {
   c.mlp_bias = g.has_tensor("blk.0.ffn_up.bias");
   c.bos_token_id = g.get_int_or("tokenizer.ggml.bos_token_id", -1);
   c.eos_token_ids = end_of_generation_ids(g);
-  if (g.has("general.file_type")) c.torch_dtype = fmt::format("gguf file_type {}", g.get_int("general.file_type"));
+  if (g.has("general.file_type")) c.torch_dtype = file_type_name(g.get_int("general.file_type"));
   c.validate(src);
   return c;
 }

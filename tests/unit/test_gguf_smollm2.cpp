@@ -70,6 +70,7 @@ TEST_CASE("gguf: SmolLM2-135M-Instruct Q4_1", "[unit][gguf][smollm2]") {
   CHECK(c.tie_word_embeddings);
   CHECK(c.bos_token_id == 1);
   CHECK(c.eos_token_ids == std::vector<int64_t>{2});
+  CHECK(c.torch_dtype == "Q4_1");
 
   const TokenizerSpec s = tokenizer_spec_from_gguf(*g);
   CHECK(s.tokens.size() == 49152);

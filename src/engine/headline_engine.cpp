@@ -1,0 +1,104 @@
+#include "engine/headline_engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.hpp"
+#include "engine/model_lookup.hpp"
+
+namespace udaci {
+
+std::unique_ptr<CacheStrategy> make_cache_strategy(const std::string& name, const CacheShape& shape) {
+  if (name == "contiguous") return make_contiguous_cache(shape);
+  if (name == "none") return make_no_cache(shape);
+  fail(Status::kInvalidArgument, "unknown cache strategy '{}' (expected contiguous or none)", name);
+}
+
+HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
+  model_path_ = resolve_model_path(config.model_path);
+  ModelFiles files = open_model(model_path_);
+  model_format_ = files.format;
+  model_ = std::make_unique<LlamaModel>(files.config, files.weights, ModelOptions{config.dtype, at::kCPU});
+  tokenizer_ = std::make_unique<Tokenizer>(
+      load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
+  UDACI_CHECK_S(Status::kBadModelFile, tokenizer_->vocab_size() <= files.config.vocab_size,
+                "the tokenizer has {} tokens but the model's vocabulary only {}",
+                tokenizer_->vocab_size(), files.config.vocab_size);
+  PromptOptions po = config.prompt;
+  if (po.chat.bos_token.empty() && tokenizer_->bos_id() >= 0)
+    po.chat.bos_token = tokenizer_->id_to_token(tokenizer_->bos_id());
+  if (po.chat.eos_token.empty() && tokenizer_->eos_id() >= 0)
+    po.chat.eos_token = tokenizer_->id_to_token(tokenizer_->eos_id());
+  const std::string& tmpl = po.use_chat_template ? tokenizer_->chat_template() : std::string();
+  prompt_ = std::make_unique<PromptBuilder>(po, tmpl);
+  cache_ = make_cache_strategy(config.cache, model_->cache_shape());
+}
+
+std::vector<int64_t> HeadlineEngine::eos_ids() const {
+  std::vector<int64_t> ids(model_->config().eos_token_ids.begin(), model_->config().eos_token_ids.end());
+  for (int32_t id : tokenizer_->eos_ids())
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
+}
+
+std::vector<int32_t> HeadlineEngine::prompt_ids(const std::string& summary) const {
+  const std::string text = prompt_->build(summary);
+  // A chat template prints BOS itself when the model wants it; the completion
+  // prompt relies on the tokenizer's add_bos rule.
+  const bool add_special = !prompt_->uses_chat_template();
+  return tokenizer_->encode(text, add_special, /*parse_special=*/true);
+}
+
+std::vector<GenerationResult> HeadlineEngine::generate_ids(
+    const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
+    const TokenCallback& on_token) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return udaci::generate(*model_, *cache_, prompts, options, on_token);
+}
+
+std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::string>& summaries,
+                                                     const HeadlineOptions& options) const {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  std::vector<HeadlineResult> results(summaries.size());
+  std::vector<std::vector<int64_t>> prompts;
+  prompts.reserve(summaries.size());
+  for (size_t i = 0; i < summaries.size(); ++i) {
+    results[i].prompt_ids = prompt_ids(summaries[i]);
+    prompts.emplace_back(results[i].prompt_ids.begin(), results[i].prompt_ids.end());
+  }
+  GenerationOptions go;
+  go.max_new_tokens = options.max_new_tokens;
+  go.sampling = options.sampling;
+  go.eos_ids = eos_ids();
+
+  std::vector<Tokenizer::IncrementalDecoder> decoders;
+  std::vector<std::string> text(summaries.size());
+  for (size_t i = 0; i < summaries.size(); ++i) decoders.push_back(tokenizer_->incremental_decoder(true));
+  auto on_token = [&](size_t i, int64_t tok) {
+    text[i] += decoders[i].feed(static_cast<int32_t>(tok));
+    if (!options.stop_at_newline) return true;
+    // Stop once a non-empty line is complete and cleans to a headline.
+    size_t nl = text[i].find('\n');
+    while (nl != std::string::npos) {
+      if (!clean_headline(std::string_view(text[i]).substr(0, nl)).empty()) return false;
+      nl = text[i].find('\n', nl + 1);
+    }
+    return true;
+  };
+  std::vector<GenerationResult> gen = generate_ids(prompts, go, on_token);
+  const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  for (size_t i = 0; i < summaries.size(); ++i) {
+    HeadlineResult& r = results[i];
+    r.new_ids.assign(gen[i].tokens.begin(), gen[i].tokens.end());
+    r.raw_text = tokenizer_->decode(r.new_ids, /*skip_special=*/true);
+    r.headline = clean_headline(r.raw_text);
+    r.finish = gen[i].finish;
+    r.prefill_ms = gen[i].prefill_ms;
+    r.decode_ms = gen[i].decode_ms;
+    r.latency_ms = wall;
+  }
+  return results;
+}
+
+}  // namespace udaci

@@ -1,0 +1,90 @@
+// HeadlineEngine: summary text in, one clean headline out. Owns the model, the
+// tokenizer, the prompt builder and the cache strategy; every front end (CLI,
+// C ABI, Python, benchmark) goes through it. This first version generates
+// synchronously for a batch of summaries; the scheduler of issue #6 and the
+// public pimpl API of issue #4 build on it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cache/cache_strategy.hpp"
+#include "decode/generate.hpp"
+#include "io/model_loader.hpp"
+#include "model/llama_model.hpp"
+#include "text/prompt_builder.hpp"
+#include "text/tokenizer.hpp"
+
+namespace udaci {
+
+struct EngineConfig {
+  std::string model_path;       // empty: resolve_model_path() default lookup
+  std::string tokenizer_path;   // empty: the model's own tokenizer
+  at::ScalarType dtype = at::kFloat;
+  std::string cache = "contiguous";  // "contiguous" or "none"
+  PromptOptions prompt;
+};
+
+struct HeadlineOptions {
+  int64_t max_new_tokens = 32;
+  SamplingOptions sampling;
+  // Stop a sequence once its text has a complete non-empty first line: the
+  // headline is that line, so later tokens would be discarded anyway.
+  bool stop_at_newline = true;
+};
+
+struct HeadlineResult {
+  std::string headline;        // cleaned: one line, no quotes, no "Headline:"
+  std::string raw_text;        // decoded new tokens, special tokens skipped
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> new_ids;
+  FinishReason finish = FinishReason::kLength;
+  double prefill_ms = 0;
+  double decode_ms = 0;
+  double latency_ms = 0;       // wall time of the generate() call that produced it
+};
+
+class HeadlineEngine {
+ public:
+  explicit HeadlineEngine(const EngineConfig& config);
+
+  // Prompt token ids for a summary (chat template or completion prompt, BOS
+  // as the tokenizer's config says, special tokens in the template parsed).
+  std::vector<int32_t> prompt_ids(const std::string& summary) const;
+
+  // One result per summary, in order. Throws Error(kInvalidArgument) for a
+  // bad summary (empty, invalid UTF-8, too long) before any work starts.
+  std::vector<HeadlineResult> generate(const std::vector<std::string>& summaries,
+                                       const HeadlineOptions& options) const;
+
+  // Generation from token ids (no prompt building, no cleaning). Both
+  // generate functions are safe to call from several threads (serialised).
+  std::vector<GenerationResult> generate_ids(const std::vector<std::vector<int64_t>>& prompts,
+                                             const GenerationOptions& options,
+                                             const TokenCallback& on_token = {}) const;
+
+  const LlamaModel& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const PromptBuilder& prompt_builder() const { return *prompt_; }
+  const std::string& model_path() const { return model_path_; }
+  const std::string& model_format() const { return model_format_; }
+  std::vector<int64_t> eos_ids() const;
+
+ private:
+  std::string model_path_;
+  std::string model_format_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<PromptBuilder> prompt_;
+  std::unique_ptr<CacheStrategy> cache_;
+  // Serialises generation over the one cache until the scheduler (issue #6)
+  // batches concurrent requests; makes the engine safe to call from many threads.
+  mutable std::mutex mu_;
+};
+
+std::unique_ptr<CacheStrategy> make_cache_strategy(const std::string& name, const CacheShape& shape);
+
+}  // namespace udaci

@@ -1,0 +1,379 @@
+// The headline prompt and the cleaning of generated headlines; see
+// prompt_builder.hpp for the rules, which the "[prompt]" tests pin down.
+#include "text/prompt_builder.hpp"
+
+#include <array>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace udaci {
+namespace {
+
+constexpr const char* kPlaceholder = "{summary}";
+constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629 table 3-7), or
+// 0 when it is ill-formed; *truncated is set when the input ends inside an
+// otherwise well-formed prefix.
+size_t utf8_seq_len(std::string_view s, size_t i, bool* truncated) {
+  *truncated = false;
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  for (size_t k = 1; k < n; ++k) {
+    if (i + k >= s.size()) {
+      *truncated = true;
+      return 0;
+    }
+    const auto d = static_cast<unsigned char>(s[i + k]);
+    if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF)) return 0;
+  }
+  return n;
+}
+
+bool valid_utf8(std::string_view s) {
+  bool truncated = false;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_seq_len(s, i, &truncated);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// Invalid bytes become U+FFFD (one per ill-formed byte run start); an
+// incomplete sequence at the very end, a generation cut mid-character, is
+// dropped.
+std::string sanitize_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  bool truncated = false;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_seq_len(s, i, &truncated);
+    if (n > 0) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else if (truncated) {
+      break;
+    } else {
+      out += kReplacement;
+      ++i;
+      while (i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) ++i;
+    }
+  }
+  return out;
+}
+
+uint32_t decode_at(std::string_view s, size_t i, size_t* len) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return *len = 1, c;
+  const size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+  uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+  for (size_t k = 1; k < n && i + k < s.size(); ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  *len = n;
+  return cp;
+}
+
+// Unicode White_Space as Python's str.isspace() sees it.
+bool is_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 ||
+         cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+         cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// Trims whitespace on both ends of valid UTF-8, whole characters only.
+std::string_view trim(std::string_view s) {
+  size_t n = 0;
+  while (!s.empty() && is_space(decode_at(s, 0, &n))) s.remove_prefix(n);
+  while (!s.empty()) {
+    size_t start = s.size() - 1;
+    while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+    if (!is_space(decode_at(s, start, &n))) break;
+    s.remove_suffix(s.size() - start);
+  }
+  return s;
+}
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool ends_with(std::string_view s, std::string_view p) {
+  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
+}
+
+std::string replace_placeholder(std::string_view text, std::string_view summary) {
+  std::string out;
+  const std::string_view ph(kPlaceholder);
+  size_t pos = 0;
+  for (size_t hit = text.find(ph); hit != std::string_view::npos; hit = text.find(ph, pos)) {
+    out.append(text.substr(pos, hit - pos));
+    out.append(summary);
+    pos = hit + ph.size();
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+std::string remove_all(std::string s, std::string_view what) {
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p)) s.erase(p, what.size());
+  return s;
+}
+
+bool is_ascii_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// An apostrophe inside a word (Biden's, Biden’s) rather than a quote.
+bool is_inner_apostrophe(std::string_view s, size_t pos, size_t len) {
+  return pos > 0 && pos + len < s.size() && is_ascii_alnum(s[pos - 1]) && is_ascii_alnum(s[pos + len]);
+}
+
+size_t count_of(std::string_view s, std::string_view what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string_view::npos; p = s.find(what, p + what.size())) ++n;
+  return n;
+}
+
+// True when every occurrence of `q` in s is a word-inner apostrophe.
+bool only_apostrophes(std::string_view s, std::string_view q) {
+  for (size_t p = s.find(q); p != std::string_view::npos; p = s.find(q, p + q.size()))
+    if (!is_inner_apostrophe(s, p, q.size())) return false;
+  return true;
+}
+
+// "Headline:", "Title:", "Suggested headline:", "Here's a headline:" ...:
+// at most six words of letters/apostrophes/hyphens, the last one "headline"
+// or "title" (or plural), then ':' (ASCII or fullwidth).
+std::string_view strip_label(std::string_view s) {
+  size_t colon = std::string_view::npos, colon_len = 1;
+  for (size_t k = 0; k < s.size() && k < 64; ++k) {
+    if (s[k] == ':') {
+      colon = k;
+      break;
+    }
+    if (s.substr(k, 3) == "\xEF\xBC\x9A") {  // U+FF1A FULLWIDTH COLON
+      colon = k, colon_len = 3;
+      break;
+    }
+  }
+  if (colon == std::string_view::npos) return s;
+  // Lower-cased ASCII label; ’ (U+2019) counts as an apostrophe ("Here’s").
+  std::string label;
+  const std::string_view head = trim(s.substr(0, colon));
+  for (size_t k = 0; k < head.size(); ++k) {
+    const char c = head[k];
+    if (head.substr(k, 3) == "\xE2\x80\x99") {
+      label += '\'';
+      k += 2;
+    } else if (c >= 'A' && c <= 'Z') {
+      label += static_cast<char>(c - 'A' + 'a');
+    } else if ((c >= 'a' && c <= 'z') || c == ' ' || c == '\'' || c == '-') {
+      label += c;
+    } else {
+      return s;
+    }
+  }
+  std::vector<std::string> words;
+  size_t start = 0;
+  while (start < label.size()) {
+    size_t end = label.find(' ', start);
+    if (end == std::string::npos) end = label.size();
+    if (end > start) words.push_back(label.substr(start, end - start));
+    start = end + 1;
+  }
+  if (words.empty() || words.size() > 6) return s;
+  const std::string& last = words.back();
+  if (last != "headline" && last != "headlines" && last != "title" && last != "titles") return s;
+  return s.substr(colon + colon_len);
+}
+
+struct QuotePair {
+  std::string_view open, close;
+};
+// Surrounding quotes a model may wrap a headline in.
+constexpr std::array<QuotePair, 12> kQuotePairs{{
+    {"\"", "\""},
+    {"'", "'"},
+    {"`", "`"},
+    {"\xE2\x80\x9C", "\xE2\x80\x9D"},  // “ ”
+    {"\xE2\x80\x9D", "\xE2\x80\x9D"},  // ” ”
+    {"\xE2\x80\x9E", "\xE2\x80\x9C"},  // „ “
+    {"\xE2\x80\x9E", "\xE2\x80\x9D"},  // „ ”
+    {"\xE2\x80\x98", "\xE2\x80\x99"},  // ‘ ’
+    {"\xE2\x80\x9A", "\xE2\x80\x98"},  // ‚ ‘
+    {"\xC2\xAB", "\xC2\xBB"},          // « »
+    {"\xC2\xBB", "\xC2\xAB"},          // » «
+    {"\xE3\x80\x8C", "\xE3\x80\x8D"},  // 「 」
+}};
+
+// Double-quote characters whose unmatched occurrence at an end is noise.
+constexpr std::array<std::string_view, 6> kDoubleQuotes{
+    "\"", "\xE2\x80\x9C", "\xE2\x80\x9D", "\xE2\x80\x9E", "\xC2\xAB", "\xC2\xBB"};
+
+std::string_view strip_quote_pair(std::string_view s) {
+  for (const auto& q : kQuotePairs) {
+    if (s.size() < q.open.size() + q.close.size() || !starts_with(s, q.open) || !ends_with(s, q.close))
+      continue;
+    const std::string_view inner = s.substr(q.open.size(), s.size() - q.open.size() - q.close.size());
+    // Doubled wrapping (""x"") peels one layer per round.
+    if (inner.size() >= q.open.size() + q.close.size() && starts_with(inner, q.open) && ends_with(inner, q.close))
+      return inner;
+    // Quotes of the same kind inside mean the ends may not be one pair
+    // ("Stop" Says Mayor of "Go"); apostrophes inside words do not count.
+    const bool single = q.close == "'" || q.close == "\xE2\x80\x99";
+    if (single ? !only_apostrophes(inner, q.close) || (q.open != q.close && count_of(inner, q.open) > 0)
+               : count_of(inner, q.open) > 0 || count_of(inner, q.close) > 0)
+      continue;
+    return inner;
+  }
+  return s;
+}
+
+// A lone quote left at either end, e.g. by a generation cut at max tokens
+// ("City Turns Rail Yard Into Park) or a model that closes what it never opened.
+std::string_view strip_stray_quotes(std::string_view s) {
+  for (const auto q : kDoubleQuotes) {
+    const bool unmatched = q == "\"" ? count_of(s, q) % 2 == 1
+                                     : count_of(s, "\xE2\x80\x9C") + count_of(s, "\xE2\x80\x9E") + count_of(s, "\xC2\xAB") !=
+                                           count_of(s, "\xE2\x80\x9D") + count_of(s, "\xC2\xBB");
+    if (!unmatched) continue;
+    if (starts_with(s, q) && q != "\xE2\x80\x9D" && q != "\xC2\xBB") {
+      s.remove_prefix(q.size());
+      return s;
+    }
+    if (ends_with(s, q) && q != "\xE2\x80\x9C" && q != "\xE2\x80\x9E" && q != "\xC2\xAB") {
+      s.remove_suffix(q.size());
+      return s;
+    }
+  }
+  // A leading single quote with no closing partner (apostrophes do not count).
+  for (const std::string_view open : {std::string_view("'"), std::string_view("\xE2\x80\x98")}) {
+    const std::string_view close = open == "'" ? std::string_view("'") : std::string_view("\xE2\x80\x99");
+    if (starts_with(s, open) && only_apostrophes(s.substr(open.size()), close)) s.remove_prefix(open.size());
+  }
+  return s;
+}
+
+std::string clean_line(std::string_view raw) {
+  std::string line(trim(raw));
+  for (int round = 0; round < 32; ++round) {
+    const std::string before = line;
+    line = remove_all(std::move(line), "**");
+    line = remove_all(std::move(line), "__");
+    std::string_view s = trim(line);
+    while (starts_with(s, "#")) s = trim(s.substr(1));
+    if (starts_with(s, ">")) s = trim(s.substr(1));
+    for (const std::string_view bullet : {"- ", "* ", "\xE2\x80\xA2 "})  // •
+      if (starts_with(s, bullet)) s = trim(s.substr(bullet.size()));
+    for (const std::string_view em : {"*", "_"})
+      if (s.size() >= 2 && starts_with(s, em) && ends_with(s, em)) s = trim(s.substr(1, s.size() - 2));
+    s = trim(strip_label(s));
+    s = trim(strip_quote_pair(s));
+    s = trim(strip_stray_quotes(s));
+    line = std::string(s);
+    if (line == before) break;
+  }
+  // A line that is only the label word ("Headline") carries no headline.
+  std::string lower;
+  for (const char c : line) lower += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  if (lower == "headline" || lower == "title") return "";
+  return line;
+}
+
+std::vector<std::string_view> split_lines(std::string_view s) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  for (size_t i = 0; i < s.size();) {
+    size_t sep = 0;
+    if (s[i] == '\n' || s[i] == '\r') {
+      sep = 1;
+    } else if (s.substr(i, 3) == "\xE2\x80\xA8" || s.substr(i, 3) == "\xE2\x80\xA9") {  // U+2028/9
+      sep = 3;
+    }
+    if (sep == 0) {
+      ++i;
+      continue;
+    }
+    lines.push_back(s.substr(start, i - start));
+    i += sep;
+    start = i;
+  }
+  lines.push_back(s.substr(start));
+  return lines;
+}
+
+}  // namespace
+
+std::string normalize_summary(std::string_view summary, size_t max_bytes) {
+  UDACI_CHECK(valid_utf8(summary), "summary is not valid UTF-8");
+  const std::string_view t = trim(summary);
+  UDACI_CHECK(!t.empty(), "summary is empty (after trimming whitespace)");
+  UDACI_CHECK(t.size() <= max_bytes,
+              "summary is {} bytes, above the limit of {} (PromptOptions::max_summary_bytes)", t.size(),
+              max_bytes);
+  return std::string(t);
+}
+
+PromptBuilder::PromptBuilder(PromptOptions options, const std::string& chat_template)
+    : options_(std::move(options)) {
+  UDACI_CHECK(options_.max_summary_bytes > 0, "PromptOptions::max_summary_bytes must be positive");
+  UDACI_CHECK(options_.completion.find(kPlaceholder) != std::string::npos,
+              "PromptOptions::completion must contain {}", kPlaceholder);
+  UDACI_CHECK(valid_utf8(options_.system) && valid_utf8(options_.instruction) && valid_utf8(options_.completion),
+              "PromptOptions: system, instruction and completion must be valid UTF-8");
+  if (options_.use_chat_template && !chat_template.empty()) {
+    UDACI_CHECK(options_.instruction.find(kPlaceholder) != std::string::npos,
+                "PromptOptions::instruction must contain {}", kPlaceholder);
+    chat_template_.emplace(chat_template);
+  }
+}
+
+std::vector<ChatMessage> PromptBuilder::messages(const std::string& summary) const {
+  const std::string text = normalize_summary(summary, options_.max_summary_bytes);
+  std::vector<ChatMessage> msgs;
+  if (!options_.system.empty()) msgs.push_back({"system", options_.system});
+  msgs.push_back({"user", replace_placeholder(options_.instruction, text)});
+  return msgs;
+}
+
+std::string PromptBuilder::build(const std::string& summary) const {
+  if (chat_template_) return chat_template_->render(messages(summary), options_.chat);
+  return replace_placeholder(options_.completion, normalize_summary(summary, options_.max_summary_bytes));
+}
+
+std::string clean_headline(std::string_view generated) {
+  const std::string text = sanitize_utf8(generated);
+  const auto lines = split_lines(text);
+  for (size_t k = 0; k < lines.size(); ++k) {
+    std::string line = clean_line(lines[k]);
+    if (line.empty()) continue;
+    // "Here is a concise headline for the summary:" introduces the headline.
+    const std::string_view raw = trim(lines[k]);
+    const bool intro = ends_with(raw, ":") || ends_with(raw, "\xEF\xBC\x9A") || ends_with(raw, ":**");
+    if (intro) {
+      bool later = false;
+      for (size_t j = k + 1; j < lines.size() && !later; ++j) later = !clean_line(lines[j]).empty();
+      if (later) continue;
+    }
+    return line;
+  }
+  return "";
+}
+
+}  // namespace udaci
