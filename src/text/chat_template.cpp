@@ -18,7 +18,8 @@ namespace {
 
 constexpr const char* kFallbackHint = "; use the completion prompt";
 constexpr int kMaxDepth = 256;                    // nesting of expressions / blocks
-constexpr size_t kMaxValueSize = size_t{1} << 24;  // bytes / elements one operation may build
+constexpr size_t kMaxValueSize = size_t{1} << 24;  // bytes of one string an operation may build
+constexpr size_t kMaxListSize = size_t{1} << 20;   // elements of one list an operation may build
 
 // ---------------------------------------------------------------- UTF-8 ----
 
@@ -1488,6 +1489,8 @@ class Renderer {
         const Value v = eval(*e.args[0]);
         require_defined(v, e.line);
         if (!v.is_int_like()) runtime_error(e.line, fmt::format("bad operand type for unary -/+: {}", type_name(v)));
+        if (e.kind == Expr::Kind::kNeg && v.as_int() == INT64_MIN)
+          unsupported_at(e.line, "integer arithmetic beyond 64 bits");
         return Value::integer(e.kind == Expr::Kind::kNeg ? -v.as_int() : v.as_int());
       }
       case Expr::Kind::kAnd: {
@@ -1578,28 +1581,36 @@ class Renderer {
     const auto check_size = [&](size_t n) {
       if (n > kMaxValueSize) runtime_error(line, "result too large");
     };
+    // Python integers are unbounded; ours are int64 and refuse to wrap.
+    int64_t r = 0;
+    // Called after the builtin has stored into r (argument order is unspecified).
+    const auto checked = [&](bool overflow) {
+      if (overflow) unsupported_at(line, "integer arithmetic beyond 64 bits");
+      return Value::integer(r);
+    };
     if (op == "+") {
-      if (ints) return Value::integer(a.as_int() + b.as_int());
+      if (ints) return checked(__builtin_add_overflow(a.as_int(), b.as_int(), &r));
       if (a.kind == Value::Kind::kString && b.kind == Value::Kind::kString) {
         check_size(a.s.size() + b.s.size());
         return Value::string(a.s + b.s);
       }
       if (a.kind == Value::Kind::kList && b.kind == Value::Kind::kList) {
         List l = *a.list;
+        if (l.size() + b.list->size() > kMaxListSize) runtime_error(line, "result too large");
         l.insert(l.end(), b.list->begin(), b.list->end());
-        check_size(l.size());
         return Value::make_list(std::move(l));
       }
     } else if (op == "-" && ints) {
-      return Value::integer(a.as_int() - b.as_int());
+      return checked(__builtin_sub_overflow(a.as_int(), b.as_int(), &r));
     } else if (op == "*") {
-      if (ints) return Value::integer(a.as_int() * b.as_int());
+      if (ints) return checked(__builtin_mul_overflow(a.as_int(), b.as_int(), &r));
       const Value* seq = a.is_int_like() ? &b : &a;
       const Value* count = a.is_int_like() ? &a : &b;
       if (count->is_int_like() && (seq->kind == Value::Kind::kString || seq->kind == Value::Kind::kList)) {
         const int64_t times = std::max<int64_t>(0, count->as_int());
         const size_t unit = seq->kind == Value::Kind::kString ? seq->s.size() : seq->list->size();
-        if (unit > 0 && static_cast<uint64_t>(times) > kMaxValueSize / unit) runtime_error(line, "result too large");
+        const size_t limit = seq->kind == Value::Kind::kString ? kMaxValueSize : kMaxListSize;
+        if (unit > 0 && static_cast<uint64_t>(times) > limit / unit) runtime_error(line, "result too large");
         if (seq->kind == Value::Kind::kString) {
           std::string s;
           for (int64_t k = 0; k < times; ++k) s += seq->s;
@@ -1611,14 +1622,19 @@ class Renderer {
       }
     } else if ((op == "//" || op == "%") && ints) {
       if (b.as_int() == 0) runtime_error(line, "integer division or modulo by zero");
+      if (a.as_int() == INT64_MIN && b.as_int() == -1) unsupported_at(line, "integer arithmetic beyond 64 bits");
       // Python floors toward negative infinity.
       int64_t q = a.as_int() / b.as_int(), r = a.as_int() % b.as_int();
       if (r != 0 && ((r < 0) != (b.as_int() < 0))) --q, r += b.as_int();
       return Value::integer(op == "//" ? q : r);
     } else if (op == "**" && ints && b.as_int() >= 0) {
-      int64_t r = 1;
-      for (int64_t k = 0; k < b.as_int() && k < 64; ++k) r *= a.as_int();
-      return Value::integer(r);
+      const int64_t base = a.as_int(), exp = b.as_int();
+      if (base == 0 || base == 1) return Value::integer(exp == 0 ? 1 : base);
+      if (base == -1) return Value::integer(exp % 2 == 0 ? 1 : -1);
+      r = 1;  // |base| >= 2: overflows within 64 steps
+      bool overflow = false;
+      for (int64_t k = 0; k < exp && !overflow; ++k) overflow = __builtin_mul_overflow(r, base, &r);
+      return checked(overflow);
     } else if (op == "/") {
       unsupported_at(line, "'/' (true division makes floats)");
     } else if (op == "%" && a.kind == Value::Kind::kString) {
@@ -1719,11 +1735,17 @@ class Renderer {
         const int64_t stop = a.pos.size() == 1 ? a.pos[0].as_int() : a.pos[1].as_int();
         const int64_t step = a.pos.size() == 3 ? a.pos[2].as_int() : 1;
         if (step == 0) runtime_error(e.line, "range() step must not be zero");
+        // Unsigned: the span of two int64 values may exceed INT64_MAX.
+        const bool empty = step > 0 ? stop <= start : stop >= start;
+        const uint64_t span = empty ? 0
+                              : step > 0 ? static_cast<uint64_t>(stop) - static_cast<uint64_t>(start)
+                                         : static_cast<uint64_t>(start) - static_cast<uint64_t>(stop);
+        const uint64_t stride = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+        const uint64_t count = empty ? 0 : (span - 1) / stride + 1;
+        if (count > kMaxListSize) runtime_error(e.line, "range() result too large");
         List l;
-        for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) {
-          l.push_back(Value::integer(k));
-          if (l.size() > kMaxValueSize) runtime_error(e.line, "range() too large");
-        }
+        l.reserve(static_cast<size_t>(count));
+        for (uint64_t k = 0; k < count; ++k) l.push_back(Value::integer(start + static_cast<int64_t>(k) * step));
         return Value::make_list(std::move(l));
       }
     }

@@ -318,6 +318,12 @@ std::vector<std::string_view> split_lines(std::string_view s) {
   return lines;
 }
 
+// "Here is a concise headline for the summary:" introduces the headline.
+bool is_intro_line(std::string_view line) {
+  const std::string_view raw = trim(line);
+  return ends_with(raw, ":") || ends_with(raw, "\xEF\xBC\x9A") || ends_with(raw, ":**");
+}
+
 }  // namespace
 
 std::string normalize_summary(std::string_view summary, size_t max_bytes) {
@@ -357,16 +363,22 @@ std::string PromptBuilder::build(const std::string& summary) const {
   return replace_placeholder(options_.completion, normalize_summary(summary, options_.max_summary_bytes));
 }
 
+bool has_complete_headline(std::string_view generated) {
+  const std::string text = sanitize_utf8(generated);
+  const auto lines = split_lines(text);
+  // The last piece has no line break after it yet: it may still grow.
+  for (size_t k = 0; k + 1 < lines.size(); ++k)
+    if (!clean_line(lines[k]).empty() && !is_intro_line(lines[k])) return true;
+  return false;
+}
+
 std::string clean_headline(std::string_view generated) {
   const std::string text = sanitize_utf8(generated);
   const auto lines = split_lines(text);
   for (size_t k = 0; k < lines.size(); ++k) {
     std::string line = clean_line(lines[k]);
     if (line.empty()) continue;
-    // "Here is a concise headline for the summary:" introduces the headline.
-    const std::string_view raw = trim(lines[k]);
-    const bool intro = ends_with(raw, ":") || ends_with(raw, "\xEF\xBC\x9A") || ends_with(raw, ":**");
-    if (intro) {
+    if (is_intro_line(lines[k])) {
       bool later = false;
       for (size_t j = k + 1; j < lines.size() && !later; ++j) later = !clean_line(lines[j]).empty();
       if (later) continue;

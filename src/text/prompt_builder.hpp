@@ -113,4 +113,10 @@ std::string normalize_summary(std::string_view summary, size_t max_bytes = kDefa
 // Returns "" when no line has text.
 std::string clean_headline(std::string_view generated);
 
+// For stopping generation early: true once `generated` holds a complete line
+// (ended by a line break) that clean_headline would return, i.e. one that
+// cleans to text and is not an introduction ending in ':'. While this is
+// false, more tokens may still change clean_headline's answer.
+bool has_complete_headline(std::string_view generated);
+
 }  // namespace udaci

