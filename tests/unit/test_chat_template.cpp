@@ -1,7 +1,7 @@
 // ChatTemplate against transformers' apply_chat_template renders
 // (tests/fixtures/chat, made by tools/reference/make_chat_fixtures.py) and
 // the interpreter's error behaviour.
-#include <catch2/catch.hpp>
+#include "udaci_catch.hpp"
 
 #include <algorithm>
 #include <fstream>

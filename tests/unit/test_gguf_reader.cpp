@@ -14,6 +14,7 @@
 #include "test_util.hpp"
 
 using namespace udaci;
+using udaci_test::expect_error;
 using udaci_gguf_test::expect_open_fails;
 using udaci_gguf_test::GgufBytes;
 using udaci_gguf_test::TempFile;
@@ -22,17 +23,6 @@ namespace {
 
 std::shared_ptr<GgufFile> tiny() { return GgufFile::open(udaci_test::fixture("gguf/tiny_llama.gguf")); }
 
-template <typename F>
-void expect_error(F&& fn, Status status, const std::string& needle) {
-  try {
-    fn();
-    FAIL("expected an error containing '" << needle << "'");
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    CHECK(e.status() == status);
-    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
-  }
-}
 
 }  // namespace
 

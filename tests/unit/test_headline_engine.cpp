@@ -10,20 +10,7 @@ using namespace udaci;
 
 namespace {
 
-const HeadlineEngine* engine() {
-  static std::unique_ptr<HeadlineEngine> e;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    const std::string path = udaci_test::default_model_gguf();
-    if (!path.empty()) {
-      EngineConfig c;
-      c.model_path = path;
-      e = std::make_unique<HeadlineEngine>(c);
-    }
-  }
-  return e.get();
-}
+const HeadlineEngine* engine() { return udaci_test::default_engine(); }
 
 const char* kSummary =
     "The city council voted on Monday to expand the bike lane network across downtown, "
@@ -81,4 +68,30 @@ TEST_CASE("engine: bad summaries are rejected before any work", "[unit][engine][
   CHECK_THROWS_AS(e->generate({"   "}, o), Error);
   CHECK_THROWS_AS(e->generate({std::string("bad \xff utf8")}, o), Error);
   CHECK_THROWS_AS(e->generate({std::string(20000, 'a')}, o), Error);
+}
+
+TEST_CASE("engine: streaming pieces add up to the text, and cancellation stops", "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  HeadlineOptions o;
+  o.max_new_tokens = 16;
+  o.stop_at_newline = false;
+  std::string streamed;
+  o.on_text = [&](size_t i, const std::string& piece) {
+    CHECK(i == 0);
+    streamed += piece;
+    return true;
+  };
+  auto full = e->generate({kSummary}, o);
+  CHECK(streamed == full[0].raw_text);
+  CHECK(full[0].finish != FinishReason::kCancelled);
+
+  int pieces = 0;
+  o.on_text = [&](size_t, const std::string&) { return ++pieces < 3; };
+  auto cut = e->generate({kSummary}, o);
+  CHECK(cut[0].finish == FinishReason::kCancelled);
+  CHECK(cut[0].new_ids.size() < full[0].new_ids.size());
 }

@@ -1,5 +1,5 @@
 // PromptBuilder (the headline prompt) and clean_headline.
-#include <catch2/catch.hpp>
+#include "udaci_catch.hpp"
 
 #include <cstdint>
 #include <fstream>

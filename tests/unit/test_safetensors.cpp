@@ -18,6 +18,8 @@ using namespace udaci;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
+using udaci_test::expect_error;
+
 namespace {
 
 fs::path temp_dir() {
@@ -37,19 +39,6 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
 void write(const fs::path& p, const std::string& bytes) {
   std::ofstream out(p, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-// Runs fn, expects udaci::Error with `status` and a message containing `needle`.
-template <typename F>
-void expect_error(F&& fn, Status status, const std::string& needle) {
-  try {
-    fn();
-    FAIL("expected an error containing '" << needle << "'");
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    CHECK(e.status() == status);
-    CHECK(std::string(e.what()).find(needle) != std::string::npos);
-  }
 }
 
 std::string floats(int n) { return std::string(static_cast<size_t>(n) * 4, '\0'); }

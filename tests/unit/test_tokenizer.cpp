@@ -1,6 +1,6 @@
 // udaci::Tokenizer: byte-level BPE with ids identical to Hugging Face
 // `tokenizers` (fixtures: tools/reference/make_tokenizer_fixtures.py).
-#include <catch2/catch.hpp>
+#include "udaci_catch.hpp"
 
 #include <cstdlib>
 #include <filesystem>

@@ -4,7 +4,7 @@
 // and test_tokenizer_gguf.cpp.
 #pragma once
 
-#include <catch2/catch.hpp>
+#include "udaci_catch.hpp"
 
 #include <fstream>
 #include <sstream>
