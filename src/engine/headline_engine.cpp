@@ -8,17 +8,24 @@
 
 namespace udaci {
 
-std::unique_ptr<CacheStrategy> make_cache_strategy(const std::string& name, const CacheShape& shape) {
-  if (name == "contiguous") return make_contiguous_cache(shape);
-  if (name == "none") return make_no_cache(shape);
-  fail(Status::kInvalidArgument, "unknown cache strategy '{}' (expected contiguous or none)", name);
-}
-
 HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
+  // Strategies first: a wrong name or option fails before any file is read.
+  const StrategyRegistry& reg = builtin_strategies();
+  parallel_ = reg.parallel_plans.create(config.parallel, config.parallel_options);
+  pruner_ = reg.pruners.create(config.pruner, config.pruner_options);
+  quantizer_ = reg.quantizers.create(config.quantizer, config.quantizer_options);
+  decoder_ = reg.decoders.create(config.decoder, config.decoder_options);
+  UDACI_CHECK(reg.caches.has(config.cache), "unknown cache strategy '{}'", config.cache);
+
   model_path_ = resolve_model_path(config.model_path);
   ModelFiles files = open_model(model_path_);
   model_format_ = files.format;
+  // Load pipeline: split for this rank, prune, quantise, build, bind kernels.
+  parallel_->shard(files.config, files.weights);
+  prune_report_ = pruner_->prune(files.weights);
+  quantize_report_ = quantizer_->quantize(files.weights);
   model_ = std::make_unique<LlamaModel>(files.config, files.weights, ModelOptions{config.dtype, at::kCPU});
+  quantizer_->prepare(*model_);
   tokenizer_ = std::make_unique<Tokenizer>(
       load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
   UDACI_CHECK_S(Status::kBadModelFile, tokenizer_->vocab_size() <= files.config.vocab_size,
@@ -31,7 +38,11 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
     po.chat.eos_token = tokenizer_->id_to_token(tokenizer_->eos_id());
   const std::string& tmpl = po.use_chat_template ? tokenizer_->chat_template() : std::string();
   prompt_ = std::make_unique<PromptBuilder>(po, tmpl);
-  cache_ = make_cache_strategy(config.cache, model_->cache_shape());
+  cache_ = reg.caches.create(config.cache, config.cache_options, model_->cache_shape());
+}
+
+std::vector<std::string> HeadlineEngine::strategy_names() const {
+  return {cache_->name(), quantizer_->name(), pruner_->name(), decoder_->name(), parallel_->name()};
 }
 
 std::vector<int64_t> HeadlineEngine::eos_ids() const {
@@ -53,7 +64,7 @@ std::vector<GenerationResult> HeadlineEngine::generate_ids(
     const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
     const TokenCallback& on_token) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return udaci::generate(*model_, *cache_, prompts, options, on_token);
+  return decoder_->generate(*model_, *cache_, prompts, options, on_token);
 }
 
 std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::string>& summaries,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cache/cache_strategy.hpp"
+#include "engine/registry.hpp"
 #include "decode/generate.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
@@ -20,11 +21,22 @@
 
 namespace udaci {
 
+// What an engine is built from. Each strategy is one name from the
+// StrategyRegistry (engine/registry.hpp) plus its options.
 struct EngineConfig {
   std::string model_path;       // empty: resolve_model_path() default lookup
   std::string tokenizer_path;   // empty: the model's own tokenizer
   at::ScalarType dtype = at::kFloat;
-  std::string cache = "contiguous";  // "contiguous" or "none"
+  std::string cache = "contiguous";  // CacheStrategy: "contiguous", "none"
+  StrategyOptions cache_options;
+  std::string quantizer = "none";    // Quantizer
+  StrategyOptions quantizer_options;
+  std::string pruner = "none";       // Pruner
+  StrategyOptions pruner_options;
+  std::string decoder = "sampling";  // Decoder: "sampling" (per-request options), "greedy"
+  StrategyOptions decoder_options;
+  std::string parallel = "single-device";  // ParallelPlan
+  StrategyOptions parallel_options;
   PromptOptions prompt;
 };
 
@@ -77,6 +89,12 @@ class HeadlineEngine {
   const std::string& model_path() const { return model_path_; }
   const std::string& model_format() const { return model_format_; }
   std::vector<int64_t> eos_ids() const;
+  // What the quantizer and pruner did at load.
+  const QuantizeReport& quantize_report() const { return quantize_report_; }
+  const PruneReport& prune_report() const { return prune_report_; }
+  // Names of the bound strategies, in the order cache, quantizer, pruner,
+  // decoder, parallel plan.
+  std::vector<std::string> strategy_names() const;
 
  private:
   std::string model_path_;
@@ -85,11 +103,16 @@ class HeadlineEngine {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<PromptBuilder> prompt_;
   std::unique_ptr<CacheStrategy> cache_;
+  std::unique_ptr<Quantizer> quantizer_;
+  std::unique_ptr<Pruner> pruner_;
+  std::unique_ptr<Decoder> decoder_;
+  std::unique_ptr<ParallelPlan> parallel_;
+  QuantizeReport quantize_report_;
+  PruneReport prune_report_;
   // Serialises generation over the one cache until the scheduler (issue #6)
   // batches concurrent requests; makes the engine safe to call from many threads.
   mutable std::mutex mu_;
 };
 
-std::unique_ptr<CacheStrategy> make_cache_strategy(const std::string& name, const CacheShape& shape);
 
 }  // namespace udaci

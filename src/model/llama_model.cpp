@@ -75,6 +75,21 @@ CacheShape LlamaModel::cache_shape() const {
   return s;
 }
 
+void LlamaModel::for_each_linear(const std::function<void(const std::string&, Linear&)>& fn) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i);
+    Layer& L = layers_[i];
+    fn(p + ".self_attn.q_proj", L.q);
+    fn(p + ".self_attn.k_proj", L.k);
+    fn(p + ".self_attn.v_proj", L.v);
+    fn(p + ".self_attn.o_proj", L.o);
+    fn(p + ".mlp.gate_proj", L.gate);
+    fn(p + ".mlp.up_proj", L.up);
+    fn(p + ".mlp.down_proj", L.down);
+  }
+  fn("lm_head", lm_head_);
+}
+
 int64_t LlamaModel::weight_bytes() const {
   auto bytes = [](const at::Tensor& t) { return t.numel() * t.element_size(); };
   int64_t n = bytes(embed_) + bytes(final_norm_);

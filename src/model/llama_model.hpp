@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ class LlamaModel {
   // for each sequence in order, one row per new token if all_logits, else one
   // row for its last token. Appends the new tokens' K/V to `cache`.
   at::Tensor forward(const ForwardBatch& batch, CacheStrategy& cache) const;
+
+  // Every Linear with its Hugging Face weight name (without ".weight"), for a
+  // Quantizer to bind its kernels; the tied LM head is "lm_head".
+  void for_each_linear(const std::function<void(const std::string& name, Linear& linear)>& fn);
 
   // Bytes held by weights in their bound kernels (tied head counted once).
   int64_t weight_bytes() const;

@@ -17,6 +17,7 @@
 #include "decode/generate.hpp"
 #include "engine/headline_engine.hpp"
 #include "engine/model_lookup.hpp"
+#include "engine/registry.hpp"
 #include "eval/news_dataset.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
@@ -39,9 +40,7 @@ at::ScalarType parse_dtype(const std::string& s) {
 }
 
 std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape) {
-  if (name == "contiguous") return make_contiguous_cache(shape);
-  if (name == "none") return make_no_cache(shape);
-  fail(Status::kInvalidArgument, "--cache must be contiguous or none, got '{}'", name);
+  return builtin_strategies().caches.create(name, {}, shape);
 }
 
 std::vector<int64_t> parse_ids(const std::string& text) {

@@ -1,0 +1,126 @@
+#include "engine/registry.hpp"
+
+#include <mutex>
+
+#include "core/error.hpp"
+#include "model/llama_model.hpp"
+
+namespace udaci {
+
+void fail_unknown_strategy(const std::string& kind, const std::string& name,
+                           const std::vector<std::string>& known) {
+  std::string list;
+  for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+  fail(Status::kInvalidArgument, "unknown {} '{}' (known: {})", kind, name, list);
+}
+
+int64_t stored_bytes(const WeightStore& store) {
+  int64_t n = 0;
+  for (const auto& kv : store.bytes_by_type()) n += static_cast<int64_t>(kv.second);
+  return n;
+}
+
+double PruneReport::sparsity() const {
+  int64_t zeros = 0, total = 0;
+  for (const Tensor& t : tensors) {
+    zeros += t.zeros;
+    total += t.elements;
+  }
+  return total == 0 ? 0.0 : static_cast<double>(zeros) / static_cast<double>(total);
+}
+
+namespace {
+
+// Keeps the weights as stored; the dense kernels LlamaModel binds stay.
+class NoQuantizer final : public Quantizer {
+ public:
+  const char* name() const override { return "none"; }
+  QuantizeReport quantize(WeightStore& store) const override {
+    const int64_t b = stored_bytes(store);
+    return {b, b, 0};
+  }
+  void prepare(LlamaModel&) const override {}
+};
+
+class NoPruner final : public Pruner {
+ public:
+  const char* name() const override { return "none"; }
+  PruneReport prune(WeightStore&) const override { return {}; }
+};
+
+// Argmax at every step whatever the request's sampling options say.
+class GreedyDecoder final : public Decoder {
+ public:
+  const char* name() const override { return "greedy"; }
+  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                         const std::vector<std::vector<int64_t>>& prompts,
+                                         const GenerationOptions& options,
+                                         const TokenCallback& on_token) const override {
+    GenerationOptions greedy = options;
+    greedy.sampling = SamplingOptions{};
+    return udaci::generate(model, cache, prompts, greedy, on_token);
+  }
+};
+
+// The request's SamplingOptions decide: temperature 0 is greedy, otherwise
+// seeded sampling with top-k / top-p / min-p / repetition penalty.
+class SamplingDecoder final : public Decoder {
+ public:
+  const char* name() const override { return "sampling"; }
+  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                         const std::vector<std::vector<int64_t>>& prompts,
+                                         const GenerationOptions& options,
+                                         const TokenCallback& on_token) const override {
+    return udaci::generate(model, cache, prompts, options, on_token);
+  }
+};
+
+class SingleDevicePlan final : public ParallelPlan {
+ public:
+  const char* name() const override { return "single-device"; }
+  int world_size() const override { return 1; }
+  int rank() const override { return 0; }
+  void shard(const ModelConfig&, WeightStore&) const override {}
+};
+
+}  // namespace
+
+void register_builtin_strategies(StrategyRegistry& r) {
+  r.caches.add("none", [](const StrategyOptions& o, const CacheShape& s) {
+    o.expect_only("cache 'none'", {});
+    return make_no_cache(s);
+  });
+  r.caches.add("contiguous", [](const StrategyOptions& o, const CacheShape& s) {
+    o.expect_only("cache 'contiguous'", {});
+    return make_contiguous_cache(s);
+  });
+  r.quantizers.add("none", [](const StrategyOptions& o) -> std::unique_ptr<Quantizer> {
+    o.expect_only("quantizer 'none'", {});
+    return std::make_unique<NoQuantizer>();
+  });
+  r.pruners.add("none", [](const StrategyOptions& o) -> std::unique_ptr<Pruner> {
+    o.expect_only("pruner 'none'", {});
+    return std::make_unique<NoPruner>();
+  });
+  r.decoders.add("greedy", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+    o.expect_only("decoder 'greedy'", {});
+    return std::make_unique<GreedyDecoder>();
+  });
+  r.decoders.add("sampling", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+    o.expect_only("decoder 'sampling'", {});
+    return std::make_unique<SamplingDecoder>();
+  });
+  r.parallel_plans.add("single-device", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
+    o.expect_only("parallel plan 'single-device'", {});
+    return std::make_unique<SingleDevicePlan>();
+  });
+}
+
+const StrategyRegistry& builtin_strategies() {
+  static StrategyRegistry registry;
+  static std::once_flag once;
+  std::call_once(once, [] { register_builtin_strategies(registry); });
+  return registry;
+}
+
+}  // namespace udaci

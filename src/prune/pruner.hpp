@@ -1,0 +1,33 @@
+// Pruner: removes weights from a WeightStore before the model is built and
+// reports, per tensor, what it removed. Implementations: "none" so far;
+// magnitude, 2:4 and structured pruning arrive with issue #7.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/strategy_options.hpp"
+#include "io/weight_store.hpp"
+
+namespace udaci {
+
+struct PruneReport {
+  struct Tensor {
+    std::string name;
+    int64_t zeros = 0;     // elements that are zero after pruning
+    int64_t elements = 0;
+  };
+  std::vector<Tensor> tensors;  // the tensors the pruner considered
+  // Zero fraction over the considered tensors; 0 when none were.
+  double sparsity() const;
+};
+
+class Pruner {
+ public:
+  virtual ~Pruner() = default;
+  virtual const char* name() const = 0;
+  virtual PruneReport prune(WeightStore& store) const = 0;
+};
+
+}  // namespace udaci
