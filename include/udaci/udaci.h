@@ -67,8 +67,11 @@ typedef enum udaci_status {
   UDACI_ERR_INTERNAL = 10 /* a bug in udaci or a dependency; the message says what */
 } udaci_status;
 
-/* The message of the last failed udaci call on the calling thread, or "" when
- * the last call succeeded. Never NULL. The string is owned by the library and
+/* The message of the last failed udaci call on the calling thread. Every
+ * function that returns udaci_status clears it first, so it is "" after such a
+ * call succeeds; the destroy, name, version and default-params functions
+ * leave it as it was (printing it after a clean-up still shows the failure).
+ * Never NULL. The string is owned by the library and
  * stays valid until the next udaci call on the same thread. It explains a
  * failure; the returned status is what signals one.
  * Thread safety: per thread (each thread has its own message). */
@@ -270,7 +273,7 @@ UDACI_API udaci_status udaci_result_get_prompt_tokens(const udaci_result *result
 UDACI_API udaci_status udaci_result_get_finish_reason(const udaci_result *result,
                                                       udaci_finish_reason *out_reason);
 
-/* A static name: "length", "eos", "stopped", "cancelled"; "unknown" for a
+/* A static name: "length", "eos", "stop", "cancelled"; "unknown" for a
  * value this library does not know. Never NULL. Thread safety: any thread. */
 UDACI_API const char *udaci_finish_reason_name(udaci_finish_reason reason);
 

@@ -328,7 +328,7 @@ const char* udaci_finish_reason_name(udaci_finish_reason reason) {
     switch (reason) {
       case UDACI_FINISH_LENGTH: name = "length"; return;
       case UDACI_FINISH_EOS: name = "eos"; return;
-      case UDACI_FINISH_STOPPED: name = "stopped"; return;
+      case UDACI_FINISH_STOPPED: name = "stop"; return;
       case UDACI_FINISH_CANCELLED: name = "cancelled"; return;
     }
   }, ErrorSlot::kKeep);

@@ -114,3 +114,38 @@ std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::stri
 }
 
 }  // namespace udaci
+
+namespace udaci {
+
+bool HeadlineRequest::ready() const {
+  // A request whose results were taken by get() stays ready.
+  return !future_.valid() || future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+void HeadlineRequest::wait() const {
+  if (future_.valid()) future_.wait();
+}
+
+std::vector<HeadlineResult> HeadlineRequest::get() {
+  UDACI_CHECK(future_.valid(), "HeadlineRequest::get() called twice");
+  return future_.get();
+}
+
+HeadlineRequest HeadlineEngine::submit(std::vector<std::string> summaries, HeadlineOptions options) const {
+  HeadlineRequest req;
+  req.cancelled_ = std::make_shared<std::atomic<bool>>(false);
+  auto flag = req.cancelled_;
+  // The caller's streaming callback still runs; cancellation is checked first.
+  auto user_cb = std::move(options.on_text);
+  options.on_text = [flag, user_cb](size_t i, const std::string& piece) {
+    if (flag->load()) return false;
+    return user_cb ? user_cb(i, piece) : true;
+  };
+  req.future_ = std::async(std::launch::async, [this, summaries = std::move(summaries),
+                                                options = std::move(options)] {
+    return generate(summaries, options);
+  });
+  return req;
+}
+
+}  // namespace udaci

@@ -1,11 +1,14 @@
 // HeadlineEngine: summary text in, one clean headline out. Owns the model, the
 // tokenizer, the prompt builder and the cache strategy; every front end (CLI,
 // C ABI, Python, benchmark) goes through it. This first version generates
-// synchronously for a batch of summaries; the scheduler of issue #6 and the
-// public pimpl API of issue #4 build on it.
+// synchronously for a batch of summaries (submit() runs that on a background
+// thread); the scheduler of issue #6 builds on it. Its public faces are the C
+// ABI (include/udaci/udaci.h), udaci.hpp over it, and the Python module.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +67,24 @@ struct HeadlineResult {
   double latency_ms = 0;       // wall time of the generate() call that produced it
 };
 
+// The handle of an asynchronous request (HeadlineEngine::submit). get() waits
+// and returns the results (or rethrows the request's error); cancel() asks the
+// generation to stop at its next token, after which each unfinished result has
+// FinishReason::kCancelled. A handle belongs to one thread; the engine must
+// outlive it.
+class HeadlineRequest {
+ public:
+  bool ready() const;
+  void wait() const;
+  std::vector<HeadlineResult> get();
+  void cancel() { cancelled_->store(true); }
+
+ private:
+  friend class HeadlineEngine;
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+  std::future<std::vector<HeadlineResult>> future_;
+};
+
 class HeadlineEngine {
  public:
   explicit HeadlineEngine(const EngineConfig& config);
@@ -76,6 +97,11 @@ class HeadlineEngine {
   // bad summary (empty, invalid UTF-8, too long) before any work starts.
   std::vector<HeadlineResult> generate(const std::vector<std::string>& summaries,
                                        const HeadlineOptions& options) const;
+
+  // Starts generate() on a background thread and returns at once. Until the
+  // scheduler of issue #6 batches concurrent requests, requests run one after
+  // another in submission order of reaching the engine's lock.
+  HeadlineRequest submit(std::vector<std::string> summaries, HeadlineOptions options) const;
 
   // Generation from token ids (no prompt building, no cleaning). Both
   // generate functions are safe to call from several threads (serialised).

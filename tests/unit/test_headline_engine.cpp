@@ -95,3 +95,43 @@ TEST_CASE("engine: streaming pieces add up to the text, and cancellation stops",
   CHECK(cut[0].finish == FinishReason::kCancelled);
   CHECK(cut[0].new_ids.size() < full[0].new_ids.size());
 }
+
+TEST_CASE("engine: submit() runs asynchronously and can be cancelled", "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  HeadlineOptions o;
+  o.max_new_tokens = 20;
+  auto sync = e->generate({kSummary, "Storms closed schools across the state on Friday."}, o);
+  HeadlineRequest a = e->submit({kSummary, "Storms closed schools across the state on Friday."}, o);
+  HeadlineRequest b = e->submit({kSummary}, o);
+  auto ra = a.get();
+  auto rb = b.get();
+  REQUIRE(ra.size() == 2);
+  CHECK(ra[0].headline == sync[0].headline);
+  CHECK(ra[1].headline == sync[1].headline);
+  CHECK(rb[0].headline == sync[0].headline);
+  CHECK(a.ready());
+  CHECK_THROWS_AS(a.get(), Error);
+
+  // Cancelled from the first streamed piece on: the request ends early.
+  HeadlineOptions slow = o;
+  slow.stop_at_newline = false;
+  slow.max_new_tokens = 64;
+  std::atomic<int> pieces{0};
+  slow.on_text = [&](size_t, const std::string&) {
+    ++pieces;
+    return true;
+  };
+  HeadlineRequest c = e->submit({kSummary}, slow);
+  c.cancel();
+  auto rc = c.get();
+  CHECK(rc[0].finish == FinishReason::kCancelled);
+  CHECK(rc[0].new_ids.size() <= 1);
+  CHECK(pieces.load() == 0);
+
+  HeadlineRequest bad = e->submit({"   "}, o);
+  CHECK_THROWS_AS(bad.get(), Error);
+}
