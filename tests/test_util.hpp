@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -44,6 +45,24 @@ inline std::string default_model_gguf() {
   if (found.empty() && require != nullptr && std::string(require) == "1")
     throw std::runtime_error("UDACI_REQUIRE_MODEL=1 but the default model is not installed");
   return found;
+}
+
+// The status / message of the udaci::Error that f throws (kOk / "" if none).
+inline udaci::Status status_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const udaci::Error& e) {
+    return e.status();
+  }
+  return udaci::Status::kOk;
+}
+inline std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const udaci::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 inline constexpr const char* kNoDefaultModel =

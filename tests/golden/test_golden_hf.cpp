@@ -3,6 +3,7 @@
 // script that made them: tests/fixtures/golden/, tools/golden/make_golden.py.
 #include "udaci_catch.hpp"
 
+#include <functional>
 #include <string>
 
 #include "cache/cache_strategy.hpp"
@@ -42,9 +43,9 @@ double worst_relative_error(const at::Tensor& ours, const at::Tensor& ref) {
   return err.max().item<double>();
 }
 
-}  // namespace
-
-TEST_CASE("golden: prompt logits match transformers at every position", "[golden]") {
+// Runs fn for every fixture with both a contiguous cache and no cache.
+void for_each_fixture_and_cache(
+    const std::function<void(Golden&, const LlamaModel&, CacheStrategy&)>& fn) {
   for (const std::string name : {"tiny-gqa-tied", "tiny-llama3-rope", "tiny-bf16"}) {
     for (const std::string cache_name : {"contiguous", "none"}) {
       INFO(name << " with cache " << cache_name);
@@ -52,34 +53,34 @@ TEST_CASE("golden: prompt logits match transformers at every position", "[golden
       LlamaModel model(g.files.config, g.files.weights, ModelOptions{at::kFloat, at::kCPU});
       auto cache = cache_name == "none" ? make_no_cache(model.cache_shape())
                                         : make_contiguous_cache(model.cache_shape());
-      cache->add_sequence(0, 64);
-      ForwardBatch batch;
-      batch.add(0, g.prompt, /*all_logits=*/true);
-      at::Tensor logits = model.forward(batch, *cache);
-      at::Tensor ref = g.expected.tensor("logits", at::kFloat);
-      const double err = worst_relative_error(logits, ref);
-      INFO("worst relative error " << err);
-      CHECK(err <= 1e-4);
+      fn(g, model, *cache);
     }
   }
 }
 
+}  // namespace
+
+TEST_CASE("golden: prompt logits match transformers at every position", "[golden]") {
+  for_each_fixture_and_cache([](Golden& g, const LlamaModel& model, CacheStrategy& cache) {
+    cache.add_sequence(0, 64);
+    ForwardBatch batch;
+    batch.add(0, g.prompt, /*all_logits=*/true);
+    at::Tensor logits = model.forward(batch, cache);
+    const double err = worst_relative_error(logits, g.expected.tensor("logits", at::kFloat));
+    INFO("worst relative error " << err);
+    CHECK(err <= 1e-4);
+  });
+}
+
 TEST_CASE("golden: greedy continuation equals transformers, with and without cache", "[golden]") {
-  for (const std::string name : {"tiny-gqa-tied", "tiny-llama3-rope", "tiny-bf16"}) {
-    for (const std::string cache_name : {"contiguous", "none"}) {
-      INFO(name << " with cache " << cache_name);
-      Golden g = load_golden(name);
-      LlamaModel model(g.files.config, g.files.weights, ModelOptions{at::kFloat, at::kCPU});
-      auto cache = cache_name == "none" ? make_no_cache(model.cache_shape())
-                                        : make_contiguous_cache(model.cache_shape());
-      GenerationOptions opt;
-      opt.max_new_tokens = static_cast<int64_t>(g.greedy.size());
-      auto results = generate(model, *cache, {g.prompt}, opt);
-      CHECK(results[0].tokens == g.greedy);
-      CHECK(results[0].finish == FinishReason::kLength);
-      CHECK(cache->bytes_reserved() == 0);
-    }
-  }
+  for_each_fixture_and_cache([](Golden& g, const LlamaModel& model, CacheStrategy& cache) {
+    GenerationOptions opt;
+    opt.max_new_tokens = static_cast<int64_t>(g.greedy.size());
+    auto results = generate(model, cache, {g.prompt}, opt);
+    CHECK(results[0].tokens == g.greedy);
+    CHECK(results[0].finish == FinishReason::kLength);
+    CHECK(cache.bytes_reserved() == 0);
+  });
 }
 
 TEST_CASE("golden: step logits of the greedy loop match transformers", "[golden]") {

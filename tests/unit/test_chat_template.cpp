@@ -51,23 +51,8 @@ std::vector<ChatMessage> to_messages(const json& arr) {
   return out;
 }
 
-Status status_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const udaci::Error& e) {
-    return e.status();
-  }
-  return Status::kOk;
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const udaci::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using udaci_test::message_of;
+using udaci_test::status_of;
 
 ChatRenderOptions llama_options(bool gen = true) {
   ChatRenderOptions o;

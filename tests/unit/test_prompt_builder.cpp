@@ -29,23 +29,8 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-Status status_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const udaci::Error& e) {
-    return e.status();
-  }
-  return Status::kOk;
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const udaci::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using udaci_test::message_of;
+using udaci_test::status_of;
 
 bool valid_utf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
