@@ -8,7 +8,25 @@
 
 namespace udaci {
 
+namespace {
+
+at::Device parse_device(const std::string& name) {
+  if (name == "cpu") return at::kCPU;
+  UDACI_CHECK(name == "cuda" || name.rfind("cuda:", 0) == 0,
+              "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", name);
+  UDACI_CHECK_S(Status::kUnsupported, at::hasCUDA(),
+                "device \"{}\": this build of LibTorch has no CUDA (or no GPU is visible)", name);
+  try {
+    return at::Device(name);
+  } catch (const std::exception& e) {
+    fail(Status::kInvalidArgument, "device \"{}\": {}", name, e.what());
+  }
+}
+
+}  // namespace
+
 HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
+  const at::Device device = parse_device(config.device);
   // Strategies first: a wrong name or option fails before any file is read.
   const StrategyRegistry& reg = builtin_strategies();
   parallel_ = reg.parallel_plans.create(config.parallel, config.parallel_options);
@@ -24,7 +42,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   parallel_->shard(files.config, files.weights);
   prune_report_ = pruner_->prune(files.weights);
   quantize_report_ = quantizer_->quantize(files.weights);
-  model_ = std::make_unique<LlamaModel>(files.config, files.weights, ModelOptions{config.dtype, at::kCPU});
+  model_ = std::make_unique<LlamaModel>(files.config, files.weights, ModelOptions{config.dtype, device});
   quantizer_->prepare(*model_);
   tokenizer_ = std::make_unique<Tokenizer>(
       load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));

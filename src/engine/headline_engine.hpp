@@ -30,6 +30,9 @@ struct EngineConfig {
   std::string model_path;       // empty: resolve_model_path() default lookup
   std::string tokenizer_path;   // empty: the model's own tokenizer
   at::ScalarType dtype = at::kFloat;
+  // "cpu", or "cuda" / "cuda:N" where LibTorch was built with CUDA (untested
+  // until the GPU path of issue #10; refused with kUnsupported elsewhere).
+  std::string device = "cpu";
   std::string cache = "contiguous";  // CacheStrategy: "contiguous", "none"
   StrategyOptions cache_options;
   std::string quantizer = "none";    // Quantizer

@@ -69,6 +69,11 @@ TEST_CASE("registry: an engine reports its strategies and rejects unknown ones b
   bad.model_path = "/nonexistent/model";
   bad.quantizer = "int3";
   expect_error([&] { HeadlineEngine e(bad); }, Status::kInvalidArgument, "unknown quantizer 'int3'");
+  EngineConfig gpu;
+  gpu.device = "tpu:0";
+  expect_error([&] { HeadlineEngine e(gpu); }, Status::kInvalidArgument, "device must be");
+  gpu.device = "cuda:0";
+  if (!at::hasCUDA()) expect_error([&] { HeadlineEngine e(gpu); }, Status::kUnsupported, "no CUDA");
   const HeadlineEngine* e = udaci_test::default_engine();
   if (!e) {
     WARN(udaci_test::kNoDefaultModel);

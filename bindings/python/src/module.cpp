@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -70,13 +71,27 @@ bool on_main_thread() {
   return threading.attr("current_thread")().is(threading.attr("main_thread")());
 }
 
+// The strategy names of EngineConfig besides the cache (whose name has its
+// own argument), defaulting as EngineConfig does.
+struct StrategyNames {
+  std::string decoder = EngineConfig{}.decoder;
+  std::string quantizer = EngineConfig{}.quantizer;
+  std::string pruner = EngineConfig{}.pruner;
+  std::string parallel = EngineConfig{}.parallel;
+};
+using OptionMap = std::map<std::string, std::string>;
+struct StrategyOptionMaps {
+  OptionMap cache, quantizer, pruner, decoder, parallel;
+};
+
 // Engine as Python sees it: the C++ engine plus the settings it was made with.
 class PyEngine {
  public:
   PyEngine(const std::optional<std::string>& model, const std::string& dtype, const std::string& cache,
            std::optional<int> threads, const std::optional<std::string>& system,
            const std::optional<std::string>& instruction, bool use_chat_template,
-           const std::optional<std::string>& tokenizer) {
+           const std::optional<std::string>& tokenizer, const StrategyNames& names,
+           const StrategyOptionMaps& options) {
     EngineConfig config;
     if (model) {
       // An empty string would silently mean "the default model"; say None.
@@ -92,6 +107,17 @@ class PyEngine {
     if (system) config.prompt.system = *system;
     if (instruction) config.prompt.instruction = *instruction;
     config.prompt.use_chat_template = use_chat_template;
+    // Unknown names and option keys are refused by the engine's registries
+    // (Error kInvalidArgument listing the known ones).
+    config.decoder = names.decoder;
+    config.quantizer = names.quantizer;
+    config.pruner = names.pruner;
+    config.parallel = names.parallel;
+    config.cache_options = StrategyOptions(options.cache);
+    config.quantizer_options = StrategyOptions(options.quantizer);
+    config.pruner_options = StrategyOptions(options.pruner);
+    config.decoder_options = StrategyOptions(options.decoder);
+    config.parallel_options = StrategyOptions(options.parallel);
     if (threads) {
       UDACI_CHECK(*threads >= 1, "threads must be >= 1 (or None to keep the current setting), got {}",
                   *threads);
@@ -211,18 +237,36 @@ PYBIND11_MODULE(_udaci, m) {
   py::class_<PyEngine>(m, "Engine",
                        "A loaded model that writes headlines. Safe to share between threads; "
                        "releases the GIL while loading and generating.")
-      .def(py::init<const std::optional<std::string>&, const std::string&, const std::string&,
-                    std::optional<int>, const std::optional<std::string>&,
-                    const std::optional<std::string>&, bool, const std::optional<std::string>&>(),
+      .def(py::init([](const std::optional<std::string>& model, const std::string& dtype,
+                       const std::string& cache, std::optional<int> threads,
+                       const std::optional<std::string>& system, const std::optional<std::string>& instruction,
+                       bool use_chat_template, const std::optional<std::string>& tokenizer,
+                       const std::string& decoder, const std::string& quantizer, const std::string& pruner,
+                       const std::string& parallel, const OptionMap& cache_options,
+                       const OptionMap& quantizer_options, const OptionMap& pruner_options,
+                       const OptionMap& decoder_options, const OptionMap& parallel_options) {
+             return std::make_unique<PyEngine>(
+                 model, dtype, cache, threads, system, instruction, use_chat_template, tokenizer,
+                 StrategyNames{decoder, quantizer, pruner, parallel},
+                 StrategyOptionMaps{cache_options, quantizer_options, pruner_options, decoder_options,
+                                    parallel_options});
+           }),
            arg("model") = py::none(), arg("dtype") = "fp32", arg("cache") = "contiguous",
            arg("threads") = py::none(), arg("system") = py::none(), arg("instruction") = py::none(),
            arg("use_chat_template") = true, arg("tokenizer") = py::none(),
+           arg("decoder") = EngineConfig{}.decoder, arg("quantizer") = EngineConfig{}.quantizer,
+           arg("pruner") = EngineConfig{}.pruner, arg("parallel") = EngineConfig{}.parallel,
+           arg("cache_options") = OptionMap{}, arg("quantizer_options") = OptionMap{},
+           arg("pruner_options") = OptionMap{}, arg("decoder_options") = OptionMap{},
+           arg("parallel_options") = OptionMap{},
            "model: GGUF file or Hugging Face folder (None: default_model_path()). dtype: 'fp32' or "
            "'bf16'. cache: 'contiguous' or 'none'. threads: ATen intra-op threads for the whole "
            "process (None: unchanged). system / instruction: chat prompt texts (None: udaci's "
            "defaults; instruction must contain '{summary}'; system '' sends no system message). "
            "use_chat_template: False forces the plain completion prompt. tokenizer: a "
-           "tokenizer.json to use instead of the model's own.")
+           "tokenizer.json to use instead of the model's own. decoder ('sampling' or 'greedy'), "
+           "quantizer, pruner, parallel: strategy names from udaci's registries; *_options: "
+           "their options as str -> str dicts. Prefer udaci.HeadlineEngine(udaci.EngineConfig(...)).")
       .def(
           "headline",
           [gen_args](const PyEngine& self, const std::string& summary, int64_t max_new_tokens,
@@ -292,6 +336,16 @@ PYBIND11_MODULE(_udaci, m) {
           "Number of tokenizer tokens (valid ids are 0 .. vocab_size-1).")
       .def_property_readonly("dtype", [](const PyEngine& self) { return dtype_name(self.dtype()); })
       .def_property_readonly("cache", [](const PyEngine& self) { return self.cache(); })
+      .def_property_readonly(
+          "strategies",
+          [](const PyEngine& self) {
+            static const char* const kinds[] = {"cache", "quantizer", "pruner", "decoder", "parallel"};
+            const std::vector<std::string> names = self.engine().strategy_names();
+            py::dict d;
+            for (size_t i = 0; i < names.size() && i < 5; ++i) d[kinds[i]] = names[i];
+            return d;
+          },
+          "Names of the bound strategies: {'cache', 'quantizer', 'pruner', 'decoder', 'parallel'}.")
       .def_property_readonly(
           "uses_chat_template",
           [](const PyEngine& self) { return self.engine().prompt_builder().uses_chat_template(); })

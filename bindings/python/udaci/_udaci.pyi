@@ -1,4 +1,5 @@
-# Type stub of the extension module (bindings/python/src/module.cpp).
+# Type stub of the extension module (bindings/python/src/module.cpp). udaci.Engine and
+# udaci.HeadlineEngine are the Python subclass in udaci/_engine.py (EngineConfig, stream()).
 from typing import Callable, Optional
 
 __version__: str
@@ -27,7 +28,11 @@ class Engine:
     def __init__(self, model: Optional[str] = None, dtype: str = "fp32", cache: str = "contiguous",
                  threads: Optional[int] = None, system: Optional[str] = None,
                  instruction: Optional[str] = None, use_chat_template: bool = True,
-                 tokenizer: Optional[str] = None) -> None: ...
+                 tokenizer: Optional[str] = None, decoder: str = "sampling", quantizer: str = "none",
+                 pruner: str = "none", parallel: str = "single-device",
+                 cache_options: dict[str, str] = ..., quantizer_options: dict[str, str] = ...,
+                 pruner_options: dict[str, str] = ..., decoder_options: dict[str, str] = ...,
+                 parallel_options: dict[str, str] = ...) -> None: ...
     def headline(self, summary: str, *, max_new_tokens: int = 32, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                  repetition_penalty: float = 1.0, seed: int = 0,
@@ -52,5 +57,7 @@ class Engine:
     def dtype(self) -> str: ...
     @property
     def cache(self) -> str: ...
+    @property
+    def strategies(self) -> dict[str, str]: ...
     @property
     def uses_chat_template(self) -> bool: ...
