@@ -3,6 +3,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -45,6 +47,13 @@ inline std::string default_model_gguf() {
   if (found.empty() && require != nullptr && std::string(require) == "1")
     throw std::runtime_error("UDACI_REQUIRE_MODEL=1 but the default model is not installed");
   return found;
+}
+
+// The whole file as bytes; throws std::runtime_error when it cannot be read.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good()) throw std::runtime_error("cannot read " + path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // The status / message of the udaci::Error that f throws (kOk / "" if none).

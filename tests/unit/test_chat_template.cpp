@@ -26,13 +26,7 @@ using udaci::ChatTemplate;
 using udaci::Status;
 using json = nlohmann::json;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using udaci_test::read_file;
 
 // The template text of a fixture id, or nullopt when it lives in ../shared
 // and that folder is absent.

@@ -21,13 +21,7 @@ using udaci::PromptOptions;
 using udaci::Status;
 using json = nlohmann::json;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using udaci_test::read_file;
 
 using udaci_test::message_of;
 using udaci_test::status_of;

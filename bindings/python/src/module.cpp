@@ -181,21 +181,32 @@ std::string result_repr(const HeadlineResult& r) {
 // udaci::Error -> the udaci._errors class of its status (a Python exception
 // hierarchy defined in Python so that it can also derive from ValueError,
 // FileNotFoundError, ...).
+// Raises the udaci._errors class of `status` with `message`.
+void raise_status(Status status, const char* message) {
+  py::object exc;
+  try {
+    exc = py::module_::import("udaci._errors").attr("_from_status")(static_cast<int>(status), py::str(message));
+  } catch (py::error_already_set&) {
+    // Only when the extension is imported outside its package.
+    PyErr_Clear();
+    PyErr_SetString(PyExc_RuntimeError, message);
+    return;
+  }
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+}
+
+// udaci::Error keeps its status; LibTorch's errors and allocation failures
+// map as the C ABI maps them (internal, out of memory). Other exceptions are
+// left to pybind11's own translators.
 void translate_error(std::exception_ptr p) {
   try {
     if (p) std::rethrow_exception(p);
   } catch (const Error& e) {
-    py::object exc;
-    try {
-      exc = py::module_::import("udaci._errors")
-                .attr("_from_status")(static_cast<int>(e.status()), py::str(e.what()));
-    } catch (py::error_already_set&) {
-      // Only when the extension is imported outside its package.
-      PyErr_Clear();
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-      return;
-    }
-    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    raise_status(e.status(), e.what());
+  } catch (const c10::Error& e) {
+    raise_status(Status::kInternal, e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    raise_status(Status::kOutOfMemory, "out of memory");
   }
 }
 
