@@ -40,10 +40,15 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   model_format_ = files.format;
   // Load pipeline: split for this rank, prune, quantise, build, bind kernels.
   parallel_->shard(files.config, files.weights);
-  prune_report_ = pruner_->prune(files.weights);
+  prune_report_ = pruner_->prune(files.weights, files.config);
   quantize_report_ = quantizer_->quantize(files.weights);
-  model_ = std::make_unique<LlamaModel>(files.config, files.weights, ModelOptions{config.dtype, device});
-  quantizer_->prepare(*model_);
+  ModelOptions model_options{config.dtype, device, {}};
+  const Quantizer* q = quantizer_.get();
+  model_options.linear_factory = [q](const LinearSpec& spec, const WeightStore& store,
+                                     const ModelOptions& opt) {
+    return q->make_kernel(spec, store, opt);
+  };
+  model_ = std::make_unique<LlamaModel>(files.config, files.weights, model_options);
   tokenizer_ = std::make_unique<Tokenizer>(
       load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
   UDACI_CHECK_S(Status::kBadModelFile, tokenizer_->vocab_size() <= files.config.vocab_size,

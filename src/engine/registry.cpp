@@ -39,13 +39,16 @@ class NoQuantizer final : public Quantizer {
     const int64_t b = stored_bytes(store);
     return {b, b, 0};
   }
-  void prepare(LlamaModel&) const override {}
+  std::unique_ptr<LinearKernel> make_kernel(const LinearSpec&, const WeightStore&,
+                                            const ModelOptions&) const override {
+    return nullptr;
+  }
 };
 
 class NoPruner final : public Pruner {
  public:
   const char* name() const override { return "none"; }
-  PruneReport prune(WeightStore&) const override { return {}; }
+  PruneReport prune(WeightStore&, ModelConfig&) const override { return {}; }
 };
 
 // Argmax at every step whatever the request's sampling options say.
@@ -102,6 +105,8 @@ void register_builtin_strategies(StrategyRegistry& r) {
     o.expect_only("pruner 'none'", {});
     return std::make_unique<NoPruner>();
   });
+  register_quantizers(r);
+  register_pruners(r);
   r.decoders.add("greedy", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
     o.expect_only("decoder 'greedy'", {});
     return std::make_unique<GreedyDecoder>();

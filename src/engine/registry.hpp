@@ -56,6 +56,11 @@ struct StrategyRegistry {
 // plan "single-device".
 void register_builtin_strategies(StrategyRegistry& registry);
 
+// Registered by register_builtin_strategies; defined next to the strategies
+// (src/quant, src/prune).
+void register_quantizers(StrategyRegistry& registry);
+void register_pruners(StrategyRegistry& registry);
+
 // A registry holding the built-in strategies, filled once (thread-safe).
 const StrategyRegistry& builtin_strategies();
 

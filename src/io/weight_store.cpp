@@ -73,6 +73,34 @@ void WeightStore::add(TensorEntry entry) {
   tensors_.emplace(std::move(name), std::move(entry));
 }
 
+void WeightStore::put(TensorEntry entry) {
+  std::string name = entry.name;
+  tensors_[name] = std::move(entry);
+}
+
+void WeightStore::remove(const std::string& name) { tensors_.erase(name); }
+
+std::vector<int64_t> stored_row_order(const TensorEntry& e) {
+  const int64_t rows = e.shape.empty() ? 0 : e.shape[0];
+  std::vector<int64_t> order(static_cast<size_t>(rows));
+  const int64_t n = e.unpermute_heads;
+  if (n <= 0) {
+    for (int64_t r = 0; r < rows; ++r) order[static_cast<size_t>(r)] = r;
+    return order;
+  }
+  UDACI_CHECK_S(Status::kBadModelFile, rows > 0 && rows % (2 * n) == 0,
+                "tensor '{}' in '{}': {} rows cannot be split into {} heads of even size", e.name,
+                e.source, rows, n);
+  // The inverse of the permutation described in WeightStore::tensor: HF row
+  // (head h, half s, index j) is stored at (head h, index j, half s).
+  const int64_t per_head = rows / n, half = per_head / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t h = r / per_head, rem = r % per_head, s = rem / half, j = rem % half;
+    order[static_cast<size_t>(r)] = h * per_head + j * 2 + s;
+  }
+  return order;
+}
+
 const TensorEntry& WeightStore::entry(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) fail(Status::kBadModelFile, "missing tensor '{}'", name);

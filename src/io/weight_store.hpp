@@ -66,9 +66,18 @@ struct TensorEntry {
   int64_t numel() const;
 };
 
+// For each row of the tensor in Hugging Face order, the index of the row as
+// stored (the identity unless unpermute_heads > 0). Kernels that run stored
+// blocks as they are (GGUF-native) read rows through this order.
+std::vector<int64_t> stored_row_order(const TensorEntry& e);
+
 class WeightStore {
  public:
   void add(TensorEntry entry);
+  // Adds or replaces (a quantizer or pruner rewriting a tensor).
+  void put(TensorEntry entry);
+  // Removes the tensor; no-op when absent.
+  void remove(const std::string& name);
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // Throws Error(kBadModelFile) naming the tensor when it is absent.
   const TensorEntry& entry(const std::string& name) const;

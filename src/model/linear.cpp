@@ -1,5 +1,7 @@
 #include "model/linear.hpp"
 
+#include "core/error.hpp"
+
 namespace udaci {
 
 namespace {
@@ -13,6 +15,10 @@ class DenseKernel final : public LinearKernel {
   }
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
+  at::Tensor gather_rows(const at::Tensor& ids, at::ScalarType dtype) const override {
+    at::Tensor rows = at::embedding(weight_, ids);
+    return rows.scalar_type() == dtype ? rows : rows.to(dtype);
+  }
   int64_t weight_bytes() const override {
     int64_t n = weight_.numel() * weight_.element_size();
     if (bias_.defined()) n += bias_.numel() * bias_.element_size();
@@ -25,6 +31,10 @@ class DenseKernel final : public LinearKernel {
 };
 
 }  // namespace
+
+at::Tensor LinearKernel::gather_rows(const at::Tensor&, at::ScalarType) const {
+  fail(Status::kUnsupported, "the '{}' kernel cannot serve as a token embedding", name());
+}
 
 std::unique_ptr<LinearKernel> make_dense_kernel(at::Tensor weight, at::Tensor bias) {
   return std::make_unique<DenseKernel>(std::move(weight), std::move(bias));

@@ -1,41 +1,73 @@
 // Every projection of the model is a Linear, which delegates to the
-// LinearKernel bound at prepare time. Dense ATen is the only kernel so far;
-// quantised and sparse kernels (issue #7) plug in here without the layers
-// knowing.
+// LinearKernel bound when the model is built. Dense ATen is the default
+// kernel; quantised and sparse kernels (src/quant, src/prune) plug in through
+// a LinearFactory without the layers knowing.
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
 namespace udaci {
 
+class WeightStore;
+struct ModelOptions;
+
 class LinearKernel {
  public:
   virtual ~LinearKernel() = default;
   virtual const char* name() const = 0;
-  // x: [n, in_features] -> [n, out_features]
+  // x: [n, in_features] -> [n, out_features], in x's dtype.
   virtual at::Tensor forward(const at::Tensor& x) const = 0;
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
+  // Bytes the kernel holds for its weight (and scales, bias ...).
   virtual int64_t weight_bytes() const = 0;
+  // Rows of the weight, as an embedding lookup: ids [n] (int64) ->
+  // [n, in_features] in `dtype`. Kernels bound to the token embedding must
+  // implement it; the default throws Error(kUnsupported).
+  virtual at::Tensor gather_rows(const at::Tensor& ids, at::ScalarType dtype) const;
 };
 
 // y = x W^T (+ b) with ATen (BLAS underneath). weight: [out, in].
 std::unique_ptr<LinearKernel> make_dense_kernel(at::Tensor weight, at::Tensor bias = {});
 
+// What a LinearFactory is asked to build.
+enum class LinearRole {
+  kProjection,  // q/k/v/o, gate/up/down of a decoder layer
+  kLmHead,      // the output projection
+  kEmbedding,   // the token embedding (only gather_rows is used)
+};
+
+struct LinearSpec {
+  std::string name;    // HF prefix: "model.layers.3.mlp.up_proj", "lm_head", "model.embed_tokens"
+  std::string weight;  // prefix of the stored weight: name, or "model.embed_tokens" for a tied head
+  LinearRole role = LinearRole::kProjection;
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  bool bias = false;  // a "<weight>.bias" tensor exists and must be applied
+};
+
+// Builds the kernel of one projection from the stored tensors; returns
+// nullptr to let the model build the dense default from "<weight>.weight".
+using LinearFactory = std::function<std::unique_ptr<LinearKernel>(
+    const LinearSpec& spec, const WeightStore& store, const ModelOptions& options)>;
+
 class Linear {
  public:
   Linear() = default;
-  explicit Linear(std::unique_ptr<LinearKernel> kernel) : kernel_(std::move(kernel)) {}
+  explicit Linear(std::shared_ptr<LinearKernel> kernel) : kernel_(std::move(kernel)) {}
   at::Tensor operator()(const at::Tensor& x) const { return kernel_->forward(x); }
   const LinearKernel& kernel() const { return *kernel_; }
-  void set_kernel(std::unique_ptr<LinearKernel> k) { kernel_ = std::move(k); }
+  const std::shared_ptr<LinearKernel>& kernel_ptr() const { return kernel_; }
+  void set_kernel(std::shared_ptr<LinearKernel> k) { kernel_ = std::move(k); }
   bool bound() const { return kernel_ != nullptr; }
 
  private:
-  std::unique_ptr<LinearKernel> kernel_;
+  // Shared: a tied LM head and the embedding use one kernel.
+  std::shared_ptr<LinearKernel> kernel_;
 };
 
 }  // namespace udaci

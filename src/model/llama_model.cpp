@@ -34,13 +34,28 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
   const int64_t h = c.hidden_size;
   const int64_t q_out = c.num_heads * c.head_dim;
   const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  // Each projection's kernel: the factory's if it builds one, else dense.
+  auto make = [&](const std::string& name, const std::string& weight, LinearRole role, int64_t out,
+                  int64_t in, bool bias) {
+    LinearSpec spec{name, weight, role, out, in, bias};
+    if (opt.linear_factory) {
+      if (std::unique_ptr<LinearKernel> k = opt.linear_factory(spec, store, opt)) {
+        UDACI_CHECK_S(Status::kBadModelFile, k->out_features() == out && k->in_features() == in,
+                      "the {} kernel for '{}' is [{}, {}], but the model config implies [{}, {}]",
+                      k->name(), name, k->out_features(), k->in_features(), out, in);
+        return Linear(std::shared_ptr<LinearKernel>(std::move(k)));
+      }
+    }
+    at::Tensor w = load(store, weight + ".weight", {out, in}, opt);
+    at::Tensor b = bias ? load(store, weight + ".bias", {out}, opt) : at::Tensor();
+    return Linear(std::shared_ptr<LinearKernel>(make_dense_kernel(w, b)));
+  };
   auto dense = [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
-    at::Tensor w = load(store, prefix + ".weight", {out, in}, opt);
-    at::Tensor b = bias ? load(store, prefix + ".bias", {out}, opt) : at::Tensor();
-    return Linear(make_dense_kernel(w, b));
+    return make(prefix, prefix, LinearRole::kProjection, out, in, bias);
   };
 
-  embed_ = load(store, "model.embed_tokens.weight", {c.vocab_size, h}, opt);
+  embed_ = make("model.embed_tokens", "model.embed_tokens", LinearRole::kEmbedding, c.vocab_size, h,
+                false);
   layers_.resize(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
@@ -61,8 +76,16 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
   tied_ = c.tie_word_embeddings || !store.has("lm_head.weight");
   UDACI_CHECK_S(Status::kBadModelFile, c.tie_word_embeddings || store.has("lm_head.weight"),
                 "missing tensor 'lm_head.weight' (the config says tie_word_embeddings = false)");
-  lm_head_ = tied_ ? Linear(make_dense_kernel(embed_))
-                   : Linear(make_dense_kernel(load(store, "lm_head.weight", {c.vocab_size, h}, opt)));
+  if (!tied_) {
+    lm_head_ = make("lm_head", "lm_head", LinearRole::kLmHead, c.vocab_size, h, false);
+  } else {
+    // A factory may build a head kernel of its own from the embedding's
+    // weight (e.g. int8 head, dense embedding); otherwise the two share one.
+    LinearSpec spec{"lm_head", "model.embed_tokens", LinearRole::kLmHead, c.vocab_size, h, false};
+    std::unique_ptr<LinearKernel> k =
+        opt.linear_factory ? opt.linear_factory(spec, store, opt) : nullptr;
+    lm_head_ = k ? Linear(std::shared_ptr<LinearKernel>(std::move(k))) : embed_;
+  }
 }
 
 CacheShape LlamaModel::cache_shape() const {
@@ -92,13 +115,13 @@ void LlamaModel::for_each_linear(const std::function<void(const std::string&, Li
 
 int64_t LlamaModel::weight_bytes() const {
   auto bytes = [](const at::Tensor& t) { return t.numel() * t.element_size(); };
-  int64_t n = bytes(embed_) + bytes(final_norm_);
+  int64_t n = embed_.kernel().weight_bytes() + bytes(final_norm_);
   for (const Layer& L : layers_) {
     n += bytes(L.input_norm) + bytes(L.post_norm);
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
       n += l->kernel().weight_bytes();
   }
-  if (!tied_) n += lm_head_.kernel().weight_bytes();
+  if (lm_head_.kernel_ptr() != embed_.kernel_ptr()) n += lm_head_.kernel().weight_bytes();
   return n;
 }
 
@@ -162,7 +185,7 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
   at::Tensor pos = at::tensor(positions, long_opts).to(options_.device);
   auto [cos, sin] = rope_.cos_sin(pos);  // [total, head_dim]
 
-  at::Tensor x = at::embedding(embed_, ids);  // [total, hidden]
+  at::Tensor x = embed_.kernel().gather_rows(ids, options_.dtype);  // [total, hidden]
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = layers_[li];
     at::Tensor hn = rms_norm(x, L.input_norm);

@@ -23,6 +23,9 @@ namespace udaci {
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // compute and weight dtype (fp32, bf16, fp16)
   at::Device device = at::kCPU;
+  // Builds quantised or sparse kernels (a Quantizer's); unset or returning
+  // nullptr means dense weights in `dtype`.
+  LinearFactory linear_factory;
 };
 
 class LlamaModel {
@@ -61,7 +64,7 @@ class LlamaModel {
   ModelConfig config_;
   ModelOptions options_;
   Rope rope_;
-  at::Tensor embed_;  // [vocab, hidden]
+  Linear embed_;  // the token embedding, looked up with gather_rows
   std::vector<Layer> layers_;
   at::Tensor final_norm_;
   Linear lm_head_;

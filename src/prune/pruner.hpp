@@ -9,6 +9,7 @@
 
 #include "engine/strategy_options.hpp"
 #include "io/weight_store.hpp"
+#include "model/model_config.hpp"
 
 namespace udaci {
 
@@ -27,7 +28,9 @@ class Pruner {
  public:
   virtual ~Pruner() = default;
   virtual const char* name() const = 0;
-  virtual PruneReport prune(WeightStore& store) const = 0;
+  // Prunes `store` in place; a structured pruner that shrinks shapes updates
+  // `config` to match (e.g. intermediate_size).
+  virtual PruneReport prune(WeightStore& store, ModelConfig& config) const = 0;
 };
 
 }  // namespace udaci

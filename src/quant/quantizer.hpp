@@ -1,9 +1,9 @@
 // Quantizer: weight quantisation in two phases (as gpt-fast's quantize.py):
 // quantize() rewrites a WeightStore offline into a smaller format that can be
-// saved and reloaded; prepare() binds, at load, the LinearKernel that runs that
-// format to each Linear of the model. Layers never ask whether they are
-// quantised: the bound kernel carries the difference. Implementations: "none"
-// so far; int8, int4 (affine / NF4) and GGUF-native arrive with issue #7.
+// saved and reloaded; make_kernel() builds, at load, the LinearKernel that runs
+// that format for each projection of the model (the engine hands it to
+// LlamaModel as its LinearFactory). Layers never ask whether they are
+// quantised: the bound kernel carries the difference.
 #pragma once
 
 #include <cstdint>
@@ -12,10 +12,9 @@
 
 #include "engine/strategy_options.hpp"
 #include "io/weight_store.hpp"
+#include "model/linear.hpp"
 
 namespace udaci {
-
-class LlamaModel;
 
 struct QuantizeReport {
   int64_t bytes_before = 0;  // weight bytes as stored before quantize()
@@ -27,8 +26,13 @@ class Quantizer {
  public:
   virtual ~Quantizer() = default;
   virtual const char* name() const = 0;
+  // Rewrites the store's float weights into this quantizer's format; tensors
+  // already in it (a reloaded artefact) are left as they are.
   virtual QuantizeReport quantize(WeightStore& store) const = 0;
-  virtual void prepare(LlamaModel& model) const = 0;
+  // The kernel for one projection, or nullptr to keep it dense.
+  virtual std::unique_ptr<LinearKernel> make_kernel(const LinearSpec& spec,
+                                                    const WeightStore& store,
+                                                    const ModelOptions& options) const = 0;
 };
 
 // Total bytes of the tensors in `store`, as stored.
