@@ -44,9 +44,11 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   quantize_report_ = quantizer_->quantize(files.weights);
   ModelOptions model_options{config.dtype, device, {}};
   const Quantizer* q = quantizer_.get();
-  model_options.linear_factory = [q](const LinearSpec& spec, const WeightStore& store,
-                                     const ModelOptions& opt) {
-    return q->make_kernel(spec, store, opt);
+  const Pruner* pr = pruner_.get();
+  model_options.linear_factory = [q, pr](const LinearSpec& spec, const WeightStore& store,
+                                         const ModelOptions& opt) {
+    std::unique_ptr<LinearKernel> k = q->make_kernel(spec, store, opt);
+    return k ? std::move(k) : pr->make_kernel(spec, store, opt);
   };
   model_ = std::make_unique<LlamaModel>(files.config, files.weights, model_options);
   tokenizer_ = std::make_unique<Tokenizer>(

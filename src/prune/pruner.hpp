@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/strategy_options.hpp"
 #include "io/weight_store.hpp"
+#include "model/linear.hpp"
 #include "model/model_config.hpp"
 
 namespace udaci {
@@ -31,6 +33,13 @@ class Pruner {
   // Prunes `store` in place; a structured pruner that shrinks shapes updates
   // `config` to match (e.g. intermediate_size).
   virtual PruneReport prune(WeightStore& store, ModelConfig& config) const = 0;
+  // A kernel that runs the pruned format (e.g. packed 2:4), or nullptr to let
+  // the quantizer or the dense default run the weights. Asked after the
+  // quantizer declined.
+  virtual std::unique_ptr<LinearKernel> make_kernel(const LinearSpec&, const WeightStore&,
+                                                    const ModelOptions&) const {
+    return nullptr;
+  }
 };
 
 }  // namespace udaci
