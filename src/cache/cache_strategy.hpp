@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -51,6 +52,16 @@ class CacheStrategy {
 
   // Bytes of K/V memory currently allocated by this cache.
   virtual int64_t bytes_reserved() const = 0;
+  // The most bytes_reserved() has been since construction or reset_peak().
+  int64_t peak_bytes_reserved() const { return peak_bytes_; }
+  void reset_peak() { peak_bytes_ = bytes_reserved(); }
+
+ protected:
+  // Implementations call this after allocating.
+  void note_reserved(int64_t bytes) { peak_bytes_ = std::max(peak_bytes_, bytes); }
+
+ private:
+  int64_t peak_bytes_ = 0;
 };
 
 std::unique_ptr<CacheStrategy> make_no_cache(const CacheShape& shape);

@@ -20,6 +20,7 @@ class ContiguousCache final : public CacheStrategy {
     Seq s;
     s.buffer = allocate(std::max<int64_t>(capacity_hint, 16));
     seqs_.emplace(seq, std::move(s));
+    note_reserved(bytes_reserved());
   }
   void free_sequence(SeqId seq) override { seqs_.erase(seq); }
   bool has_sequence(SeqId seq) const override { return seqs_.count(seq) != 0; }
@@ -64,6 +65,7 @@ class ContiguousCache final : public CacheStrategy {
     at::Tensor bigger = allocate(capacity);
     bigger.narrow(2, 0, s.length).copy_(s.buffer.narrow(2, 0, s.length));
     s.buffer = bigger;
+    note_reserved(bytes_reserved());
   }
   Seq& get(SeqId seq) {
     auto it = seqs_.find(seq);

@@ -173,4 +173,19 @@ HeadlineRequest HeadlineEngine::submit(std::vector<std::string> summaries, Headl
   return req;
 }
 
+int64_t HeadlineEngine::cache_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_->bytes_reserved();
+}
+
+int64_t HeadlineEngine::cache_peak_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_->peak_bytes_reserved();
+}
+
+void HeadlineEngine::reset_cache_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cache_->reset_peak();
+}
+
 }  // namespace udaci

@@ -121,6 +121,11 @@ class HeadlineEngine {
   // What the quantizer and pruner did at load.
   const QuantizeReport& quantize_report() const { return quantize_report_; }
   const PruneReport& prune_report() const { return prune_report_; }
+  // The cache strategy's current and peak K/V bytes (peak since load or
+  // reset_cache_peak()).
+  int64_t cache_bytes() const;
+  int64_t cache_peak_bytes() const;
+  void reset_cache_peak();
   // Names of the bound strategies, in the order cache, quantizer, pruner,
   // decoder, parallel plan.
   std::vector<std::string> strategy_names() const;

@@ -105,6 +105,7 @@ void register_builtin_strategies(StrategyRegistry& r) {
     o.expect_only("pruner 'none'", {});
     return std::make_unique<NoPruner>();
   });
+  register_caches(r);
   register_quantizers(r);
   register_pruners(r);
   r.decoders.add("greedy", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {

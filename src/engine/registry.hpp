@@ -57,7 +57,8 @@ struct StrategyRegistry {
 void register_builtin_strategies(StrategyRegistry& registry);
 
 // Registered by register_builtin_strategies; defined next to the strategies
-// (src/quant, src/prune).
+// (src/cache, src/quant, src/prune).
+void register_caches(StrategyRegistry& registry);
 void register_quantizers(StrategyRegistry& registry);
 void register_pruners(StrategyRegistry& registry);
 
