@@ -1,0 +1,32 @@
+// Which instruction set the quantised CPU kernels use. The library is built
+// portable (no -march=native); kernels for one instruction set live in files
+// named *_avx2.cpp / *_avx512.cpp (compiled with those flags, see
+// src/CMakeLists.txt) and are only called after a run-time check here.
+#pragma once
+
+#include <optional>
+
+namespace udaci {
+
+enum class KernelIsa {
+  kScalar,  // portable C++, the reference every SIMD path is tested against
+  kAvx2,    // AVX2 + FMA + F16C
+  kAvx512,  // AVX-512 F/BW/VL + VNNI (dpbusd), on top of AVX2
+};
+
+const char* kernel_isa_name(KernelIsa isa);
+
+// The best instruction set this CPU supports, lowered by the environment
+// variable UDACI_KERNELS=scalar|avx2|avx512 (read once; a value above what the
+// CPU supports is ignored, an unknown value means "best").
+KernelIsa detected_kernel_isa();
+
+// What kernels run now: the override if one is set, else detected_kernel_isa().
+KernelIsa active_kernel_isa();
+
+// Test hook: forces an instruction set (clamped to what the CPU supports), or
+// clears the override with std::nullopt. Not meant for concurrent use with
+// running kernels of another thread.
+void set_kernel_isa_override(std::optional<KernelIsa> isa);
+
+}  // namespace udaci

@@ -1,0 +1,97 @@
+// A block-quantised weight matrix as the CPU kernels see it, and the GEMV /
+// small-GEMM kernels that run it: y[n, rows] = x[n, cols] W^T.
+//
+// Every format is read in blocks of 32 weights along a row (the block size of
+// ggml's legacy formats, and the smallest group of ours), so one kernel body
+// serves them all: a block gives 32 small integers q, a scale d and, for the
+// affine formats, a min m, with w = d*q (+ m).
+//
+// Activations are quantised on the fly to int8 per block of 32, symmetric
+// (x ~ dx * qx, dx = max|x| / 127), as llama.cpp does for its Q8_0 / Q8_1
+// activations; a block's dot product is then an exact integer sum (AVX2
+// maddubs / AVX-512 VNNI dpbusd), scaled once in float. Accuracy consequence:
+// each activation carries a rounding error of at most dx/2 = max|x_block|/254,
+// i.e. the result equals W applied to a slightly perturbed x; tests bound it
+// (tests/unit/test_quant_kernels.cpp).
+//
+// Formats (layouts of ours are documented in quant/quant_formats.hpp):
+//   kQ8_0, kQ4_0, kQ4_1  GGUF blocks as stored (ggml-common.h block_q8_0,
+//                        block_q4_0, block_q4_1), read in place.
+//   kI8Row               int8 per output channel, one fp32 scale per row;
+//                        any column count (a tail block shorter than 32).
+//   kI4Affine            packed nibbles + f16 scale and min per group.
+//   kNF4                 packed nibbles indexing the NormalFloat4 code book
+//                        + f16 absmax per group (QLoRA, arXiv:2305.14314).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "quant/cpu_features.hpp"
+
+namespace udaci {
+
+enum class QFormat { kQ8_0, kQ4_0, kQ4_1, kI8Row, kI4Affine, kNF4 };
+
+const char* qformat_name(QFormat f);
+
+struct QMatrix {
+  QFormat format = QFormat::kI8Row;
+  int64_t rows = 0;  // out_features
+  int64_t cols = 0;  // in_features (a multiple of 32 except for kI8Row)
+  // Quantised data, row by row: GGUF rows hold whole blocks (scales inline);
+  // ours hold only the quants (kI8Row: cols bytes; 4-bit: cols/2 bytes).
+  const uint8_t* data = nullptr;
+  int64_t row_bytes = 0;
+  // When set, row r (Hugging Face order) is stored at row row_order[r]: GGUF
+  // Q/K projections are row-permuted (WeightStore::stored_row_order).
+  const int64_t* row_order = nullptr;
+  // kI4Affine / kNF4: f16 bit patterns [rows, cols / group]; mins only affine.
+  const uint16_t* scales = nullptr;
+  const uint16_t* mins = nullptr;
+  int64_t group = 32;  // 32, 64 or 128
+  // kI8Row: fp32 [rows].
+  const float* row_scale = nullptr;
+
+  const uint8_t* row_data(int64_t r) const {
+    return data + (row_order ? row_order[r] : r) * row_bytes;
+  }
+};
+
+// Activations quantised per block of 32: rows padded with zeros to whole
+// blocks.
+struct QActs {
+  int64_t n = 0;
+  int64_t cols = 0;
+  int64_t blocks = 0;      // per row: ceil(cols / 32)
+  std::vector<int8_t> q;   // [n, blocks * 32]
+  std::vector<float> d;    // [n, blocks] scale of each block
+  std::vector<float> s;    // [n, blocks] d * sum(q): the affine formats' min term
+};
+
+// x: [n, cols] fp32 row-major.
+void quantize_activations(const float* x, int64_t n, int64_t cols, QActs& out, KernelIsa isa);
+
+// y[j, r] for rows r in [r0, r1) and every activation row j; y is [n, ldy].
+void qmatrix_gemm(const QMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t r0, int64_t r1,
+                  KernelIsa isa);
+
+// Row r of W as the format defines it (the exact values, in fp32).
+void qmatrix_dequantize_row(const QMatrix& w, int64_t r, float* dst);
+
+// The 16 NF4 levels (bitsandbytes' NF4 code book, normalised to [-1, 1]) and
+// the int8 levels the integer kernels use in their place: round(127 * level).
+// Using them costs at most 0.5/127 of a group's absmax per weight.
+extern const float kNF4Levels[16];
+extern const int8_t kNF4LevelsI8[16];
+
+namespace detail {
+// Per instruction set; rows [r0, r1).
+void qgemm_scalar(const QMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t r0, int64_t r1);
+void qgemm_avx2(const QMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t r0, int64_t r1);
+void qgemm_avx512(const QMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t r0, int64_t r1);
+void quantize_acts_scalar(const float* x, int64_t n, int64_t cols, QActs& out);
+void quantize_acts_avx2(const float* x, int64_t n, int64_t cols, QActs& out);
+}  // namespace detail
+
+}  // namespace udaci

@@ -1,0 +1,186 @@
+// Hidden benchmarks of the quantised kernels (run with
+// udaci_unit_tests "[.quant-bench]"): GEMV time and weight bandwidth per
+// format at SmolLM2-135M and Llama-3.2-1B shapes, 1 and 2 threads, against
+// at::linear in fp32; and decode tokens/s of the default GGUF per quantizer.
+// They print numbers and assert nothing about time.
+#include "udaci_catch.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "cache/cache_strategy.hpp"
+#include "engine/registry.hpp"
+#include "io/model_loader.hpp"
+#include "model/llama_model.hpp"
+#include "quant/cpu_features.hpp"
+#include "quant/quant_formats.hpp"
+#include "quant/quantizers.hpp"
+#include "test_util.hpp"
+
+using namespace udaci;
+
+namespace {
+
+double now_us() {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Median of `reps` timed calls after warm-up, in microseconds.
+template <typename F>
+double median_us(F&& f, int reps) {
+  for (int i = 0; i < 3; ++i) f();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = now_us();
+    f();
+    t.push_back(now_us() - t0);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+TensorEntry float_entry(const std::string& name, const at::Tensor& w) {
+  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(w.numel() * 4));
+  std::memcpy(buf->data(), w.data_ptr<float>(), buf->size());
+  TensorEntry e;
+  e.name = name;
+  e.type = WeightType::kF32;
+  e.shape = {w.size(0), w.size(1)};
+  e.data = buf->data();
+  e.nbytes = buf->size();
+  e.owner = buf;
+  return e;
+}
+
+// GGUF blocks with random quants and a sane f16 scale.
+TensorEntry gguf_entry(WeightType t, int64_t out, int64_t in) {
+  const int64_t bb = weight_type_block_bytes(t), nb = out * in / 32;
+  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(nb * bb));
+  uint32_t s = 12345;
+  for (auto& b : *buf) b = static_cast<uint8_t>((s = s * 1664525u + 1013904223u) >> 24);
+  const uint16_t d = float_to_half_bits(0.01f);
+  for (int64_t b = 0; b < nb; ++b) {
+    std::memcpy(buf->data() + b * bb, &d, 2);
+    if (t == WeightType::kQ4_1) std::memcpy(buf->data() + b * bb + 2, &d, 2);
+  }
+  TensorEntry e;
+  e.name = "w.weight";
+  e.type = t;
+  e.shape = {out, in};
+  e.data = buf->data();
+  e.nbytes = buf->size();
+  e.owner = buf;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("quant bench: GEMV per format and shape", "[.quant-bench]") {
+  struct Shape {
+    const char* what;
+    int64_t in, out;
+  };
+  const Shape shapes[] = {{"smollm2 up", 576, 1536},     {"smollm2 down", 1536, 576},
+                          {"smollm2 head", 576, 49152},  {"llama1b up", 2048, 8192},
+                          {"llama1b down", 8192, 2048}};
+  std::printf("isa %s\n", kernel_isa_name(active_kernel_isa()));
+  std::printf("%-13s %-6s %3s %10s %8s\n", "shape", "format", "thr", "us", "GB/s");
+  const int threads_before = at::get_num_threads();
+  for (const Shape& sh : shapes) {
+    at::manual_seed(1);
+    at::Tensor wf = at::randn({sh.out, sh.in}) * 0.02;
+    at::Tensor x = at::randn({1, sh.in});
+    std::vector<std::pair<std::string, std::unique_ptr<LinearKernel>>> kernels;
+    kernels.emplace_back("fp32", make_dense_kernel(wf));
+    const LinearSpec spec{"model.layers.0.mlp.up_proj", "model.layers.0.mlp.up_proj",
+                          LinearRole::kProjection, sh.out, sh.in, false};
+    std::vector<WeightStore> stores(6);
+    int si = 0;
+    for (auto [name, fmt] : {std::pair<const char*, WeightFormat>{"int8", WeightFormat::kInt8},
+                             {"int4", WeightFormat::kInt4},
+                             {"nf4", WeightFormat::kNF4}}) {
+      WeightQuantOptions o;
+      o.name = name;
+      o.projections = fmt;
+      auto q = make_weight_quantizer(o);
+      WeightStore& st = stores[static_cast<size_t>(si++)];
+      st.put(float_entry(spec.weight + ".weight", wf));
+      q->quantize(st);
+      kernels.emplace_back(name, q->make_kernel(spec, st, ModelOptions{}));
+    }
+    auto native = make_gguf_native_quantizer();
+    for (auto [name, t] : {std::pair<const char*, WeightType>{"q8_0", WeightType::kQ8_0},
+                           {"q4_0", WeightType::kQ4_0},
+                           {"q4_1", WeightType::kQ4_1}}) {
+      WeightStore& st = stores[static_cast<size_t>(si++)];
+      st.put(gguf_entry(t, sh.out, sh.in));
+      kernels.emplace_back(name, native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection,
+                                                                sh.out, sh.in, false},
+                                                     st, ModelOptions{}));
+    }
+    for (int thr : {1, 2}) {
+      at::set_num_threads(thr);
+      for (auto& [name, k] : kernels) {
+        const int reps = sh.out * sh.in > 20000000 ? 15 : 60;
+        const double us = median_us([&] { (void)k->forward(x); }, reps);
+        std::printf("%-13s %-6s %3d %10.1f %8.2f\n", sh.what, name.c_str(), thr, us,
+                    static_cast<double>(k->weight_bytes()) / us / 1e3);
+      }
+    }
+  }
+  at::set_num_threads(threads_before);
+  CHECK(true);
+}
+
+TEST_CASE("quant bench: decode tokens/s of the default model per quantizer", "[.quant-bench]") {
+  const std::string path = udaci_test::default_model_gguf();
+  if (path.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  const int threads_before = at::get_num_threads();
+  for (const char* qname : {"none", "gguf-native", "int8", "int4", "nf4"}) {
+    ModelFiles f = open_model(path);
+    auto q = builtin_strategies().quantizers.create(qname, StrategyOptions{});
+    const double t0 = now_us();
+    const QuantizeReport rep = q->quantize(f.weights);
+    const double quant_ms = (now_us() - t0) / 1e3;
+    ModelOptions o;
+    o.linear_factory = [&q](const LinearSpec& s, const WeightStore& w, const ModelOptions& opt) {
+      return q->make_kernel(s, w, opt);
+    };
+    LlamaModel model(f.config, f.weights, o);
+    for (int thr : {1, 2}) {
+      at::set_num_threads(thr);
+      auto cache = make_contiguous_cache(model.cache_shape());
+      cache->add_sequence(0, 128);
+      ForwardBatch prompt;
+      prompt.add(0, {1, 4093, 198, 19161, 253, 28424, 314, 260});
+      const double p0 = now_us();
+      at::Tensor logits = model.forward(prompt, *cache);
+      const double prefill_ms = (now_us() - p0) / 1e3;
+      int64_t next = logits.argmax(-1).item<int64_t>();
+      const int steps = 64;
+      const double d0 = now_us();
+      for (int i = 0; i < steps; ++i) {
+        ForwardBatch b;
+        b.add(0, {next});
+        next = model.forward(b, *cache).argmax(-1).item<int64_t>();
+      }
+      const double sec = (now_us() - d0) / 1e6;
+      std::printf("%-12s threads %d: decode %.1f tok/s, prefill(8) %.1f ms, weights %.1f MB "
+                  "(store %.1f -> %.1f MB, quantize %.0f ms)\n",
+                  qname, thr, steps / sec, prefill_ms, model.weight_bytes() / 1e6,
+                  rep.bytes_before / 1e6, rep.bytes_after / 1e6, quant_ms);
+    }
+  }
+  at::set_num_threads(threads_before);
+  CHECK(true);
+}

@@ -1,0 +1,284 @@
+// Quantised CPU kernels against a dequantise-then-ATen reference, over a grid
+// of shapes, on the dispatched SIMD path and the forced scalar path.
+//
+// Tolerances, per output element y[j, r], relative to |w_r| * |x_j| (norms of
+// the weight row and the activation row):
+//  - 2e-5 against W_ref x^, where x^ is the activation after the kernels'
+//    int8 block quantisation (dequantised): only float summation order
+//    differs from the exact integer arithmetic;
+//  - 1e-2 against W_ref x with the float x: the int8 activation rounding
+//    (at most max|x_block| / 254 per element; ~0.1-0.3% in practice) and, for
+//    nf4, the int8 code book (at most 0.5/127 of a group's absmax per weight).
+#include "udaci_catch.hpp"
+
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "io/gguf_quants.hpp"
+#include "model/llama_model.hpp"
+#include "quant/cpu_features.hpp"
+#include "quant/qmatrix.hpp"
+#include "quant/quant_formats.hpp"
+#include "quant/quantizers.hpp"
+#include "test_util.hpp"
+
+using namespace udaci;
+
+namespace {
+
+std::shared_ptr<std::vector<uint8_t>> bytes_of(size_t n) {
+  return std::make_shared<std::vector<uint8_t>>(n);
+}
+
+TensorEntry entry_of(const std::string& name, WeightType t, std::vector<int64_t> shape,
+                     std::shared_ptr<std::vector<uint8_t>> buf) {
+  TensorEntry e;
+  e.name = name;
+  e.type = t;
+  e.shape = std::move(shape);
+  e.data = buf->data();
+  e.nbytes = buf->size();
+  e.owner = buf;
+  e.source = "test";
+  return e;
+}
+
+// Random but valid GGUF blocks: random quant bytes (Q8_0 includes -128) and
+// f16 scales around 0.01 (mins around 0 for Q4_1).
+TensorEntry random_gguf(WeightType t, int64_t out, int64_t in) {
+  const int64_t bb = weight_type_block_bytes(t);
+  const int64_t nblocks = out * in / 32;
+  auto buf = bytes_of(static_cast<size_t>(nblocks * bb));
+  at::Tensor rnd = at::randint(0, 256, {nblocks * bb}, at::TensorOptions().dtype(at::kLong));
+  at::Tensor sc = at::randn({nblocks, 2}) * 0.01;
+  const int64_t* rp = rnd.data_ptr<int64_t>();
+  const float* sp = sc.data_ptr<float>();
+  for (int64_t b = 0; b < nblocks; ++b) {
+    uint8_t* p = buf->data() + b * bb;
+    for (int64_t i = 0; i < bb; ++i) p[i] = static_cast<uint8_t>(rp[b * bb + i]);
+    const uint16_t d = float_to_half_bits(std::fabs(sp[2 * b]) + 1e-4f);
+    std::memcpy(p, &d, 2);
+    if (t == WeightType::kQ4_1) {
+      const uint16_t m = float_to_half_bits(sp[2 * b + 1]);
+      std::memcpy(p + 2, &m, 2);
+    }
+  }
+  return entry_of("w.weight", t, {out, in}, buf);
+}
+
+float h2f(uint16_t h) { return half_to_float(h); }
+
+// The test's own reading of the stored int8 / int4 / nf4 tensors (the layouts
+// of quant_formats.hpp). kernel_levels: nf4 with the kernels' int8 levels.
+at::Tensor dequant_ours(const WeightStore& s, const std::string& stem, WeightFormat f, int64_t out,
+                        int64_t in, bool kernel_levels) {
+  at::Tensor w = at::empty({out, in});
+  float* o = w.data_ptr<float>();
+  if (f == WeightFormat::kInt8) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(s.entry(stem).data);
+    const float* sc = reinterpret_cast<const float*>(s.entry(stem + "_scale").data);
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t i = 0; i < in; ++i) o[r * in + i] = q[r * in + i] * sc[r];
+    return w;
+  }
+  const uint8_t* p = s.entry(stem + "_packed").data;
+  const auto& se = s.entry(stem + "_scales");
+  const uint16_t* sc = reinterpret_cast<const uint16_t*>(se.data);
+  const uint16_t* mn =
+      f == WeightFormat::kInt4 ? reinterpret_cast<const uint16_t*>(s.entry(stem + "_mins").data) : nullptr;
+  const int64_t groups = se.shape[1], group = in / groups;
+  for (int64_t r = 0; r < out; ++r) {
+    for (int64_t i = 0; i < in; ++i) {
+      const uint8_t byte = p[r * in / 2 + (i / 32) * 16 + (i % 16)];
+      const int q = (i % 32) < 16 ? (byte & 15) : (byte >> 4);
+      const int64_t g = r * groups + i / group;
+      if (f == WeightFormat::kInt4) {
+        o[r * in + i] = q * h2f(sc[g]) + h2f(mn[g]);
+      } else {
+        o[r * in + i] = h2f(sc[g]) * (kernel_levels ? kNF4LevelsI8[q] / 127.0f : kNF4Levels[q]);
+      }
+    }
+  }
+  return w;
+}
+
+// x after the kernels' activation quantisation, dequantised: [n, in].
+at::Tensor quantised_x(const at::Tensor& x) {
+  QActs a;
+  quantize_activations(x.data_ptr<float>(), x.size(0), x.size(1), a, KernelIsa::kScalar);
+  at::Tensor out = at::empty_like(x);
+  for (int64_t j = 0; j < x.size(0); ++j)
+    for (int64_t i = 0; i < x.size(1); ++i)
+      out.data_ptr<float>()[j * x.size(1) + i] =
+          a.q[static_cast<size_t>(j * a.blocks * 32 + i)] * a.d[static_cast<size_t>(j * a.blocks + i / 32)];
+  return out;
+}
+
+// max over elements of |y - ref| / (|w_r| |x_j|).
+double worst_norm_error(const at::Tensor& y, const at::Tensor& ref, const at::Tensor& w,
+                        const at::Tensor& x) {
+  at::Tensor scale = at::outer(x.norm(2, 1), w.norm(2, 1)) + 1e-30;  // [n, out]
+  return ((y - ref).abs() / scale).max().item<double>();
+}
+
+struct IsaGuard {
+  explicit IsaGuard(std::optional<KernelIsa> isa) { set_kernel_isa_override(isa); }
+  ~IsaGuard() { set_kernel_isa_override(std::nullopt); }
+};
+
+// Runs `kernel` on both paths and checks it against w_exact (the format's
+// values) and w_kernel (the values the integer kernel multiplies by).
+void check_kernel(const LinearKernel& kernel, const at::Tensor& w_exact, const at::Tensor& w_kernel,
+                  int64_t n) {
+  const int64_t in = w_exact.size(1);
+  at::Tensor x = at::randn({n, in});
+  at::Tensor ref = at::linear(x, w_exact);
+  at::Tensor ref_q = at::linear(quantised_x(x), w_kernel);
+  // Scalar, AVX2 (maddubs) and the detected best (AVX-512 VNNI here); a
+  // forced ISA above the CPU's is clamped to what it supports.
+  for (auto isa : {std::optional<KernelIsa>(KernelIsa::kScalar),
+                   std::optional<KernelIsa>(KernelIsa::kAvx2), std::optional<KernelIsa>()}) {
+    IsaGuard guard(isa);
+    INFO("isa " << kernel_isa_name(active_kernel_isa()) << " n " << n << " out " << w_exact.size(0)
+                << " in " << in << " kernel " << kernel.name());
+    at::Tensor y = kernel.forward(x);
+    REQUIRE(y.sizes() == ref.sizes());
+    const double tight = worst_norm_error(y, ref_q, w_kernel, x);
+    const double loose = worst_norm_error(y, ref, w_exact, x);
+    INFO("error vs quantised-x reference " << tight << ", vs float reference " << loose);
+    CHECK(tight <= 2e-5);
+    CHECK(loose <= 1e-2);
+    // bf16 input: output in bf16, same values up to bf16 rounding.
+    at::Tensor yb = kernel.forward(x.to(at::kBFloat16));
+    CHECK(yb.scalar_type() == at::kBFloat16);
+    CHECK(worst_norm_error(yb.to(at::kFloat), ref, w_exact, x) <= 2e-2);
+  }
+}
+
+std::vector<int64_t> batch_sizes(int64_t out, int64_t in) {
+  // n = 33 on the big shapes only once per format, to keep the scalar path's
+  // run time down.
+  if (out * in > 600000) return {1, 5};
+  return {1, 2, 5, 33};
+}
+
+const std::vector<int64_t> kOuts = {1, 7, 64, 576, 1536};
+const std::vector<int64_t> kIns = {32, 64, 576, 1536};
+
+}  // namespace
+
+TEST_CASE("quant: activation quantisation is the same on every path", "[quant]") {
+  at::manual_seed(1);
+  at::Tensor x = at::randn({3, 576}) * 3.0;
+  QActs a, b;
+  quantize_activations(x.data_ptr<float>(), 3, 576, a, KernelIsa::kScalar);
+  quantize_activations(x.data_ptr<float>(), 3, 576, b, detected_kernel_isa());
+  CHECK(a.q == b.q);
+  CHECK(a.d == b.d);
+  CHECK(a.s == b.s);
+  // Rounding bound: |x - d q| <= d / 2 everywhere.
+  for (int64_t i = 0; i < 3 * 576; ++i) {
+    const float d = a.d[static_cast<size_t>(i / 32)];
+    CHECK(std::fabs(x.data_ptr<float>()[i] - d * a.q[static_cast<size_t>(i)]) <= d * 0.5f * 1.0001f);
+  }
+}
+
+TEST_CASE("quant: gguf-native Q8_0 / Q4_0 / Q4_1 kernels match dequantised ATen", "[quant]") {
+  at::manual_seed(2);
+  auto q = make_gguf_native_quantizer();
+  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1}) {
+    for (int64_t out : kOuts) {
+      for (int64_t in : kIns) {
+        WeightStore store;
+        TensorEntry e = random_gguf(t, out, in);
+        // Q/K-style row permutation where the rows split into 2 heads.
+        if (out % 4 == 0) e.unpermute_heads = 2;
+        store.put(e);
+        LinearSpec spec{"w", "w", LinearRole::kProjection, out, in, false};
+        auto k = q->make_kernel(spec, store, ModelOptions{});
+        REQUIRE(k);
+        CHECK(k->weight_bytes() == static_cast<int64_t>(e.nbytes));
+        at::Tensor w = store.tensor("w.weight", at::kFloat);  // dequantised, HF row order
+        for (int64_t n : batch_sizes(out, in)) check_kernel(*k, w, w, n);
+      }
+    }
+  }
+}
+
+TEST_CASE("quant: int8 / int4 / nf4 kernels match dequantised ATen", "[quant]") {
+  at::manual_seed(3);
+  struct Case {
+    WeightFormat f;
+    int64_t group;
+  };
+  for (Case c : {Case{WeightFormat::kInt8, 32}, Case{WeightFormat::kInt4, 32},
+                 Case{WeightFormat::kInt4, 64}, Case{WeightFormat::kInt4, 128},
+                 Case{WeightFormat::kNF4, 32}, Case{WeightFormat::kNF4, 128}}) {
+    WeightQuantOptions o;
+    o.name = weight_format_name(c.f);
+    o.projections = c.f;
+    o.group = c.group;
+    auto q = make_weight_quantizer(o);
+    for (int64_t out : kOuts) {
+      for (int64_t in : kIns) {
+        if (in % c.group != 0) continue;
+        const std::string w = "model.layers.0.mlp.up_proj";
+        WeightStore store;
+        at::Tensor wf = at::randn({out, in}) * 0.05;
+        auto buf = bytes_of(static_cast<size_t>(out * in * 4));
+        std::memcpy(buf->data(), wf.data_ptr<float>(), buf->size());
+        store.put(entry_of(w + ".weight", WeightType::kF32, {out, in}, buf));
+        QuantizeReport rep = q->quantize(store);
+        CHECK(rep.tensors_changed == 1);
+        CHECK(rep.bytes_after < rep.bytes_before);
+        LinearSpec spec{w, w, LinearRole::kProjection, out, in, false};
+        auto k = q->make_kernel(spec, store, ModelOptions{});
+        REQUIRE(k);
+        CHECK(k->weight_bytes() == rep.bytes_after);
+        const std::string stem = w + ".weight";
+        at::Tensor exact = dequant_ours(store, stem, c.f, out, in, false);
+        at::Tensor kern = dequant_ours(store, stem, c.f, out, in, true);
+        for (int64_t n : batch_sizes(out, in)) check_kernel(*k, exact, kern, n);
+        // Embedding lookup dequantises exactly the requested rows.
+        at::Tensor ids = at::tensor(std::vector<int64_t>{out - 1, 0}, at::kLong);
+        at::Tensor rows = k->gather_rows(ids, at::kFloat);
+        CHECK(at::equal(rows, exact.index_select(0, ids)));
+      }
+    }
+  }
+}
+
+TEST_CASE("quant: int8 handles input sizes that are not a multiple of 32", "[quant]") {
+  at::manual_seed(4);
+  auto q = make_weight_quantizer(WeightQuantOptions{});
+  for (int64_t in : {1, 17, 33, 176}) {
+    const std::string w = "model.layers.0.mlp.down_proj";
+    WeightStore store;
+    at::Tensor wf = at::randn({9, in});
+    auto buf = bytes_of(static_cast<size_t>(9 * in * 4));
+    std::memcpy(buf->data(), wf.data_ptr<float>(), buf->size());
+    store.put(entry_of(w + ".weight", WeightType::kF32, {9, in}, buf));
+    q->quantize(store);
+    auto k = q->make_kernel(LinearSpec{w, w, LinearRole::kProjection, 9, in, false}, store,
+                            ModelOptions{});
+    REQUIRE(k);
+    at::Tensor exact = dequant_ours(store, w + ".weight", WeightFormat::kInt8, 9, in, false);
+    for (int64_t n : {1, 3, 6}) check_kernel(*k, exact, exact, n);
+  }
+}
+
+TEST_CASE("quant: prefill-sized batches take the dequantise + GEMM path", "[quant]") {
+  at::manual_seed(5);
+  WeightStore store;
+  TensorEntry e = random_gguf(WeightType::kQ4_1, 96, 64);
+  store.put(e);
+  auto k = make_gguf_native_quantizer()->make_kernel(
+      LinearSpec{"w", "w", LinearRole::kProjection, 96, 64, false}, store, ModelOptions{});
+  at::Tensor w = store.tensor("w.weight", at::kFloat);
+  at::Tensor x = at::randn({64, 64});
+  // Exact weights and float activations: only GEMM rounding.
+  CHECK(worst_norm_error(k->forward(x), at::linear(x, w), w, x) <= 1e-5);
+}
