@@ -1,0 +1,111 @@
+#include "prune/prune_util.hpp"
+
+#include <memory>
+
+#include "core/error.hpp"
+
+namespace udaci {
+
+std::vector<std::string> projection_weight_names(const ModelConfig& config) {
+  static const char* const kSuffixes[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                          "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                          "mlp.down_proj"};
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < config.num_layers; ++i)
+    for (const char* s : kSuffixes)
+      out.push_back("model.layers." + std::to_string(i) + "." + s + ".weight");
+  return out;
+}
+
+const TensorEntry& projection_entry(const WeightStore& store, const std::string& name) {
+  const TensorEntry& e = store.entry(name);
+  UDACI_CHECK_S(Status::kBadModelFile, e.shape.size() == 2,
+                "tensor '{}' in '{}' is a projection and must be 2-D, but has {} dimensions", name,
+                e.source, e.shape.size());
+  return e;
+}
+
+WeightType pruned_storage_type(WeightType stored) {
+  switch (stored) {
+    case WeightType::kF32:
+    case WeightType::kF16:
+    case WeightType::kBF16:
+      return stored;
+    default:
+      return WeightType::kF32;
+  }
+}
+
+at::ScalarType scalar_type_of(WeightType plain) {
+  switch (plain) {
+    case WeightType::kF32: return at::kFloat;
+    case WeightType::kF16: return at::kHalf;
+    case WeightType::kBF16: return at::kBFloat16;
+    case WeightType::kU8: return at::kByte;
+    default:
+      fail(Status::kInternal, "the pruners do not write tensors of type {}", weight_type_name(plain));
+  }
+}
+
+void put_tensor(WeightStore& store, const std::string& name, const at::Tensor& values,
+                WeightType type, const std::string& source) {
+  auto held = std::make_shared<at::Tensor>(values.to(scalar_type_of(type)).contiguous());
+  TensorEntry e;
+  e.name = name;
+  e.type = type;
+  e.shape = held->sizes().vec();
+  e.data = static_cast<const uint8_t*>(held->data_ptr());
+  e.nbytes = static_cast<uint64_t>(held->numel() * held->element_size());
+  e.owner = held;
+  e.source = source;
+  store.put(std::move(e));
+}
+
+KthMagnitude kth_smallest_magnitude(
+    const std::function<void(const std::function<void(const at::Tensor&)>&)>& for_each, int64_t k) {
+  // Pass 1 counts the 16 high bits of every key; the bucket holding the k-th
+  // smallest is the first whose running count passes k. Pass 2 counts the low
+  // 16 bits inside that bucket only. Exact, whatever the distribution.
+  std::vector<int64_t> hist(1 << 16, 0);
+  int64_t total = 0;
+  for_each([&](const at::Tensor& t) {
+    const float* p = t.data_ptr<float>();
+    const int64_t n = t.numel();
+    for (int64_t i = 0; i < n; ++i) ++hist[magnitude_key(p[i]) >> 16];
+    total += n;
+  });
+  UDACI_CHECK_S(Status::kInternal, k >= 0 && k < total, "k-th magnitude: k = {} of {} elements", k,
+                total);
+  int64_t below = 0;
+  uint32_t high = 0;
+  while (below + hist[high] <= k) below += hist[high++];
+  std::fill(hist.begin(), hist.end(), 0);
+  for_each([&](const at::Tensor& t) {
+    const float* p = t.data_ptr<float>();
+    const int64_t n = t.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t key = magnitude_key(p[i]);
+      if ((key >> 16) == high) ++hist[key & 0xffffu];
+    }
+  });
+  uint32_t low = 0;
+  while (below + hist[low] <= k) below += hist[low++];
+  return {(high << 16) | low, below};
+}
+
+int64_t zero_below(at::Tensor& t, uint32_t threshold, int64_t& ties_left) {
+  float* p = t.data_ptr<float>();
+  const int64_t n = t.numel();
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t key = magnitude_key(p[i]);
+    if (key < threshold || (key == threshold && ties_left > 0)) {
+      if (key == threshold) --ties_left;
+      p[i] = 0.0f;
+    }
+    zeros += p[i] == 0.0f;
+  }
+  return zeros;
+}
+
+}  // namespace udaci

@@ -1,0 +1,91 @@
+#include <cmath>
+
+#include "core/error.hpp"
+#include "prune/pruners.hpp"
+#include "prune/prune_util.hpp"
+
+namespace udaci {
+
+StructuredPruner::StructuredPruner(StructuredOptions options) : options_(options) {
+  UDACI_CHECK(options_.fraction >= 0.0 && options_.fraction < 1.0,
+              "pruner 'structured': option \"fraction\" must be in [0, 1), got {}", options_.fraction);
+  UDACI_CHECK(options_.align >= 1 && options_.align <= 4096,
+              "pruner 'structured': option \"align\" must be in [1, 4096], got {}", options_.align);
+  UDACI_CHECK(options_.norm == "max" || options_.norm == "l2",
+              "pruner 'structured': option \"norm\" must be \"max\" or \"l2\", got \"{}\"",
+              options_.norm);
+}
+
+at::Tensor StructuredPruner::channel_scores(const at::Tensor& gate, const at::Tensor& up,
+                                           const at::Tensor& down, const std::string& norm) {
+  // In double: the product of three norms spans many decades.
+  at::Tensor g = gate.to(at::kDouble), u = up.to(at::kDouble), d = down.to(at::kDouble);
+  if (norm == "l2") return g.norm(2, {1}) * u.norm(2, {1}) * d.norm(2, {0});
+  return std::get<0>(g.abs().max(1)) * std::get<0>(u.abs().max(1)) * std::get<0>(d.abs().max(0));
+}
+
+int64_t StructuredPruner::kept_channels(int64_t intermediate, const StructuredOptions& o) {
+  if (o.fraction == 0.0) return intermediate;  // no rounding: the model stays exactly as it was
+  const double target = static_cast<double>(intermediate) * (1.0 - o.fraction);
+  int64_t keep = std::llround(target / static_cast<double>(o.align)) * o.align;
+  // At least one aligned block (or everything, if the layer is smaller).
+  keep = std::max<int64_t>(keep, std::min<int64_t>(o.align, intermediate));
+  return std::min<int64_t>(keep, intermediate);
+}
+
+PruneReport StructuredPruner::prune(WeightStore& store, ModelConfig& config) const {
+  const int64_t inter = config.intermediate_size;
+  const int64_t keep = kept_channels(inter, options_);
+  PruneReport report;
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
+    const std::string gate_n = p + "gate_proj.weight", up_n = p + "up_proj.weight",
+                      down_n = p + "down_proj.weight";
+    const TensorEntry& ge = projection_entry(store, gate_n);
+    const TensorEntry& ue = projection_entry(store, up_n);
+    const TensorEntry& de = projection_entry(store, down_n);
+    UDACI_CHECK_S(Status::kBadModelFile,
+                  ge.shape[0] == inter && ue.shape[0] == inter && de.shape[1] == inter,
+                  "pruner 'structured': layer {} has gate {} x {}, up {} x {}, down {} x {}, but "
+                  "the config's intermediate_size is {}",
+                  l, ge.shape[0], ge.shape[1], ue.shape[0], ue.shape[1], de.shape[0], de.shape[1],
+                  inter);
+    at::Tensor gate = store.tensor(gate_n, at::kFloat);  // [inter, hidden]
+    at::Tensor up = store.tensor(up_n, at::kFloat);      // [inter, hidden]
+    at::Tensor down = store.tensor(down_n, at::kFloat);  // [hidden, inter]
+    at::Tensor score = channel_scores(gate, up, down, options_.norm);  // [inter]
+    // The `keep` best, back in their original order so that f = 0 is the
+    // identity and the channel layout stays recognisable. A stable sort on
+    // -score breaks ties towards the lower index.
+    at::Tensor order = std::get<1>(at::sort(-score, /*stable=*/true, /*dim=*/0, false));
+    at::Tensor kept = std::get<0>(at::sort(order.slice(0, 0, keep)));  // [keep] int64
+
+    struct Part {
+      const std::string* name;
+      at::Tensor pruned;
+      WeightType type;
+      std::string source;
+    };
+    Part parts[] = {
+        {&gate_n, gate.index_select(0, kept), pruned_storage_type(ge.type), ge.source},
+        {&up_n, up.index_select(0, kept), pruned_storage_type(ue.type), ue.source},
+        {&down_n, down.index_select(1, kept), pruned_storage_type(de.type), de.source},
+    };
+    if (config.mlp_bias) {
+      for (const std::string& b : {p + "gate_proj.bias", p + "up_proj.bias"}) {
+        const TensorEntry& be = store.entry(b);
+        put_tensor(store, b, store.tensor(b, at::kFloat).index_select(0, kept),
+                   pruned_storage_type(be.type), be.source + " (pruned: structured)");
+      }
+    }
+    for (Part& part : parts) {
+      const int64_t before = store.entry(*part.name).numel();
+      put_tensor(store, *part.name, part.pruned, part.type, part.source + " (pruned: structured)");
+      report.tensors.push_back({*part.name, before - part.pruned.numel(), before});
+    }
+  }
+  config.intermediate_size = keep;
+  return report;
+}
+
+}  // namespace udaci
