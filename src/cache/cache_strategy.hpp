@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
+#include "core/error.hpp"
 #include "model/forward_batch.hpp"
 
 namespace udaci {
@@ -22,6 +24,17 @@ struct CacheShape {
   int64_t head_dim = 0;
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
+};
+
+// What a cache did, for benchmarks and tests; strategies that do not track a
+// field leave it 0.
+struct CacheStats {
+  int64_t prefix_hit_tokens = 0;     // prompt tokens served from shared blocks
+  int64_t prefix_lookup_tokens = 0;  // prompt tokens passed to begin_prompt
+  int64_t blocks_in_use = 0;         // blocks referenced by live sequences (shared ones once)
+  int64_t blocks_cached_free = 0;    // unreferenced blocks kept for prefix reuse
+  int64_t evictions = 0;             // cached blocks reclaimed under the memory cap
+  int64_t pool_bytes = 0;            // memory allocated for blocks, used or not
 };
 
 class CacheStrategy {
@@ -50,8 +63,28 @@ class CacheStrategy {
   // Drops tokens from `length` on (speculative rollback).
   virtual void truncate(SeqId seq, int64_t length) = 0;
 
-  // Bytes of K/V memory currently allocated by this cache.
+  // Tells the cache that the first tokens of `seq` (just added, nothing
+  // cached) will be `prompt`. A cache that shares K/V across sequences may then
+  // already hold a leading part of it: the return value, also its
+  // cached_length() from now on, so the caller computes only the rest. At
+  // least the last prompt token is always left uncached, so the model still
+  // produces the logits of the next token.
+  virtual int64_t begin_prompt(SeqId seq, const std::vector<int64_t>& prompt) {
+    (void)prompt;
+    return cached_length(seq);
+  }
+  // Starts `child` (a new id) holding the same cached tokens as `parent`, for
+  // beam search or parallel sampling. Later appends to either do not show in
+  // the other.
+  // Default: Error(kUnsupported).
+  virtual void fork(SeqId parent, SeqId child) {
+    fail(Status::kUnsupported, "cache '{}' cannot fork sequence {} into {}", name(), parent, child);
+  }
+
+  // Bytes of K/V memory currently allocated by this cache (for a cache of
+  // shared blocks: the blocks live sequences use, a shared one counted once).
   virtual int64_t bytes_reserved() const = 0;
+  virtual CacheStats stats() const { return {}; }
   // The most bytes_reserved() has been since construction or reset_peak().
   int64_t peak_bytes_reserved() const { return peak_bytes_; }
   void reset_peak() { peak_bytes_ = bytes_reserved(); }
@@ -66,5 +99,6 @@ class CacheStrategy {
 
 std::unique_ptr<CacheStrategy> make_no_cache(const CacheShape& shape);
 std::unique_ptr<CacheStrategy> make_contiguous_cache(const CacheShape& shape);
+// Declared in cache/paged_cache.hpp: make_paged_cache(shape, PagedCacheOptions).
 
 }  // namespace udaci

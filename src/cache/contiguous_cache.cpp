@@ -45,6 +45,15 @@ class ContiguousCache final : public CacheStrategy {
                 seq, s.length, length);
     s.length = length;
   }
+  void fork(SeqId parent, SeqId child) override {
+    UDACI_CHECK(seqs_.count(child) == 0, "sequence {} already exists in the cache", child);
+    const Seq& p = get(parent);
+    Seq c;
+    c.buffer = p.buffer.clone();
+    c.length = p.length;
+    seqs_.emplace(child, std::move(c));
+    note_reserved(bytes_reserved());
+  }
   int64_t bytes_reserved() const override {
     int64_t n = 0;
     for (const auto& kv : seqs_) n += kv.second.buffer.numel() * kv.second.buffer.element_size();
@@ -66,6 +75,11 @@ class ContiguousCache final : public CacheStrategy {
     bigger.narrow(2, 0, s.length).copy_(s.buffer.narrow(2, 0, s.length));
     s.buffer = bigger;
     note_reserved(bytes_reserved());
+  }
+  CacheStats stats() const override {
+    CacheStats st;
+    st.pool_bytes = bytes_reserved();
+    return st;
   }
   Seq& get(SeqId seq) {
     auto it = seqs_.find(seq);

@@ -30,6 +30,10 @@ class NoCache final : public CacheStrategy {
   }
   void commit(SeqId, int64_t) override {}
   void truncate(SeqId, int64_t) override {}
+  void fork(SeqId parent, SeqId child) override {
+    UDACI_CHECK(has_sequence(parent), "unknown sequence {}", parent);
+    UDACI_CHECK(live_.insert(child).second, "sequence {} already exists in the cache", child);
+  }
   int64_t bytes_reserved() const override { return 0; }
 
  private:

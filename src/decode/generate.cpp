@@ -65,6 +65,9 @@ std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& c
     slot[i] = next++;
     cache.add_sequence(slot[i], static_cast<int64_t>(prompts[i].size()) + options.max_new_tokens);
     guard.add(slot[i]);
+    // A prefix-sharing cache may already hold the start of the prompt; the loop
+    // below then feeds only the tokens from cached_length() on.
+    cache.begin_prompt(slot[i], prompts[i]);
   }
 
   std::vector<std::vector<int64_t>> seqs = prompts;  // prompt + generated so far
