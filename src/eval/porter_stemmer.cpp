@@ -22,9 +22,12 @@ bool is_consonant(std::string_view w, size_t i) {
   bool cons = true;
   for (size_t k = 0; k <= i; ++k) {
     const char c = w[k];
-    if (is_vowel_letter(c)) cons = false;
-    else if (c == 'y') cons = (k == 0) ? true : !cons;
-    else cons = true;
+    if (is_vowel_letter(c))
+      cons = false;
+    else if (c == 'y')
+      cons = (k == 0) ? true : !cons;
+    else
+      cons = true;
   }
   return cons;
 }
@@ -36,9 +39,12 @@ int measure(std::string_view w) {
   for (size_t k = 0; k < w.size(); ++k) {
     const char c = w[k];
     bool cons;
-    if (is_vowel_letter(c)) cons = false;
-    else if (c == 'y') cons = (k == 0) ? true : !prev_cons;
-    else cons = true;
+    if (is_vowel_letter(c))
+      cons = false;
+    else if (c == 'y')
+      cons = (k == 0) ? true : !prev_cons;
+    else
+      cons = true;
     if (k > 0 && !prev_cons && cons) ++m;
     prev_cons = cons;
   }
@@ -73,12 +79,12 @@ bool ends_with(std::string_view w, std::string_view s) {
 }
 
 enum class Cond {
-  kNone,       // unconditional
-  kMeasureGt0, // (m>0) on the stem
-  kMeasureGt1, // (m>1) on the stem
-  kIon,        // (m>1 and (*S or *T)) on the stem
-  kLogi,       // NLTK: m>0 on the word less "ogi" (the stem keeps its 'l')
-  kYToI,       // NLTK step 1c: stem longer than one letter ending in a consonant
+  kNone,        // unconditional
+  kMeasureGt0,  // (m>0) on the stem
+  kMeasureGt1,  // (m>1) on the stem
+  kIon,         // (m>1 and (*S or *T)) on the stem
+  kLogi,        // NLTK: m>0 on the word less "ogi" (the stem keeps its 'l')
+  kYToI,        // NLTK step 1c: stem longer than one letter ending in a consonant
 };
 
 struct Rule {
@@ -89,13 +95,18 @@ struct Rule {
 
 bool holds(Cond cond, std::string_view word, std::string_view stem) {
   switch (cond) {
-    case Cond::kNone: return true;
-    case Cond::kMeasureGt0: return measure(stem) > 0;
-    case Cond::kMeasureGt1: return measure(stem) > 1;
+    case Cond::kNone:
+      return true;
+    case Cond::kMeasureGt0:
+      return measure(stem) > 0;
+    case Cond::kMeasureGt1:
+      return measure(stem) > 1;
     case Cond::kIon:
       return measure(stem) > 1 && !stem.empty() && (stem.back() == 's' || stem.back() == 't');
-    case Cond::kLogi: return measure(word.substr(0, word.size() - 3)) > 0;
-    case Cond::kYToI: return stem.size() > 1 && is_consonant(stem, stem.size() - 1);
+    case Cond::kLogi:
+      return measure(word.substr(0, word.size() - 3)) > 0;
+    case Cond::kYToI:
+      return stem.size() > 1 && is_consonant(stem, stem.size() - 1);
   }
   return false;
 }
@@ -245,11 +256,22 @@ std::string step5b(const std::string& w) {
 // NLTK's irregular forms, looked up before any rule.
 const char* irregular(const std::string& w) {
   static const std::array<std::pair<const char*, const char*>, 16> kPool = {{
-      {"sky", "sky"},         {"skies", "sky"},     {"dying", "die"},     {"lying", "lie"},
-      {"tying", "tie"},       {"news", "news"},     {"innings", "inning"}, {"inning", "inning"},
-      {"outings", "outing"},  {"outing", "outing"}, {"cannings", "canning"},
-      {"canning", "canning"}, {"howe", "howe"},     {"proceed", "proceed"},
-      {"exceed", "exceed"},   {"succeed", "succeed"},
+      {"sky", "sky"},
+      {"skies", "sky"},
+      {"dying", "die"},
+      {"lying", "lie"},
+      {"tying", "tie"},
+      {"news", "news"},
+      {"innings", "inning"},
+      {"inning", "inning"},
+      {"outings", "outing"},
+      {"outing", "outing"},
+      {"cannings", "canning"},
+      {"canning", "canning"},
+      {"howe", "howe"},
+      {"proceed", "proceed"},
+      {"exceed", "exceed"},
+      {"succeed", "succeed"},
   }};
   for (const auto& [form, stem] : kPool)
     if (w == form) return stem;

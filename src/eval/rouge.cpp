@@ -124,18 +124,20 @@ RougeScore score_ngrams(const std::vector<int>& ref, const std::vector<int>& gen
   int64_t overlap = 0;
   size_t i = 0, j = 0;
   while (i < r.size() && j < g.size()) {
-    if (r[i] < g[j]) ++i;
-    else if (g[j] < r[i]) ++j;
+    if (r[i] < g[j])
+      ++i;
+    else if (g[j] < r[i])
+      ++j;
     else {
       ++overlap;
       ++i;
       ++j;
     }
   }
-  const double precision = static_cast<double>(overlap) /
-                           static_cast<double>(std::max<size_t>(g.size(), 1));
-  const double recall = static_cast<double>(overlap) /
-                        static_cast<double>(std::max<size_t>(r.size(), 1));
+  const double precision =
+      static_cast<double>(overlap) / static_cast<double>(std::max<size_t>(g.size(), 1));
+  const double recall =
+      static_cast<double>(overlap) / static_cast<double>(std::max<size_t>(r.size(), 1));
   return make_score(precision, recall);
 }
 
@@ -167,7 +169,8 @@ void mark_lcs(const std::vector<int>& ref, const std::vector<int>& can, std::vec
   auto at = [&](size_t i, size_t j) -> int& { return table[i * (cols + 1) + j]; };
   for (size_t i = 1; i <= rows; ++i)
     for (size_t j = 1; j <= cols; ++j)
-      at(i, j) = ref[i - 1] == can[j - 1] ? at(i - 1, j - 1) + 1 : std::max(at(i - 1, j), at(i, j - 1));
+      at(i, j) =
+          ref[i - 1] == can[j - 1] ? at(i - 1, j - 1) + 1 : std::max(at(i - 1, j), at(i, j - 1));
   size_t i = rows, j = cols;
   while (i > 0 && j > 0) {
     if (ref[i - 1] == can[j - 1]) {

@@ -1,9 +1,8 @@
 // JSON Lines driver for ROUGE; see rouge_cli.hpp for the formats.
 #include "eval/rouge_cli.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <istream>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -78,6 +77,7 @@ int run_rouge_jsonl(std::istream& in, const std::string& source, bool use_stemme
     OrderedJson row;
     row["line"] = line_no;
     Json id;  // echoed on the result or the error, when the line has one
+    bool has_id = false;
     try {
       Json j;
       try {
@@ -87,6 +87,7 @@ int run_rouge_jsonl(std::istream& in, const std::string& source, bool use_stemme
       }
       if (j.is_object() && j.contains("id")) {
         id = j.at("id");
+        has_id = true;
         row["id"] = id;
       }
       const Pair p = read_pair(j);
@@ -105,7 +106,7 @@ int run_rouge_jsonl(std::istream& in, const std::string& source, bool use_stemme
       err << source << ":" << line_no << ": " << e.what() << "\n";
       row = OrderedJson();
       row["line"] = line_no;
-      if (!id.is_null()) row["id"] = id;
+      if (has_id) row["id"] = id;
       row["error"] = e.what();
     }
     // Invalid UTF-8 from the input may sit in an error message: replace it
@@ -114,7 +115,8 @@ int run_rouge_jsonl(std::istream& in, const std::string& source, bool use_stemme
   }
   OrderedJson mean;
   const char* names[4] = {"rouge1", "rouge2", "rougeL", "rougeLsum"};
-  for (int k = 0; k < 4; ++k) mean[names[k]] = count > 0 ? sum[k] / static_cast<double>(count) : 0.0;
+  for (int k = 0; k < 4; ++k)
+    mean[names[k]] = count > 0 ? sum[k] / static_cast<double>(count) : 0.0;
   OrderedJson summary;
   summary["mean"] = mean;
   summary["count"] = count;

@@ -29,7 +29,8 @@ README); pairs from ../shared/assets/news (News Category Dataset, Misra 2022,
 arXiv:2209.11429, CC BY 4.0): headline vs short_description, headline vs
 perturbed headline (dropped, shuffled, repeated, re-cased, inflected words),
 multi-sentence summaries joined by newlines for rougeLsum, long texts;
-multi-reference cases; edge cases (empty, punctuation only, Unicode incl. the
+multi-reference cases; seeded random short texts over a few words (LCS and
+argmax ties); edge cases (empty, punctuation only, Unicode incl. the
 two non-ASCII code points whose Python lower() contains ASCII letters, U+0130
 and U+212A, digits, repeated words, CR/LF). Seeded, so reruns are identical.
 """
@@ -221,6 +222,29 @@ def news_cases(records, rng):
     return cases
 
 
+def fuzz_cases(rng):
+    # Short texts over a few words with many repeats and newlines: many LCS
+    # ties, so the union in rougeLsum depends on which LCS the backtrack picks
+    # (rouge_scorer._backtrack_norec), and many argmax ties in score_multi.
+    pieces = ["a", "b", "c", "dd", "the", "run", "running", "runs", "ties", "\u0130x",
+              "\u212a", "\u00e9", "x1", "1990s", "!", ".", "\n", "\n", " ", "\t",
+              "Relational", "hopping", "flies"]
+
+    def text():
+        k = rng.randrange(2, len(pieces) + 1)
+        return "".join(rng.choice(pieces[:k]) + (" " if rng.random() < 0.7 else "")
+                       for _ in range(rng.randrange(0, 25)))
+
+    cases = []
+    for i in range(400):
+        if rng.random() < 0.25:
+            cases.append({"refs": [text() for _ in range(rng.randrange(1, 4))], "gen": text(),
+                          "kind": "fuzz_multi"})
+        else:
+            cases.append({"ref": text(), "gen": text(), "kind": "fuzz"})
+    return cases
+
+
 def scores_of(scorer, case):
     if "refs" in case:
         s = scorer.score_multi(case["refs"], case["gen"])
@@ -276,7 +300,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     records = [json.loads(l) for l in NEWS.read_text(encoding="utf-8").splitlines() if l.strip()]
     rng = random.Random(20240611)
-    cases = published_cases() + edge_cases() + news_cases(records, rng)
+    cases = published_cases() + edge_cases() + news_cases(records, rng) + fuzz_cases(random.Random(7))
 
     plain = rouge_scorer.RougeScorer(TYPES, use_stemmer=False)
     stem = rouge_scorer.RougeScorer(TYPES, use_stemmer=True)
@@ -314,7 +338,7 @@ def main():
                 "sha256": hashlib.sha256(NEWS.read_bytes()).hexdigest(),
             }
         },
-        "seed": 20240611,
+        "seeds": {"news_cases": 20240611, "fuzz_cases": 7},
         "cases": len(cases),
         "multi_reference_cases": sum(1 for c in cases if "refs" in c),
         "stem_words": len(words),
