@@ -183,6 +183,11 @@ int64_t HeadlineEngine::cache_peak_bytes() const {
   return cache_->peak_bytes_reserved();
 }
 
+CacheStats HeadlineEngine::cache_stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_->stats();
+}
+
 void HeadlineEngine::reset_cache_peak() {
   std::lock_guard<std::mutex> lock(mu_);
   cache_->reset_peak();

@@ -126,6 +126,8 @@ class HeadlineEngine {
   int64_t cache_bytes() const;
   int64_t cache_peak_bytes() const;
   void reset_cache_peak();
+  // What the cache strategy did so far (prefix hits, blocks, evictions).
+  CacheStats cache_stats() const;
   // Names of the bound strategies, in the order cache, quantizer, pruner,
   // decoder, parallel plan.
   std::vector<std::string> strategy_names() const;

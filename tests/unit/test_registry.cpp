@@ -13,9 +13,10 @@ using udaci_test::expect_error;
 
 TEST_CASE("registry: built-in strategies are registered by name", "[unit][registry]") {
   const StrategyRegistry& r = builtin_strategies();
-  CHECK(r.caches.names() == std::vector<std::string>{"contiguous", "none"});
-  CHECK(r.quantizers.names() == std::vector<std::string>{"none"});
-  CHECK(r.pruners.names() == std::vector<std::string>{"none"});
+  CHECK(r.caches.names() == std::vector<std::string>{"contiguous", "none", "paged", "paged-prefix"});
+  CHECK(r.quantizers.names() ==
+        std::vector<std::string>{"gguf-native", "int4", "int8", "nf4", "none"});
+  CHECK(r.pruners.names() == std::vector<std::string>{"2:4", "magnitude", "none", "structured"});
   CHECK(r.decoders.names() == std::vector<std::string>{"greedy", "sampling"});
   CHECK(r.parallel_plans.names() == std::vector<std::string>{"single-device"});
   CHECK(std::string(r.decoders.create("greedy", {})->name()) == "greedy");
@@ -25,9 +26,9 @@ TEST_CASE("registry: built-in strategies are registered by name", "[unit][regist
 TEST_CASE("registry: unknown names and options are named in the error", "[unit][registry]") {
   const StrategyRegistry& r = builtin_strategies();
   expect_error([&] { r.quantizers.create("int3", {}); }, Status::kInvalidArgument,
-               "unknown quantizer 'int3' (known: none)");
-  expect_error([&] { r.caches.create("paged", {}, CacheShape{}); }, Status::kInvalidArgument,
-               "unknown cache strategy 'paged' (known: contiguous, none)");
+               "unknown quantizer 'int3' (known: gguf-native, int4, int8, nf4, none)");
+  expect_error([&] { r.caches.create("radix", {}, CacheShape{}); }, Status::kInvalidArgument,
+               "unknown cache strategy 'radix' (known: contiguous, none, paged, paged-prefix)");
   expect_error([&] { r.decoders.create("sampling", StrategyOptions(std::map<std::string, std::string>{{"beams", "4"}})); },
                Status::kInvalidArgument, "decoder 'sampling': unknown option \"beams\"");
   StrategyOptions o(std::map<std::string, std::string>{{"group", "64"}, {"bad", "x1"}, {"ratio", "0.3"}});

@@ -1,0 +1,296 @@
+// `udaci bench` and `udaci rouge`: the technique catalogue resolves names as
+// documented, the CLI scores pairs exactly as rouge-score does (committed
+// fixtures), and a short benchmark on the default model produces a complete,
+// self-consistent result document.
+#include "udaci_catch.hpp"
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bench/bench_runner.hpp"
+#include "bench/techniques.hpp"
+#include "test_util.hpp"
+
+using nlohmann::json;
+using namespace udaci;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+Run run_cli(const std::string& args, const fs::path& dir, const std::string& stdin_text = "") {
+  std::ofstream(dir / "stdin.txt", std::ios::binary) << stdin_text;
+  const std::string cmd = std::string(UDACI_CLI_PATH) + " " + args + " < " +
+                          (dir / "stdin.txt").string() + " > " + (dir / "stdout.txt").string() +
+                          " 2> " + (dir / "stderr.txt").string();
+  Run r;
+  const int raw = std::system(cmd.c_str());
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = udaci_test::read_file((dir / "stdout.txt").string());
+  r.err = udaci_test::read_file((dir / "stderr.txt").string());
+  return r;
+}
+
+std::vector<json> json_lines(const std::string& s) {
+  std::vector<json> out;
+  std::istringstream in(s);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag)
+      : path(fs::temp_directory_path() / (tag + "_" + std::to_string(::getpid()))) {
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+}  // namespace
+
+TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][bench]") {
+  BenchConfig base;
+  base.engine.model_path = "m.gguf";
+  const StrategyRegistry& reg = builtin_strategies();
+
+  const ResolvedTechnique b = resolve_technique("baseline", base, reg);
+  CHECK(b.config.engine.cache == "none");
+  CHECK(b.config.engine.decoder == "greedy");
+  CHECK(b.unavailable.empty());
+  CHECK(b.config.engine.model_path == "m.gguf");
+
+  const ResolvedTechnique k = resolve_technique("kv-cache", base, reg);
+  CHECK(k.config.engine.cache == "contiguous");
+
+  const ResolvedTechnique c = resolve_technique("int4+paged-prefix", base, reg);
+  CHECK(c.config.engine.quantizer == "int4");
+  CHECK(c.config.engine.cache == "paged-prefix");
+  CHECK(c.category == "Quantization+Caching");
+  CHECK(c.unavailable.empty());
+
+  const ResolvedTechnique p = resolve_technique("prune-30", base, reg);
+  CHECK(p.config.engine.pruner == "magnitude");
+  CHECK(p.config.engine.pruner_options.get_double("t", "fraction", 0) == Approx(0.3));
+  CHECK(p.config.engine.cache == "contiguous");
+
+  // Not delivered yet: listed with the issue that delivers it, never run as something else.
+  const ResolvedTechnique tp = resolve_technique("tp-2", base, reg);
+  CHECK(tp.unavailable.find("#9 (M8)") != std::string::npos);
+
+  CHECK_THROWS_WITH(resolve_technique("int8+int4", base, reg),
+                    Catch::Matchers::Contains("'int8' and 'int4' in 'int8+int4' both choose the quantizer"));
+  CHECK_THROWS_WITH(resolve_technique("kv-cache+paged", base, reg),
+                    Catch::Matchers::Contains("both choose the cache"));
+  CHECK_THROWS_WITH(resolve_technique("int3", base, reg),
+                    Catch::Matchers::Contains("unknown technique 'int3'"));
+  CHECK_THROWS_WITH(resolve_technique("int4+", base, reg), Catch::Matchers::Contains("ends with '+'"));
+  CHECK(split_technique_list(" a, b+c ,,d ") == std::vector<std::string>{"a", "b+c", "d"});
+
+  // Every catalogue name resolves on its own.
+  for (const std::string& n : technique_names()) CHECK_NOTHROW(resolve_technique(n, base, reg));
+}
+
+TEST_CASE("bench: percentiles are medians and nearest ranks", "[unit][bench]") {
+  CHECK(percentile({}, 50) == 0.0);
+  CHECK(percentile({3, 1, 2}, 50) == 2.0);
+  CHECK(percentile({4, 1, 3, 2}, 50) == 2.5);
+  std::vector<double> v;
+  for (int i = 1; i <= 100; ++i) v.push_back(i);
+  CHECK(percentile(v, 95) == 95.0);
+  CHECK(percentile({7}, 95) == 7.0);
+  CHECK(percentile({1, 2}, 95) == 2.0);
+}
+
+TEST_CASE("cli: rouge scores JSONL pairs exactly as rouge-score", "[unit][cli][rouge]") {
+  TempDir dir("udaci_rouge_cli");
+  // The first 200 single-reference committed rouge-score cases, with and without the stemmer.
+  std::ifstream cases(udaci_test::fixture("rouge/cases.jsonl"));
+  REQUIRE(cases.good());
+  std::vector<json> expected;
+  std::string input, line;
+  while (std::getline(cases, line) && expected.size() < 200) {
+    const json c = json::parse(line);
+    if (!c.contains("ref")) continue;  // multi-reference cases: test_rouge.cpp
+    expected.push_back(c);
+    input += json{{"reference", c["ref"]}, {"generated", c["gen"]}, {"id", expected.size()}}.dump() + "\n";
+  }
+  std::ofstream(dir.path / "pairs.jsonl") << input;
+  for (const bool stem : {false, true}) {
+    Run r = run_cli("rouge --input " + q(dir.path / "pairs.jsonl") + (stem ? " --stem" : ""), dir.path);
+    REQUIRE(r.status == 0);
+    const std::vector<json> out = json_lines(r.out);
+    REQUIRE(out.size() == expected.size() + 1);
+    double mean1 = 0;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      const json& want = expected[i][stem ? "stem" : "plain"];  // P,R,F for 1, 2, L, Lsum
+      CHECK(out[i]["id"] == i + 1);
+      CHECK(std::abs(out[i]["rouge1"].get<double>() - want[2].get<double>()) < 1e-9);
+      CHECK(std::abs(out[i]["rouge2"].get<double>() - want[5].get<double>()) < 1e-9);
+      CHECK(std::abs(out[i]["rougeL"].get<double>() - want[8].get<double>()) < 1e-9);
+      CHECK(std::abs(out[i]["rougeLsum"].get<double>() - want[11].get<double>()) < 1e-9);
+      mean1 += want[2].get<double>();
+    }
+    const json& last = out.back();
+    CHECK(last["count"] == expected.size());
+    CHECK(std::abs(last["mean"]["rouge1"].get<double>() - mean1 / expected.size()) < 1e-9);
+  }
+}
+
+TEST_CASE("cli: rouge reports bad lines, keeps the good ones, and fails cleanly on a missing file",
+          "[unit][cli][rouge]") {
+  TempDir dir("udaci_rouge_bad");
+  Run r = run_cli("rouge", dir.path,
+                  "{\"reference\": \"police kill man\", \"generated\": \"police killed a man\"}\n"
+                  "not json\n"
+                  "{\"reference\": \"x\"}\n"
+                  "\n"
+                  "{\"reference\": \"a b\", \"generated\": \"a b\"}\n");
+  CHECK(r.status == 1);
+  const std::vector<json> out = json_lines(r.out);
+  REQUIRE(out.size() == 5);  // 4 non-blank lines + the mean
+  CHECK(out[0]["rouge1"].get<double>() > 0.5);
+  CHECK(out[1].contains("error"));
+  CHECK(out[2].contains("error"));
+  CHECK(out[3]["rouge1"] == 1.0);
+  CHECK(out[4]["count"] == 2);
+  CHECK(out[4]["errors"] == 2);
+  CHECK(r.err.find("<stdin>:2:") != std::string::npos);
+
+  Run m = run_cli("rouge --input " + q(dir.path / "absent.jsonl"), dir.path);
+  CHECK(m.status == 1);
+  CHECK(m.err.find("cannot open --input") != std::string::npos);
+}
+
+TEST_CASE("cli: bench refuses wrong options with a message", "[unit][cli][bench]") {
+  TempDir dir("udaci_bench_bad");
+  Run u = run_cli("bench --techniques kv-cache,warp-drive --samples 2", dir.path);
+  CHECK(u.status == 1);
+  CHECK(u.err.find("unknown technique 'warp-drive'") != std::string::npos);
+  Run c = run_cli("bench --techniques int8+int4", dir.path);
+  CHECK(c.status == 1);
+  CHECK(c.err.find("both choose the quantizer") != std::string::npos);
+  Run z = run_cli("bench --samples 0", dir.path);
+  CHECK(z.status != 0);
+  Run l = run_cli("bench --list", dir.path);
+  CHECK(l.status == 0);
+  for (const char* name : {"baseline", "kv-cache", "int4", "prune-30", "spec-lookup", "tp-2", "pp-2"})
+    CHECK(l.out.find(name) != std::string::npos);
+}
+
+TEST_CASE("cli: bench on the default model measures every configuration it can run",
+          "[unit][cli][bench][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  TempDir dir("udaci_bench_run");
+  // A small dataset with a bad line in it: the reader skips it, the bench runs.
+  {
+    // ../shared sits beside the repository (README).
+    std::ifstream in(udaci_test::fixture("../../../shared/assets/news/news_category_sample.jsonl"));
+    REQUIRE(in.good());
+    std::ofstream out(dir.path / "news.jsonl");
+    std::string line;
+    for (int i = 0; i < 30 && std::getline(in, line); ++i) {
+      out << line << "\n";
+      if (i == 3) out << "{broken\n";
+    }
+  }
+  REQUIRE(fs::file_size(dir.path / "news.jsonl") > 1000);
+  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,int8+paged-prefix,spec-lookup"
+                  " --samples 3 --warmup 1 --max-new-tokens 10 --model '" + model + "' --input " +
+                      q(dir.path / "news.jsonl") + " --json " + q(dir.path / "out.json") +
+                      " --markdown " + q(dir.path / "out.md"),
+                  dir.path);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json doc = json::parse(udaci_test::read_file((dir.path / "out.json").string()));
+  CHECK(doc["schema"] == "udaci-bench/1");
+  CHECK(doc["machine"]["threads"] == 2);
+  CHECK(doc["failed"].empty());
+  REQUIRE(doc["unavailable"].size() == 1);
+  CHECK(doc["unavailable"][0]["technique"] == "spec-lookup");
+  REQUIRE(doc["results"].size() == 3);
+  for (const json& res : doc["results"]) {
+    INFO(res["technique"]);
+    CHECK(res["samples"] == 3);
+    REQUIRE(res["items"].size() == 3);
+    for (const char* key : {"ttft_ms_p50", "latency_ms_p50", "latency_ms_p95", "decode_tokens_per_s",
+                            "prefill_tokens_per_s", "headlines_per_s", "weight_bytes", "peak_rss_bytes"})
+      CHECK(res[key].get<double>() > 0);
+    CHECK(res["latency_ms_p95"].get<double>() >= res["latency_ms_p50"].get<double>());
+    CHECK(res["ttft_ms_p50"].get<double>() <= res["latency_ms_p95"].get<double>());
+    for (const char* key : {"rouge1", "rouge2", "rougeL"}) {
+      const double m = res[key].get<double>();
+      CHECK(m >= 0.0);
+      CHECK(m <= 1.0);
+      CHECK(res["rouge_ci95"][key][0].get<double>() <= m + 1e-12);
+      CHECK(res["rouge_ci95"][key][1].get<double>() >= m - 1e-12);
+    }
+    for (const json& it : res["items"]) {
+      CHECK(!it["headline"].get<std::string>().empty());
+      CHECK(it["new_tokens"].get<int>() <= 10);
+    }
+  }
+  const json& base = doc["results"][0];
+  const json& kv = doc["results"][1];
+  const json& q8 = doc["results"][2];
+  CHECK(base["technique"] == "baseline");
+  CHECK(base["config"]["cache"] == "none");
+  CHECK(base["kv_cache_bytes"] == 0);
+  CHECK(kv["kv_cache_bytes"].get<int64_t>() > 0);
+  // The cache changes speed, not the greedy result.
+  CHECK(kv["same_as_baseline"] == 1.0);
+  for (size_t i = 0; i < 3; ++i) CHECK(kv["items"][i]["headline"] == base["items"][i]["headline"]);
+  CHECK(base["same_as_baseline"] == 1.0);
+  // int8 stores about a quarter of the fp32 bytes; the prefix cache reuses the instruction.
+  CHECK(q8["weight_bytes"].get<double>() < 0.35 * base["weight_bytes"].get<double>());
+  CHECK(q8["cache_stats"]["prefix_hit_tokens"].get<int64_t>() > 0);
+  const std::string md = udaci_test::read_file((dir.path / "out.md").string());
+  CHECK(md.find("| int8+paged-prefix | Quantization+Caching |") != std::string::npos);
+  CHECK(md.find("| spec-lookup | unavailable:") != std::string::npos);
+  CHECK(r.out == md);
+}
+
+TEST_CASE("cli: headline takes the quantizer, pruner and cache options", "[unit][cli][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  TempDir dir("udaci_head_opts");
+  const std::string m = " --model '" + model + "' --max-new-tokens 12 ";
+  const std::string text = " 'The city council voted on Monday to expand the bike lane network.'";
+  Run a = run_cli("--threads 2 headline" + m + "--quantizer int4 --quantizer-opt group=64 --cache paged-prefix"
+                  " --cache-opt block=8" + text, dir.path);
+  INFO(a.err);
+  CHECK(a.status == 0);
+  CHECK(!a.out.empty());
+  Run b = run_cli("--threads 2 headline" + m + "--quantizer int4 --quantizer-opt group=48" + text, dir.path);
+  CHECK(b.status == 1);
+  CHECK(b.err.find("group") != std::string::npos);
+  Run c = run_cli("--threads 2 headline" + m + "--pruner magnitude --pruner-opt fraction" + text, dir.path);
+  CHECK(c.status == 1);
+  CHECK(c.err.find("--pruner-opt: expected key=value, got 'fraction'") != std::string::npos);
+  Run d = run_cli("--threads 2 headline" + m + "--cache radix" + text, dir.path);
+  CHECK(d.status == 1);
+  CHECK(d.err.find("unknown cache strategy 'radix'") != std::string::npos);
+}
