@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "bench/bench_runner.hpp"
@@ -194,7 +195,53 @@ TEST_CASE("cli: bench refuses wrong options with a message", "[unit][cli][bench]
     CHECK(l.out.find(name) != std::string::npos);
 }
 
-TEST_CASE("cli: bench on the default model measures every configuration it can run",
+namespace {
+
+// The first `n` records of the shared news sample with a broken line after
+// the fourth: the reader skips it and the bench runs on.
+fs::path news_subset(const fs::path& dir, int n) {
+  // ../shared sits beside the repository (README).
+  std::ifstream in(udaci_test::fixture("../../../shared/assets/news/news_category_sample.jsonl"));
+  REQUIRE(in.good());
+  const fs::path path = dir / "news.jsonl";
+  std::ofstream out(path);
+  std::string line;
+  for (int i = 0; i < n && std::getline(in, line); ++i) {
+    out << line << "\n";
+    if (i == 3) out << "{broken\n";
+  }
+  return path;
+}
+
+void check_result_sanity(const json& res, size_t samples, int max_new_tokens) {
+  INFO(res["technique"]);
+  CHECK(res["samples"] == samples);
+  REQUIRE(res["items"].size() == samples);
+  for (const char* key : {"ttft_ms_p50", "latency_ms_p50", "latency_ms_p95", "decode_tokens_per_s",
+                          "prefill_tokens_per_s", "headlines_per_s", "weight_bytes", "peak_rss_bytes"})
+    CHECK(res[key].get<double>() > 0);
+  CHECK(res["peak_cuda_bytes"].is_null());
+  CHECK(res["latency_ms_p95"].get<double>() >= res["latency_ms_p50"].get<double>());
+  CHECK(res["ttft_ms_p50"].get<double>() <= res["latency_ms_p95"].get<double>());
+  // Peak RSS holds at least the weights.
+  CHECK(res["peak_rss_bytes"].get<double>() > res["weight_bytes"].get<double>());
+  for (const char* key : {"rouge1", "rouge2", "rougeL", "rougeLsum"}) {
+    const double m = res[key].get<double>();
+    CHECK(m >= 0.0);
+    CHECK(m <= 1.0);
+    CHECK(res["rouge_ci95"][key][0].get<double>() <= m + 1e-12);
+    CHECK(res["rouge_ci95"][key][1].get<double>() >= m - 1e-12);
+  }
+  for (const json& it : res["items"]) {
+    CHECK(!it["headline"].get<std::string>().empty());
+    CHECK(it["new_tokens"].get<int>() >= 1);
+    CHECK(it["new_tokens"].get<int>() <= max_new_tokens);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default model",
           "[unit][cli][bench][smollm2]") {
   const std::string model = udaci_test::default_model_gguf();
   if (model.empty()) {
@@ -202,72 +249,78 @@ TEST_CASE("cli: bench on the default model measures every configuration it can r
     return;
   }
   TempDir dir("udaci_bench_run");
-  // A small dataset with a bad line in it: the reader skips it, the bench runs.
-  {
-    // ../shared sits beside the repository (README).
-    std::ifstream in(udaci_test::fixture("../../../shared/assets/news/news_category_sample.jsonl"));
-    REQUIRE(in.good());
-    std::ofstream out(dir.path / "news.jsonl");
-    std::string line;
-    for (int i = 0; i < 30 && std::getline(in, line); ++i) {
-      out << line << "\n";
-      if (i == 3) out << "{broken\n";
-    }
-  }
-  REQUIRE(fs::file_size(dir.path / "news.jsonl") > 1000);
-  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,int8+paged-prefix,spec-lookup"
-                  " --samples 3 --warmup 1 --max-new-tokens 10 --model '" + model + "' --input " +
-                      q(dir.path / "news.jsonl") + " --json " + q(dir.path / "out.json") +
-                      " --markdown " + q(dir.path / "out.md"),
+  const fs::path news = news_subset(dir.path, 60);
+  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,spec-lookup --samples 20"
+                  " --warmup 1 --max-new-tokens 16 --model '" + model + "' --input " + q(news) +
+                      " --json " + q(dir.path / "out.json") + " --markdown " + q(dir.path / "out.md"),
                   dir.path);
   INFO(r.err);
   REQUIRE(r.status == 0);
   const json doc = json::parse(udaci_test::read_file((dir.path / "out.json").string()));
   CHECK(doc["schema"] == "udaci-bench/1");
   CHECK(doc["machine"]["threads"] == 2);
+  CHECK(doc["settings"]["samples"] == 20);
   CHECK(doc["failed"].empty());
   REQUIRE(doc["unavailable"].size() == 1);
   CHECK(doc["unavailable"][0]["technique"] == "spec-lookup");
-  REQUIRE(doc["results"].size() == 3);
-  for (const json& res : doc["results"]) {
-    INFO(res["technique"]);
-    CHECK(res["samples"] == 3);
-    REQUIRE(res["items"].size() == 3);
-    for (const char* key : {"ttft_ms_p50", "latency_ms_p50", "latency_ms_p95", "decode_tokens_per_s",
-                            "prefill_tokens_per_s", "headlines_per_s", "weight_bytes", "peak_rss_bytes"})
-      CHECK(res[key].get<double>() > 0);
-    CHECK(res["latency_ms_p95"].get<double>() >= res["latency_ms_p50"].get<double>());
-    CHECK(res["ttft_ms_p50"].get<double>() <= res["latency_ms_p95"].get<double>());
-    for (const char* key : {"rouge1", "rouge2", "rougeL"}) {
-      const double m = res[key].get<double>();
-      CHECK(m >= 0.0);
-      CHECK(m <= 1.0);
-      CHECK(res["rouge_ci95"][key][0].get<double>() <= m + 1e-12);
-      CHECK(res["rouge_ci95"][key][1].get<double>() >= m - 1e-12);
-    }
-    for (const json& it : res["items"]) {
-      CHECK(!it["headline"].get<std::string>().empty());
-      CHECK(it["new_tokens"].get<int>() <= 10);
-    }
-  }
+  REQUIRE(doc["results"].size() == 2);
+  for (const json& res : doc["results"]) check_result_sanity(res, 20, 16);
   const json& base = doc["results"][0];
   const json& kv = doc["results"][1];
-  const json& q8 = doc["results"][2];
   CHECK(base["technique"] == "baseline");
   CHECK(base["config"]["cache"] == "none");
   CHECK(base["kv_cache_bytes"] == 0);
   CHECK(kv["kv_cache_bytes"].get<int64_t>() > 0);
+  // Both measured the same 20 distinct articles.
+  std::set<int64_t> ids;
+  for (size_t i = 0; i < 20; ++i) {
+    CHECK(kv["items"][i]["id"] == base["items"][i]["id"]);
+    CHECK(kv["items"][i]["reference"] == base["items"][i]["reference"]);
+    ids.insert(base["items"][i]["id"].get<int64_t>());
+  }
+  CHECK(ids.size() == 20);
   // The cache changes speed, not the greedy result.
-  CHECK(kv["same_as_baseline"] == 1.0);
-  for (size_t i = 0; i < 3; ++i) CHECK(kv["items"][i]["headline"] == base["items"][i]["headline"]);
   CHECK(base["same_as_baseline"] == 1.0);
-  // int8 stores about a quarter of the fp32 bytes; the prefix cache reuses the instruction.
-  CHECK(q8["weight_bytes"].get<double>() < 0.35 * base["weight_bytes"].get<double>());
-  CHECK(q8["cache_stats"]["prefix_hit_tokens"].get<int64_t>() > 0);
+  CHECK(kv["same_as_baseline"] == 1.0);
+  for (size_t i = 0; i < 20; ++i) CHECK(kv["items"][i]["headline"] == base["items"][i]["headline"]);
   const std::string md = udaci_test::read_file((dir.path / "out.md").string());
-  CHECK(md.find("| int8+paged-prefix | Quantization+Caching |") != std::string::npos);
+  CHECK(md.find("| kv-cache | Caching |") != std::string::npos);
   CHECK(md.find("| spec-lookup | unavailable:") != std::string::npos);
   CHECK(r.out == md);
+}
+
+TEST_CASE("cli: bench composes techniques and reports what they change", "[unit][cli][bench][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  TempDir dir("udaci_bench_compose");
+  const fs::path news = news_subset(dir.path, 20);
+  Run r = run_cli("--threads 2 bench --quiet --techniques kv-cache,int8+paged-prefix,prune-30 --samples 4"
+                  " --warmup 1 --max-new-tokens 8 --seed 3 --model '" + model + "' --input " + q(news) +
+                      " --json " + q(dir.path / "out.json"),
+                  dir.path);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json doc = json::parse(udaci_test::read_file((dir.path / "out.json").string()));
+  REQUIRE(doc["results"].size() == 3);
+  for (const json& res : doc["results"]) {
+    check_result_sanity(res, 4, 8);
+    CHECK(res["same_as_baseline"].is_null());  // no baseline in this run
+  }
+  const json& kv = doc["results"][0];
+  const json& q8 = doc["results"][1];
+  const json& pr = doc["results"][2];
+  CHECK(q8["category"] == "Quantization+Caching");
+  CHECK(q8["config"]["quantizer"] == "int8");
+  CHECK(q8["config"]["cache"] == "paged-prefix");
+  // int8 stores about a quarter of the fp32 bytes; the prefix cache reuses the instruction.
+  CHECK(q8["weight_bytes"].get<double>() < 0.35 * kv["weight_bytes"].get<double>());
+  CHECK(q8["cache_stats"]["prefix_hit_tokens"].get<int64_t>() > 0);
+  // 30% unstructured sparsity in dense storage: same bytes, not 30% fewer.
+  CHECK(pr["prune_sparsity"].get<double>() > 0.25);
+  CHECK(pr["weight_bytes"] == kv["weight_bytes"]);
 }
 
 TEST_CASE("cli: headline takes the quantizer, pruner and cache options", "[unit][cli][smollm2]") {
