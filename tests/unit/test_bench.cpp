@@ -198,11 +198,11 @@ TEST_CASE("cli: bench refuses wrong options with a message", "[unit][cli][bench]
 namespace {
 
 // The first `n` records of the shared news sample with a broken line after
-// the fourth: the reader skips it and the bench runs on.
+// the fourth: the reader skips it and the bench runs on. Empty when
+// ../shared is not beside the repository (a user's clone).
 fs::path news_subset(const fs::path& dir, int n) {
-  // ../shared sits beside the repository (README).
   std::ifstream in(udaci_test::fixture("../../../shared/assets/news/news_category_sample.jsonl"));
-  REQUIRE(in.good());
+  if (!in.good()) return {};
   const fs::path path = dir / "news.jsonl";
   std::ofstream out(path);
   std::string line;
@@ -250,6 +250,11 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   }
   TempDir dir("udaci_bench_run");
   const fs::path news = news_subset(dir.path, 60);
+  if (news.empty()) {
+    REQUIRE(std::string(std::getenv("UDACI_REQUIRE_MODEL") ? std::getenv("UDACI_REQUIRE_MODEL") : "") != "1");
+    WARN("../shared/assets/news is not beside the repository: bench test skipped");
+    return;
+  }
   Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,spec-lookup --samples 20"
                   " --warmup 1 --max-new-tokens 16 --model '" + model + "' --input " + q(news) +
                       " --json " + q(dir.path / "out.json") + " --markdown " + q(dir.path / "out.md"),
@@ -297,6 +302,11 @@ TEST_CASE("cli: bench composes techniques and reports what they change", "[unit]
   }
   TempDir dir("udaci_bench_compose");
   const fs::path news = news_subset(dir.path, 20);
+  if (news.empty()) {
+    REQUIRE(std::string(std::getenv("UDACI_REQUIRE_MODEL") ? std::getenv("UDACI_REQUIRE_MODEL") : "") != "1");
+    WARN("../shared/assets/news is not beside the repository: bench test skipped");
+    return;
+  }
   Run r = run_cli("--threads 2 bench --quiet --techniques kv-cache,int8+paged-prefix,prune-30 --samples 4"
                   " --warmup 1 --max-new-tokens 8 --seed 3 --model '" + model + "' --input " + q(news) +
                       " --json " + q(dir.path / "out.json"),

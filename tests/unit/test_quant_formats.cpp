@@ -147,7 +147,7 @@ TEST_CASE("quant: int4 keeps SmolLM2-shaped weights under 20% of fp32 bytes; qua
   CHECK(store.entry("model.layers.0.mlp.up_proj.weight_packed").data == packed);
 }
 
-TEST_CASE("quant: int8 halves... quarters fp32 bytes and is idempotent", "[quant]") {
+TEST_CASE("quant: int8 stores about a quarter of the fp32 bytes and is idempotent", "[quant]") {
   const auto& reg = builtin_strategies();
   ModelConfig c = preset_config("smollm2-135m");
   c.num_layers = 2;

@@ -99,12 +99,12 @@ def memory_chart(doc, path, title):
 def quality_chart(doc, path, title):
     res = doc["results"]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for r in res:
+    for i, r in enumerate(res):
         x = r["headlines_per_s"]
         m = r["rougeL"]
         lo, hi = r["rouge_ci95"]["rougeL"]
         ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", capsize=3)
-        ax.annotate(r["technique"], (x, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(r["technique"], (x, m), textcoords="offset points", xytext=(5, (4, -10, 12)[i % 3]), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("headlines/s (log scale)")
     ax.set_ylabel("ROUGE-L F vs reference headline (95% bootstrap interval)")
