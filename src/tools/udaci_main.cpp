@@ -402,6 +402,8 @@ struct BenchArgs {
   int64_t gen = 32;
   int repeats = 3;
   uint64_t seed = 0;
+  std::string quantizer = "none";
+  std::vector<std::string> quantizer_opts;
 };
 
 int cmd_bench_forward(const BenchArgs& a, int threads) {
@@ -412,7 +414,17 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
               "--prompt, --gen and --repeats must be positive");
   auto t_load = Clock::now();
   WeightStore store = random_weights(c, dt, a.seed);
-  LlamaModel model(c, store, ModelOptions{dt, at::kCPU});
+  // The engine's load pipeline for the quantizer: rewrite the store, then let
+  // the quantizer bind a kernel per projection.
+  auto quantizer = builtin_strategies().quantizers.create(
+      a.quantizer, parse_strategy_options(a.quantizer_opts, "--quantizer-opt"));
+  quantizer->quantize(store);
+  ModelOptions mo{dt, at::kCPU, {}};
+  const Quantizer* q = quantizer.get();
+  mo.linear_factory = [q](const LinearSpec& spec, const WeightStore& ws, const ModelOptions& opt) {
+    return q->make_kernel(spec, ws, opt);
+  };
+  LlamaModel model(c, store, mo);
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
   auto cache = make_contiguous_cache(model.cache_shape());
 
@@ -441,6 +453,7 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
   }
   json out = {{"shape", a.shape},
               {"dtype", a.dtype},
+              {"quantizer", a.quantizer},
               {"parameters", c.parameter_count()},
               {"weight_bytes", model.weight_bytes()},
               {"threads", threads},
@@ -617,6 +630,9 @@ int main(int argc, char** argv) {
   bench->add_option("--gen", ba.gen, "decode steps");
   bench->add_option("--repeats", ba.repeats, "measured repetitions (after one warm-up)");
   bench->add_option("--seed", ba.seed, "weight seed");
+  bench->add_option("--quantizer", ba.quantizer, "int8, int4, nf4 or none (gguf-native needs a GGUF)");
+  bench->add_option("--quantizer-opt", ba.quantizer_opts, "quantizer option key=value (repeatable)")
+      ->allow_extra_args(false);
 
   std::string rouge_input;
   bool rouge_stem = false;

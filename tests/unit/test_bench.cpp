@@ -357,3 +357,21 @@ TEST_CASE("cli: headline takes the quantizer, pruner and cache options", "[unit]
   CHECK(d.status == 1);
   CHECK(d.err.find("unknown cache strategy 'radix'") != std::string::npos);
 }
+
+TEST_CASE("cli: bench-forward runs a quantizer's kernels on random weights", "[unit][cli][bench]") {
+  TempDir dir("udaci_bench_forward");
+  Run f = run_cli("--threads 2 bench-forward --shape smollm2-135m --prompt 4 --gen 2 --repeats 1", dir.path);
+  Run q = run_cli("--threads 2 bench-forward --shape smollm2-135m --prompt 4 --gen 2 --repeats 1"
+                  " --quantizer int4 --quantizer-opt group=64", dir.path);
+  INFO(f.err << q.err);
+  REQUIRE(f.status == 0);
+  REQUIRE(q.status == 0);
+  const json jf = json::parse(f.out), jq = json::parse(q.out);
+  CHECK(jf["quantizer"] == "none");
+  CHECK(jq["quantizer"] == "int4");
+  CHECK(jq["weight_bytes"].get<double>() < 0.2 * jf["weight_bytes"].get<double>());
+  CHECK(jq["decode_tok_s_median"].get<double>() > 0);
+  Run bad = run_cli("bench-forward --shape smollm2-135m --quantizer int4 --quantizer-opt group=7", dir.path);
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("group") != std::string::npos);
+}
