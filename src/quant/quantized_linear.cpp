@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/error.hpp"
 
@@ -30,7 +31,7 @@ class QuantizedKernel final : public LinearKernel {
     at::Tensor xf = x.reshape({-1, w.cols}).to(at::kFloat).contiguous();  // [n, in]
     const int64_t n = xf.size(0);
     at::Tensor y;
-    if (n >= kDequantGemmMinRows) {
+    if (n >= dequant_gemm_min_rows() && w.rows * w.cols * 4 <= kDequantGemmMaxBytes) {
       y = at::linear(xf, dequantized());
     } else {
       y = at::empty({n, w.rows}, xf.options());  // [n, out]
@@ -85,6 +86,17 @@ class QuantizedKernel final : public LinearKernel {
 };
 
 }  // namespace
+
+int64_t dequant_gemm_min_rows() {
+  static const int64_t rows = [] {
+    const char* env = std::getenv("UDACI_DEQUANT_GEMM_MIN_ROWS");
+    if (env == nullptr || *env == '\0') return kDequantGemmMinRows;
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    return (end != nullptr && *end == '\0' && v > 0) ? static_cast<int64_t>(v) : kDequantGemmMinRows;
+  }();
+  return rows;
+}
 
 std::unique_ptr<LinearKernel> make_quantized_kernel(QuantizedKernelParts parts) {
   return std::make_unique<QuantizedKernel>(std::move(parts));

@@ -26,10 +26,16 @@ struct QuantizedKernelParts {
 std::unique_ptr<LinearKernel> make_quantized_kernel(QuantizedKernelParts parts);
 
 // Input rows from which forward() dequantises the weight to fp32 and calls
-// at::linear (BLAS GEMM) instead of the integer kernel: prefill-sized batches,
-// where the GEMM's arithmetic, not the weight bytes, is the bound. A first
-// estimate (the integer kernel costs ~n GEMVs; dequantising a weight costs a
-// few GEMVs); the crossover has not been measured yet.
+// at::linear (BLAS GEMM) instead of the integer kernel: prefill-sized batches
+// of small weights. Measured (2 cores, 64-token prefill): SmolLM2-135M, whose
+// largest fp32 weight is 3.5 MB, prefills faster this way (int8 532 vs 449
+// tokens/s); the Llama-3.2-1B shape, whose 64 MB FFN weights do not stay in
+// cache while dequantised, 2.4x slower (24 vs 58 tokens/s). So the GEMM path
+// is taken only for weights up to kDequantGemmMaxBytes of fp32.
 inline constexpr int64_t kDequantGemmMinRows = 48;
+inline constexpr int64_t kDequantGemmMaxBytes = int64_t{8} << 20;
+// kDequantGemmMinRows, or UDACI_DEQUANT_GEMM_MIN_ROWS when set (read once;
+// for measuring the crossover).
+int64_t dequant_gemm_min_rows();
 
 }  // namespace udaci

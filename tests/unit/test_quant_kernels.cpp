@@ -22,6 +22,7 @@
 #include "quant/cpu_features.hpp"
 #include "quant/qmatrix.hpp"
 #include "quant/quant_formats.hpp"
+#include "quant/quantized_linear.hpp"
 #include "quant/quantizers.hpp"
 #include "test_util.hpp"
 
@@ -281,4 +282,20 @@ TEST_CASE("quant: prefill-sized batches take the dequantise + GEMM path", "[quan
   at::Tensor x = at::randn({64, 64});
   // Exact weights and float activations: only GEMM rounding.
   CHECK(worst_norm_error(k->forward(x), at::linear(x, w), w, x) <= 1e-5);
+}
+
+TEST_CASE("quant: prefill of a weight too large to dequantise runs the integer kernel", "[quant]") {
+  at::manual_seed(6);
+  // 1024 x 2304 fp32 = 9 MB > kDequantGemmMaxBytes: 64 rows stay on the integer path,
+  // so activations are quantised to int8 (error of a few per mille, not GEMM rounding).
+  static_assert(int64_t{1024} * 2304 * 4 > kDequantGemmMaxBytes, "the weight must exceed the cap");
+  WeightStore store;
+  store.put(random_gguf(WeightType::kQ8_0, 1024, 2304));
+  auto k = make_gguf_native_quantizer()->make_kernel(
+      LinearSpec{"w", "w", LinearRole::kProjection, 1024, 2304, false}, store, ModelOptions{});
+  at::Tensor w = store.tensor("w.weight", at::kFloat);
+  at::Tensor x = at::randn({64, 2304});
+  const double err = worst_norm_error(k->forward(x), at::linear(x, w), w, x);
+  CHECK(err > 1e-6);   // not the float GEMM
+  CHECK(err <= 2e-2);  // int8 activations
 }
