@@ -308,7 +308,7 @@ TEST_CASE("cli: bench composes techniques and reports what they change", "[unit]
     return;
   }
   Run r = run_cli("--threads 2 bench --quiet --techniques kv-cache,int8+paged-prefix,prune-30 --samples 4"
-                  " --warmup 1 --max-new-tokens 8 --seed 3 --model '" + model + "' --input " + q(news) +
+                  " --warmup 1 --max-new-tokens 8 --seed 3 --batch 2 --model '" + model + "' --input " + q(news) +
                       " --json " + q(dir.path / "out.json"),
                   dir.path);
   INFO(r.err);
@@ -319,7 +319,9 @@ TEST_CASE("cli: bench composes techniques and reports what they change", "[unit]
     check_result_sanity(res, 4, 8);
     CHECK(res["same_as_baseline"].is_null());  // no baseline in this run
   }
+  CHECK(doc["settings"]["batch"] == 2);
   const json& kv = doc["results"][0];
+  CHECK(kv["batch"] == 2);
   const json& q8 = doc["results"][1];
   const json& pr = doc["results"][2];
   CHECK(q8["category"] == "Quantization+Caching");
