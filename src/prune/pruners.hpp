@@ -77,6 +77,12 @@ struct StructuredOptions {
   // quantisers (GGUF Q4_0/Q8_0: 32; 64 serves groups of 32 and 64).
   int64_t align = 64;
   std::string norm = "max";  // channel score: "max" or "l2" (see above)
+  // Share of attention head groups removed, 0 <= heads < 1: a group is one
+  // K/V head with the query heads that read it (GQA), so num_heads and
+  // num_kv_heads shrink together and their ratio stays. Scored like the
+  // channels: the product of the largest magnitudes of the group's q, k, v
+  // rows and o columns. At least one group is kept.
+  double heads = 0.0;
 };
 
 class StructuredPruner final : public Pruner {
@@ -90,6 +96,8 @@ class StructuredPruner final : public Pruner {
   // [inter, hidden] and down [hidden, inter], by `norm` ("max" or "l2").
   static at::Tensor channel_scores(const at::Tensor& gate, const at::Tensor& up,
                                    const at::Tensor& down, const std::string& norm);
+  // The K/V head groups kept out of `kv_heads` under `options`.
+  static int64_t kept_head_groups(int64_t kv_heads, const StructuredOptions& options);
 
  private:
   StructuredOptions options_;

@@ -20,11 +20,12 @@ void register_pruners(StrategyRegistry& r) {
   });
   r.pruners.add("structured", [](const StrategyOptions& o) -> std::unique_ptr<Pruner> {
     const std::string owner = "pruner 'structured'";
-    o.expect_only(owner, {"fraction", "align", "norm"});
+    o.expect_only(owner, {"fraction", "align", "norm", "heads"});
     StructuredOptions s;
     s.fraction = o.get_double(owner, "fraction", s.fraction);
     s.align = o.get_int(owner, "align", s.align);
     s.norm = o.get_string(owner, "norm", s.norm);
+    s.heads = o.get_double(owner, "heads", s.heads);
     return std::make_unique<StructuredPruner>(s);
   });
 }

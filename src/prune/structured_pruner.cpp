@@ -14,6 +14,14 @@ StructuredPruner::StructuredPruner(StructuredOptions options) : options_(options
   UDACI_CHECK(options_.norm == "max" || options_.norm == "l2",
               "pruner 'structured': option \"norm\" must be \"max\" or \"l2\", got \"{}\"",
               options_.norm);
+  UDACI_CHECK(options_.heads >= 0.0 && options_.heads < 1.0,
+              "pruner 'structured': option \"heads\" must be in [0, 1), got {}", options_.heads);
+}
+
+int64_t StructuredPruner::kept_head_groups(int64_t kv_heads, const StructuredOptions& o) {
+  if (o.heads == 0.0) return kv_heads;
+  const int64_t keep = std::llround(static_cast<double>(kv_heads) * (1.0 - o.heads));
+  return std::min<int64_t>(kv_heads, std::max<int64_t>(1, keep));
 }
 
 at::Tensor StructuredPruner::channel_scores(const at::Tensor& gate, const at::Tensor& up,
@@ -33,10 +41,84 @@ int64_t StructuredPruner::kept_channels(int64_t intermediate, const StructuredOp
   return std::min<int64_t>(keep, intermediate);
 }
 
+namespace {
+
+// Removes whole K/V head groups of every layer (see StructuredOptions::heads).
+void prune_head_groups(WeightStore& store, ModelConfig& config, int64_t keep_groups,
+                       PruneReport& report) {
+  const int64_t kv = config.num_kv_heads, hd = config.head_dim;
+  UDACI_CHECK_S(Status::kBadModelFile, kv > 0 && hd > 0 && config.num_heads % kv == 0,
+                "pruner 'structured': {} query heads do not divide into {} K/V heads",
+                config.num_heads, kv);
+  const int64_t per = config.num_heads / kv;  // query heads per group
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+    const std::string qn = p + "q_proj.weight", kn = p + "k_proj.weight", vn = p + "v_proj.weight",
+                      on = p + "o_proj.weight";
+    const TensorEntry& qe = projection_entry(store, qn);
+    const TensorEntry& ke = projection_entry(store, kn);
+    const TensorEntry& ve = projection_entry(store, vn);
+    const TensorEntry& oe = projection_entry(store, on);
+    UDACI_CHECK_S(Status::kBadModelFile,
+                  qe.shape[0] == config.num_heads * hd && ke.shape[0] == kv * hd &&
+                      ve.shape[0] == kv * hd && oe.shape[1] == config.num_heads * hd,
+                  "pruner 'structured': layer {} attention shapes q {} k {} v {} o-in {} do not "
+                  "match {} heads / {} K/V heads of {}",
+                  l, qe.shape[0], ke.shape[0], ve.shape[0], oe.shape[1], config.num_heads, kv, hd);
+    at::Tensor q = store.tensor(qn, at::kDouble).view({kv, per * hd, -1});
+    at::Tensor k = store.tensor(kn, at::kDouble).view({kv, hd, -1});
+    at::Tensor v = store.tensor(vn, at::kDouble).view({kv, hd, -1});
+    at::Tensor o = store.tensor(on, at::kDouble);  // [hidden, heads * hd]
+    at::Tensor og = o.view({o.size(0), kv, per * hd}).transpose(0, 1);  // [kv, hidden, per*hd]
+    auto amax = [](const at::Tensor& t) { return t.abs().flatten(1).amax(1); };
+    at::Tensor score = amax(q) * amax(k) * amax(v) * amax(og);  // [kv]
+    at::Tensor order = std::get<1>(at::sort(-score, /*stable=*/true, 0, false));
+    at::Tensor kept = std::get<0>(at::sort(order.slice(0, 0, keep_groups)));  // [keep] groups
+    // Rows (q, k, v) and columns (o) of the kept groups, in order.
+    at::Tensor q_rows = (kept.unsqueeze(1) * (per * hd) + at::arange(per * hd, kept.options()))
+                            .flatten();
+    at::Tensor kv_rows = (kept.unsqueeze(1) * hd + at::arange(hd, kept.options())).flatten();
+    struct Part {
+      const std::string* name;
+      const TensorEntry* entry;
+      at::Tensor pruned;
+    };
+    Part parts[] = {
+        {&qn, &qe, store.tensor(qn, at::kFloat).index_select(0, q_rows)},
+        {&kn, &ke, store.tensor(kn, at::kFloat).index_select(0, kv_rows)},
+        {&vn, &ve, store.tensor(vn, at::kFloat).index_select(0, kv_rows)},
+        {&on, &oe, store.tensor(on, at::kFloat).index_select(1, q_rows)},
+    };
+    for (Part& part : parts) {
+      const int64_t before = part.entry->numel();
+      const WeightType type = pruned_storage_type(part.entry->type);
+      const std::string source = part.entry->source;
+      put_tensor(store, *part.name, part.pruned, type, source + " (pruned: structured heads)");
+      report.tensors.push_back({*part.name, before - part.pruned.numel(), before});
+    }
+    if (config.attention_bias) {
+      for (const auto& [name, rows] : {std::pair<std::string, at::Tensor>{p + "q_proj.bias", q_rows},
+                                       {p + "k_proj.bias", kv_rows},
+                                       {p + "v_proj.bias", kv_rows}}) {
+        const TensorEntry& be = store.entry(name);
+        put_tensor(store, name, store.tensor(name, at::kFloat).index_select(0, rows),
+                   pruned_storage_type(be.type), be.source + " (pruned: structured heads)");
+      }
+    }
+  }
+  config.num_heads = keep_groups * per;
+  config.num_kv_heads = keep_groups;
+}
+
+}  // namespace
+
 PruneReport StructuredPruner::prune(WeightStore& store, ModelConfig& config) const {
+  PruneReport report;
+  const int64_t groups = kept_head_groups(config.num_kv_heads, options_);
+  if (groups < config.num_kv_heads) prune_head_groups(store, config, groups, report);
   const int64_t inter = config.intermediate_size;
   const int64_t keep = kept_channels(inter, options_);
-  PruneReport report;
+  if (keep == inter) return report;
   for (int64_t l = 0; l < config.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
     const std::string gate_n = p + "gate_proj.weight", up_n = p + "up_proj.weight",

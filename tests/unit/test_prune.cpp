@@ -163,7 +163,9 @@ TEST_CASE("prune: invalid options are rejected with the key named", "[prune]") {
   expect_error([] { make_pruner("structured", {{"norm", "l1"}}); }, Status::kInvalidArgument,
                "\"norm\" must be \"max\" or \"l2\", got \"l1\"");
   expect_error([] { make_pruner("structured", {{"heads", "1"}}); }, Status::kInvalidArgument,
-               "unknown option \"heads\"");
+               "option \"heads\" must be in [0, 1), got 1");
+  expect_error([] { make_pruner("structured", {{"rows", "1"}}); }, Status::kInvalidArgument,
+               "unknown option \"rows\"");
   const auto names = builtin_strategies().pruners.names();
   for (const char* n : {"none", "magnitude", "2:4", "structured"})
     CHECK(std::find(names.begin(), names.end(), n) != names.end());
@@ -358,6 +360,48 @@ TEST_CASE("prune: structured removes the least important FFN channels and the mo
   }
 }
 
+TEST_CASE("prune: structured heads removes whole K/V groups, as if their output were zeroed",
+          "[prune]") {
+  ModelFiles f = open_model(udaci_test::fixture("golden/tiny-gqa-tied"));
+  ModelFiles ref = open_model(udaci_test::fixture("golden/tiny-gqa-tied"));
+  const ModelConfig c0 = f.config;
+  REQUIRE(c0.num_kv_heads == 2);
+  const int64_t per = c0.num_heads / c0.num_kv_heads, hd = c0.head_dim;
+  const auto before = float_copies(f.weights, f.config);
+  PruneReport r = make_pruner("structured", {{"fraction", "0"}, {"heads", "0.5"}})->prune(f.weights, f.config);
+  CHECK(f.config.num_kv_heads == 1);
+  CHECK(f.config.num_heads == per);
+  CHECK(f.config.intermediate_size == c0.intermediate_size);
+  CHECK(r.sparsity() > 0.0);
+  // The reference: the unpruned model with the removed group's o_proj columns zeroed.
+  for (int64_t l = 0; l < c0.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+    at::Tensor q = before.at(p + "q_proj.weight");
+    at::Tensor qp = f.weights.tensor(p + "q_proj.weight", at::kFloat);
+    REQUIRE(qp.size(0) == per * hd);
+    const int64_t kept_group = qp.equal(q.slice(0, 0, per * hd)) ? 0 : 1;
+    CHECK(qp.equal(q.slice(0, kept_group * per * hd, (kept_group + 1) * per * hd)));
+    CHECK(f.weights.tensor(p + "k_proj.weight", at::kFloat)
+              .equal(before.at(p + "k_proj.weight").slice(0, kept_group * hd, (kept_group + 1) * hd)));
+    CHECK(f.weights.tensor(p + "o_proj.weight", at::kFloat).size(1) == per * hd);
+    at::Tensor o = before.at(p + "o_proj.weight").clone();
+    const int64_t gone = 1 - kept_group;
+    o.slice(1, gone * per * hd, (gone + 1) * per * hd).zero_();
+    put_tensor(ref.weights, p + "o_proj.weight", o, WeightType::kF32, "test");
+  }
+  LlamaModel pruned(f.config, f.weights, ModelOptions{at::kFloat, at::kCPU, {}});
+  LlamaModel zeroed(ref.config, ref.weights, ModelOptions{at::kFloat, at::kCPU, {}});
+  at::Tensor a = prompt_logits(pruned, kPrompt), b = prompt_logits(zeroed, kPrompt);
+  CHECK(at::allclose(a, b, 1e-4, 1e-5));
+  CHECK(pruned.cache_shape().num_kv_heads == 1);
+
+  // A single K/V head is never removed.
+  ModelFiles one = open_model(udaci_test::fixture("golden/tiny-llama3-rope"));
+  REQUIRE(one.config.num_kv_heads == 1);
+  make_pruner("structured", {{"fraction", "0"}, {"heads", "0.9"}})->prune(one.weights, one.config);
+  CHECK(one.config.num_kv_heads == 1);
+}
+
 TEST_CASE("prune: structured checks the stored shapes against the config", "[prune]") {
   ModelFiles f = open_model(udaci_test::fixture("golden/tiny-gqa-tied"));
   f.config.intermediate_size += 4;
@@ -457,4 +501,46 @@ TEST_CASE("prune: the engine prunes at load and binds the 2:4 kernel", "[prune][
   CHECK_FALSE(out[0].tokens.empty());
   const std::string summary = prune_summary("2:4", e.prune_report());
   CHECK(summary.find("50.00%") != std::string::npos);
+}
+
+TEST_CASE("prune: structured heads on a GGUF model (row-permuted Q/K) equals zeroing the heads",
+          "[prune][smollm2]") {
+  const std::string path = udaci_test::default_model_gguf();
+  if (path.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  ModelFiles f = open_model(path);
+  ModelFiles ref = open_model(path);
+  const int64_t kv = f.config.num_kv_heads, per = f.config.num_heads / kv, hd = f.config.head_dim;
+  REQUIRE(kv == 3);
+  std::map<std::string, at::Tensor> q_before;
+  for (int64_t l = 0; l < f.config.num_layers; ++l) {
+    const std::string n = "model.layers." + std::to_string(l) + ".self_attn.q_proj.weight";
+    q_before[n] = f.weights.tensor(n, at::kFloat);
+  }
+  make_pruner("structured", {{"fraction", "0"}, {"heads", "0.34"}})->prune(f.weights, f.config);
+  REQUIRE(f.config.num_kv_heads == 2);
+  for (int64_t l = 0; l < f.config.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+    at::Tensor qp = f.weights.tensor(p + "q_proj.weight", at::kFloat);
+    at::Tensor q = q_before.at(p + "q_proj.weight");
+    // The group whose query rows are gone.
+    int64_t gone = -1;
+    for (int64_t g = 0; g < kv; ++g) {
+      bool found = false;
+      for (int64_t k = 0; k < 2; ++k)
+        found = found || qp.slice(0, k * per * hd, (k + 1) * per * hd).equal(q.slice(0, g * per * hd, (g + 1) * per * hd));
+      if (!found) gone = g;
+    }
+    REQUIRE(gone >= 0);
+    at::Tensor o = ref.weights.tensor(p + "o_proj.weight", at::kFloat).clone();
+    o.slice(1, gone * per * hd, (gone + 1) * per * hd).zero_();
+    put_tensor(ref.weights, p + "o_proj.weight", o, WeightType::kF32, "test");
+  }
+  LlamaModel pruned(f.config, f.weights, ModelOptions{at::kFloat, at::kCPU, {}});
+  LlamaModel zeroed(ref.config, ref.weights, ModelOptions{at::kFloat, at::kCPU, {}});
+  at::Tensor a = prompt_logits(pruned, kPrompt), b = prompt_logits(zeroed, kPrompt);
+  const double range = (b.max() - b.min()).item<double>();
+  CHECK((a - b).abs().max().item<double>() <= 1e-4 * range);
 }
