@@ -39,9 +39,27 @@ class NoQuantizer final : public Quantizer {
     const int64_t b = stored_bytes(store);
     return {b, b, 0};
   }
-  std::unique_ptr<LinearKernel> make_kernel(const LinearSpec&, const WeightStore&,
-                                            const ModelOptions&) const override {
-    return nullptr;
+  // A store quantised offline (a `udaci convert` artefact) runs its stored
+  // format: int8 / int4 / nf4 entries are recognised by their companion
+  // tensors and bound to that quantizer's kernel (group read from the shapes).
+  std::unique_ptr<LinearKernel> make_kernel(const LinearSpec& spec, const WeightStore& store,
+                                            const ModelOptions& opt) const override {
+    const std::string w = spec.weight + ".weight";
+    std::map<std::string, std::string> o;
+    std::string q;
+    if (store.has(w) && store.entry(w).type == WeightType::kI8 && store.has(w + "_scale")) {
+      q = "int8";
+    } else if (store.has(w + "_packed") && store.has(w + "_scales")) {
+      q = store.has(w + "_mins") ? "int4" : "nf4";
+      const TensorEntry& sc = store.entry(w + "_scales");
+      UDACI_CHECK_S(Status::kBadModelFile, sc.shape.size() == 2 && sc.shape[1] > 0,
+                    "quantised tensor '{}_scales' has a bad shape", w);
+      o["group"] = std::to_string(spec.in_features / sc.shape[1]);
+    } else {
+      return nullptr;
+    }
+    o["head"] = o["embed"] = q;
+    return builtin_strategies().quantizers.create(q, StrategyOptions(o))->make_kernel(spec, store, opt);
   }
 };
 
@@ -49,6 +67,12 @@ class NoPruner final : public Pruner {
  public:
   const char* name() const override { return "none"; }
   PruneReport prune(WeightStore&, ModelConfig&) const override { return {}; }
+  // A store packed 2:4 offline (a `udaci convert` artefact) runs the packed kernel.
+  std::unique_ptr<LinearKernel> make_kernel(const LinearSpec& spec, const WeightStore& store,
+                                            const ModelOptions& opt) const override {
+    if (!store.has(spec.weight + ".weight_sparse_values")) return nullptr;
+    return builtin_strategies().pruners.create("2:4", StrategyOptions{})->make_kernel(spec, store, opt);
+  }
 };
 
 // Argmax at every step whatever the request's sampling options say.

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "io/convert.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/safetensors_reader.hpp"
 
@@ -55,6 +56,7 @@ ModelFiles open_model(const std::string& path) {
     gguf_weights_to_store(g, m.weights);
     return m;
   }
+  if (is_artefact(path)) return read_artefact(path);  // udaci convert output (docs/ARTEFACT.md)
   if (p.extension() == ".safetensors") {
     const fs::path config = p.parent_path() / "config.json";
     UDACI_CHECK_S(Status::kNotFound, fs::exists(config, ec),

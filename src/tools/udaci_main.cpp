@@ -22,6 +22,7 @@
 #include "bench/bench_runner.hpp"
 #include "eval/news_dataset.hpp"
 #include "eval/rouge_cli.hpp"
+#include "io/convert.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
 
@@ -590,6 +591,17 @@ int main(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "print a model's config, parameter count and bytes by dtype");
   info->add_option("--model", info_model, "Hugging Face folder, .safetensors or .gguf (default: see README)");
 
+  std::string cv_model, cv_output, cv_quantizer = "none", cv_pruner = "none", cv_dequantize = "none";
+  std::vector<std::string> cv_qopts, cv_popts;
+  auto* conv = app.add_subcommand("convert", "save a pruned / quantised udaci artefact, or --dequantize to an HF folder");
+  conv->add_option("--model", cv_model, "input: Hugging Face folder, .safetensors or .gguf")->required();
+  conv->add_option("--output", cv_output, "artefact .safetensors file (HF folder with --dequantize)")->required();
+  conv->add_option("--quantizer", cv_quantizer, "int8, int4, nf4, gguf-native or none");
+  conv->add_option("--quantizer-opt", cv_qopts, "quantizer option key=value (repeatable)")->allow_extra_args(false);
+  conv->add_option("--pruner", cv_pruner, "magnitude, 2:4, structured or none");
+  conv->add_option("--pruner-opt", cv_popts, "pruner option key=value (repeatable)")->allow_extra_args(false);
+  conv->add_option("--dequantize", cv_dequantize, "f32, f16 or bf16: write a plain HF folder");
+
   HeadlineArgs ha;
   auto* head = app.add_subcommand("headline", "write headlines for a summary or a JSONL file of news records");
   head->add_option("summary", ha.summary, "article summary text");
@@ -691,6 +703,16 @@ int main(int argc, char** argv) {
     if (*tokc) return cmd_tokenize(tk_model, tk_tokenizer, tk_input, tk_add_special);
     if (*detok) return cmd_detokenize(tk_model, tk_tokenizer, tk_input, tk_skip_special);
     if (*info) return cmd_info(info_model);
+    if (*conv) {
+      udaci::ConvertOptions co;
+      co.quantizer = cv_quantizer;
+      co.quantizer_options = parse_strategy_options(cv_qopts, "--quantizer-opt").values();
+      co.pruner = cv_pruner;
+      co.pruner_options = parse_strategy_options(cv_popts, "--pruner-opt").values();
+      co.dequantize = cv_dequantize;
+      std::cout << udaci::convert_model(cv_model, cv_output, co).to_json() << std::endl;
+      return 0;
+    }
     if (*gen) return cmd_generate(ga);
     if (*bench) return cmd_bench_forward(ba, threads);
     if (*rouge) return cmd_rouge(rouge_input, rouge_stem);

@@ -1,0 +1,58 @@
+// `udaci convert`: load a model, prune and quantise it, and save the result as
+// a udaci artefact (one .safetensors file whose __metadata__ records the
+// format version, the strategies and the model config; layout in
+// docs/ARTEFACT.md), or dequantise it back to a plain Hugging Face folder.
+// open_model() recognises an artefact and returns its entries as stored.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "io/model_loader.hpp"
+
+namespace udaci {
+
+inline constexpr const char* kArtefactFormatKey = "udaci.format";
+inline constexpr int kArtefactFormatVersion = 1;
+
+struct ConvertOptions {
+  std::string quantizer = "none";
+  std::map<std::string, std::string> quantizer_options;
+  std::string pruner = "none";
+  std::map<std::string, std::string> pruner_options;
+  // "none": write a udaci artefact. "f32" | "f16" | "bf16": write a plain HF
+  // folder (config.json + model.safetensors) with every weight dequantised.
+  std::string dequantize = "none";
+};
+
+struct ConvertReport {
+  std::string output_path;
+  int64_t bytes_before = 0;   // weights as stored in the input
+  int64_t bytes_after = 0;    // weights as stored in the output
+  int64_t file_bytes = 0;     // size of the written model file
+  int64_t tensors = 0;
+  double sparsity = 0.0;      // the pruner's achieved zero fraction
+  std::string to_json() const;
+};
+
+ConvertReport convert_model(const std::string& input_path, const std::string& output_path,
+                            const ConvertOptions& options);
+
+// Writes `store` to `path` as a udaci artefact; `strategy_meta` adds keys to
+// __metadata__ (all values strings).
+void write_artefact(const std::string& path, const ModelConfig& config, const WeightStore& store,
+                    const std::map<std::string, std::string>& strategy_meta);
+
+// True when `path` is a .safetensors file whose header carries udaci.format.
+bool is_artefact(const std::string& path);
+
+// Reads an artefact; throws Error(kBadModelFile) for a truncated or malformed
+// file, an unknown format version or metadata that does not match the tensors.
+ModelFiles read_artefact(const std::string& path,
+                         std::map<std::string, std::string>* metadata = nullptr);
+
+// HF config.json text for `config`.
+std::string config_to_json(const ModelConfig& config);
+
+}  // namespace udaci
