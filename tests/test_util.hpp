@@ -120,4 +120,35 @@ void expect_error(F&& fn, udaci::Status status, const std::string& needle) {
   }
 }
 }  // namespace udaci_test
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "io/model_loader.hpp"
+#include "io/safetensors_reader.hpp"
+
+namespace udaci_test {
+
+// A golden tiny model (tests/fixtures/golden/<name>, made by tools/golden)
+// with the transformers outputs it was checked against.
+struct Golden {
+  udaci::ModelFiles files;
+  udaci::WeightStore expected;
+  std::vector<int64_t> prompt;
+  std::vector<int64_t> greedy;
+};
+
+inline Golden load_golden(const std::string& name) {
+  Golden g;
+  g.files = udaci::open_model(fixture("golden/" + name));
+  udaci::read_safetensors_file(fixture("golden/" + name + "/expected.safetensors"), g.expected);
+  at::Tensor p = g.expected.tensor("prompt_ids", at::kLong);
+  at::Tensor y = g.expected.tensor("greedy_ids", at::kLong);
+  g.prompt.assign(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+  g.greedy.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel());
+  return g;
+}
+
+}  // namespace udaci_test
 #endif

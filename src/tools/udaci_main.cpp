@@ -313,20 +313,9 @@ int cmd_info(const std::string& model_path) {
   json out;
   out["path"] = m.path;
   out["format"] = m.format;
-  out["config"] = {{"vocab_size", c.vocab_size},
-                   {"hidden_size", c.hidden_size},
-                   {"intermediate_size", c.intermediate_size},
-                   {"num_hidden_layers", c.num_layers},
-                   {"num_attention_heads", c.num_heads},
-                   {"num_key_value_heads", c.num_kv_heads},
-                   {"head_dim", c.head_dim},
-                   {"max_position_embeddings", c.max_position_embeddings},
-                   {"rms_norm_eps", c.rms_norm_eps},
-                   {"rope_theta", c.rope_theta},
-                   {"rope_scaling", c.rope_scaling.type},
-                   {"tie_word_embeddings", c.tie_word_embeddings},
-                   {"bos_token_id", c.bos_token_id},
-                   {"eos_token_ids", c.eos_token_ids}};
+  // The config as a Hugging Face config.json would hold it (the mapping
+  // `udaci convert` writes, src/io/convert.cpp).
+  out["config"] = json::parse(config_to_json(c));
   out["parameters"] = m.weights.total_elements();
   out["tensors"] = m.weights.size();
   json bytes = json::object();

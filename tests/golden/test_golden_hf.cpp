@@ -15,25 +15,11 @@
 
 using namespace udaci;
 
+using udaci_test::Golden;
+using udaci_test::load_golden;
+
 namespace {
 
-struct Golden {
-  ModelFiles files;
-  WeightStore expected;
-  std::vector<int64_t> prompt;
-  std::vector<int64_t> greedy;
-};
-
-Golden load_golden(const std::string& name) {
-  Golden g;
-  g.files = open_model(udaci_test::fixture("golden/" + name));
-  read_safetensors_file(udaci_test::fixture("golden/" + name + "/expected.safetensors"), g.expected);
-  at::Tensor p = g.expected.tensor("prompt_ids", at::kLong);
-  at::Tensor y = g.expected.tensor("greedy_ids", at::kLong);
-  g.prompt.assign(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
-  g.greedy.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel());
-  return g;
-}
 
 // max |ours - ref| / (max(ref) - min(ref)) over each row, the worst row.
 double worst_relative_error(const at::Tensor& ours, const at::Tensor& ref) {

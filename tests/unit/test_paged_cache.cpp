@@ -22,6 +22,9 @@
 
 using namespace udaci;
 
+using udaci_test::Golden;
+using udaci_test::load_golden;
+
 namespace {
 
 std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape,
@@ -35,23 +38,6 @@ PagedCache& as_paged(CacheStrategy& c) {
   return *p;
 }
 
-struct Golden {
-  ModelFiles files;
-  WeightStore expected;
-  std::vector<int64_t> prompt;
-  std::vector<int64_t> greedy;
-};
-
-Golden load_golden(const std::string& name) {
-  Golden g;
-  g.files = open_model(udaci_test::fixture("golden/" + name));
-  read_safetensors_file(udaci_test::fixture("golden/" + name + "/expected.safetensors"), g.expected);
-  at::Tensor p = g.expected.tensor("prompt_ids", at::kLong);
-  at::Tensor y = g.expected.tensor("greedy_ids", at::kLong);
-  g.prompt.assign(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
-  g.greedy.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel());
-  return g;
-}
 
 const char* const kFixtures[] = {"tiny-gqa-tied", "tiny-llama3-rope", "tiny-bf16"};
 
