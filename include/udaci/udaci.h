@@ -27,7 +27,9 @@
  *  - No function aborts, exits, prints, or lets a C++ exception escape.
  *
  * Thread safety, in general: an engine may be used from many threads at once
- * (generation calls on one engine are serialised inside); a result object
+ * (the summaries of concurrent generation calls on one engine are decoded
+ * together by its scheduler thread; streaming callbacks run on that thread
+ * and must not call back into the engine's generation functions); a result object
  * belongs to one thread at a time; everything else is stated per function.
  */
 #ifndef UDACI_UDACI_H
@@ -133,6 +135,14 @@ typedef struct udaci_engine_params {
   /* The chat prompt's user message; must contain "{summary}", which is
    * replaced by the summary. NULL: udaci's default. */
   const char *instruction;
+  /* Continuous batching (added after instruction: callers compiled
+   * against an older header pass a smaller struct_size and get the defaults). The summaries of all concurrent udaci_generate* calls on
+   * one engine are decoded together, at most max_sequences at once
+   * (0 = default 64). batch_invariant nonzero: a summary's greedy headline
+   * never depends on what else is being generated (slower; see
+   * docs/user_guide.md, section 5). */
+  int32_t max_sequences;
+  int32_t batch_invariant;
 } udaci_engine_params;
 
 /* Defaults for udaci_engine_create. Thread safety: any thread. */
@@ -187,7 +197,7 @@ typedef struct udaci_result udaci_result;
  * after trimming whitespace, at most 16 KiB). On success *out_result is a new
  * result the caller destroys with udaci_result_destroy; on failure it is
  * NULL. Bad summary text gives UDACI_ERR_INVALID_ARGUMENT before any work.
- * Thread safety: any thread; calls on one engine run one after another. */
+ * Thread safety: any thread; concurrent calls on one engine are batched together. */
 UDACI_API udaci_status udaci_generate(udaci_engine *engine, const char *summary,
                                       const udaci_generate_params *params,
                                       udaci_result **out_result);
@@ -240,9 +250,9 @@ typedef enum udaci_finish_reason {
 
 typedef struct udaci_timings {
   uint32_t struct_size; /* set by the caller to sizeof(udaci_timings) */
-  double prefill_ms;    /* the step that consumed the prompt */
+  double prefill_ms;    /* the steps that computed the prompt */
   double decode_ms;     /* all later steps */
-  double latency_ms;    /* wall time of the generate call that made the result (whole batch) */
+  double latency_ms;    /* from the generate call to this headline's end */
 } udaci_timings;
 
 /* A result is independent of its engine (it may outlive it). Every function

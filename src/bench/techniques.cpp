@@ -86,6 +86,11 @@ std::vector<Technique> make_catalogue() {
   t.push_back(cache("paged-prefix", "paged-prefix",
                     "paged K/V cache sharing the common instruction prefix across requests",
                     "#6 (M5)"));
+  t.push_back({"batch-invariant", "Batching",
+               "scheduler's batch-invariant mode: every sequence its own forward pass, so a "
+               "headline never depends on its batch (compose: kv-cache+batch-invariant)",
+               "#6 (M5)", "scheduler",
+               [](BenchConfig& c) { c.engine.scheduler.batch_invariant = true; }, always()});
   t.push_back(quant("int8", "int8", {}, "int8 weights, symmetric per output channel"));
   t.push_back(quant("int4", "int4", {}, "int4 weights, group-wise affine"));
   t.push_back(quant("nf4", "nf4", {}, "4-bit NormalFloat weights (QLoRA's code book)"));

@@ -50,6 +50,8 @@ udaci_engine_params engine_defaults() {
   p.use_chat_template = 1;
   p.system_prompt = nullptr;
   p.instruction = nullptr;
+  p.max_sequences = 0;
+  p.batch_invariant = 0;
   return p;
 }
 
@@ -93,6 +95,10 @@ udaci::EngineConfig to_engine_config(const udaci_engine_params& p) {
   c.prompt.use_chat_template = p.use_chat_template != 0;
   if (p.system_prompt != nullptr) c.prompt.system = p.system_prompt;
   if (p.instruction != nullptr) c.prompt.instruction = p.instruction;
+  UDACI_CHECK(p.max_sequences >= 0, "params->max_sequences must be >= 0 (0 = default), got {}",
+              p.max_sequences);
+  if (p.max_sequences > 0) c.scheduler.max_sequences = p.max_sequences;
+  c.scheduler.batch_invariant = p.batch_invariant != 0;
   return c;
 }
 

@@ -73,6 +73,11 @@ class CacheStrategy {
     (void)prompt;
     return cached_length(seq);
   }
+  // Tokens per shared unit for a cache that shares prompt prefixes between
+  // sequences (its block size), else 0. The scheduler holds back a newcomer
+  // whose first unit matches a prompt still being computed, so that it finds
+  // those blocks cached instead of computing them a second time.
+  virtual int64_t prefix_share_tokens() const { return 0; }
   // Starts `child` (a new id) holding the same cached tokens as `parent`, for
   // beam search or parallel sampling. Later appends to either do not show in
   // the other.
@@ -84,6 +89,15 @@ class CacheStrategy {
   // Bytes of K/V memory currently allocated by this cache (for a cache of
   // shared blocks: the blocks live sequences use, a shared one counted once).
   virtual int64_t bytes_reserved() const = 0;
+  // Most bytes one sequence of `tokens` tokens can make this cache allocate
+  // (the scheduler charges it on admission, so a running sequence never runs
+  // out of cache memory).
+  virtual int64_t bytes_for_tokens(int64_t tokens) const = 0;
+  // The cache's own cap on bytes_reserved(); 0 = none.
+  virtual int64_t byte_limit() const { return 0; }
+  // False for a cache that keeps no K/V (NoCache): every step then feeds the
+  // whole sequence, and a prompt cannot be computed in chunks.
+  virtual bool retains_kv() const { return true; }
   virtual CacheStats stats() const { return {}; }
   // The most bytes_reserved() has been since construction or reset_peak().
   int64_t peak_bytes_reserved() const { return peak_bytes_; }

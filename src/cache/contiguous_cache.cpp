@@ -54,6 +54,10 @@ class ContiguousCache final : public CacheStrategy {
     seqs_.emplace(child, std::move(c));
     note_reserved(bytes_reserved());
   }
+  int64_t bytes_for_tokens(int64_t tokens) const override {
+    return std::max<int64_t>(tokens, 16) * shape_.num_layers * 2 * shape_.num_kv_heads *
+           shape_.head_dim * static_cast<int64_t>(c10::elementSize(shape_.dtype));
+  }
   int64_t bytes_reserved() const override {
     int64_t n = 0;
     for (const auto& kv : seqs_) n += kv.second.buffer.numel() * kv.second.buffer.element_size();

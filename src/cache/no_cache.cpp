@@ -35,6 +35,8 @@ class NoCache final : public CacheStrategy {
     UDACI_CHECK(live_.insert(child).second, "sequence {} already exists in the cache", child);
   }
   int64_t bytes_reserved() const override { return 0; }
+  int64_t bytes_for_tokens(int64_t) const override { return 0; }
+  bool retains_kv() const override { return false; }
 
  private:
   CacheShape shape_;

@@ -72,6 +72,12 @@ class PagedCache final : public CacheStrategy {
   void truncate(SeqId seq, int64_t length) override;
 
   int64_t bytes_reserved() const override { return blocks_in_use_ * block_bytes_; }
+  // Its blocks, plus one for the copy at a shared prefix's boundary.
+  int64_t bytes_for_tokens(int64_t tokens) const override {
+    return ((tokens + options_.block - 1) / options_.block + 1) * block_bytes_;
+  }
+  int64_t byte_limit() const override { return cap_blocks_ * block_bytes_; }
+  int64_t prefix_share_tokens() const override { return options_.prefix ? options_.block : 0; }
   CacheStats stats() const override;
 
   int64_t block_tokens() const { return options_.block; }

@@ -33,6 +33,8 @@ struct GenerationResult {
   FinishReason finish = FinishReason::kLength;
   double prefill_ms = 0;    // time of the step that consumed the prompt
   double decode_ms = 0;     // time of all later steps
+  double latency_ms = 0;    // from submission to this sequence's end (engine's scheduler)
+  double queue_ms = 0;      // from submission to admission into the batch (engine's scheduler)
 };
 
 // Called after each new token of sequence `index`; return false to stop that

@@ -27,6 +27,7 @@ at::Device parse_device(const std::string& name) {
 
 HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   const at::Device device = parse_device(config.device);
+  config.scheduler.validate();
   // Strategies first: a wrong name or option fails before any file is read.
   const StrategyRegistry& reg = builtin_strategies();
   parallel_ = reg.parallel_plans.create(config.parallel, config.parallel_options);
@@ -64,6 +65,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   const std::string& tmpl = po.use_chat_template ? tokenizer_->chat_template() : std::string();
   prompt_ = std::make_unique<PromptBuilder>(po, tmpl);
   cache_ = reg.caches.create(config.cache, config.cache_options, model_->cache_shape());
+  scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, config.scheduler);
 }
 
 std::vector<std::string> HeadlineEngine::strategy_names() const {
@@ -88,54 +90,140 @@ std::vector<int32_t> HeadlineEngine::prompt_ids(const std::string& summary) cons
 std::vector<GenerationResult> HeadlineEngine::generate_ids(
     const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
     const TokenCallback& on_token) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return decoder_->generate(*model_, *cache_, prompts, options, on_token);
+  GenerationOptions adjusted = options;
+  if (!decoder_->one_token_per_step(adjusted)) {
+    std::vector<GenerationResult> out;
+    scheduler_->run_exclusive([&](CacheStrategy& cache) {
+      out = decoder_->generate(*model_, cache, prompts, options, on_token);
+    });
+    return out;
+  }
+  std::vector<SequenceJob> jobs(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    jobs[i].prompt = prompts[i];
+    jobs[i].options = adjusted;
+    if (on_token) jobs[i].on_token = [&on_token, i](int64_t tok) { return on_token(i, tok); };
+  }
+  std::promise<std::vector<GenerationResult>> promise;
+  std::future<std::vector<GenerationResult>> done = promise.get_future();
+  scheduler_->submit(std::move(jobs), nullptr,
+                     [&promise](std::vector<GenerationResult>& results, std::exception_ptr error) {
+                       if (error) {
+                         promise.set_exception(error);
+                       } else {
+                         promise.set_value(std::move(results));
+                       }
+                     });
+  return done.get();
 }
 
-std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::string>& summaries,
-                                                     const HeadlineOptions& options) const {
-  using Clock = std::chrono::steady_clock;
-  const auto t0 = Clock::now();
-  std::vector<HeadlineResult> results(summaries.size());
-  std::vector<std::vector<int64_t>> prompts;
-  prompts.reserve(summaries.size());
-  for (size_t i = 0; i < summaries.size(); ++i) {
-    results[i].prompt_ids = prompt_ids(summaries[i]);
-    prompts.emplace_back(results[i].prompt_ids.begin(), results[i].prompt_ids.end());
-  }
-  GenerationOptions go;
-  go.max_new_tokens = options.max_new_tokens;
-  go.sampling = options.sampling;
-  go.eos_ids = eos_ids();
-
+// The state of one generate()/submit() call while its summaries are decoded;
+// the token callbacks and the completion run on the scheduler thread.
+struct HeadlineEngine::Pending {
+  HeadlineOptions options;
+  std::vector<HeadlineResult> results;
   std::vector<Tokenizer::IncrementalDecoder> decoders;
-  std::vector<std::string> text(summaries.size());
-  std::vector<bool> cancelled(summaries.size(), false);
-  for (size_t i = 0; i < summaries.size(); ++i) decoders.push_back(tokenizer_->incremental_decoder(true));
-  auto on_token = [&](size_t i, int64_t tok) {
+  std::vector<std::string> text;
+  std::vector<char> stopped;  // on_text (or cancel) ended it
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  std::chrono::steady_clock::time_point t0;
+  std::promise<std::vector<HeadlineResult>> promise;
+
+  bool on_token(size_t i, int64_t tok) {
+    if (cancelled && cancelled->load()) {
+      stopped[i] = 1;
+      return false;
+    }
     const std::string piece = decoders[i].feed(static_cast<int32_t>(tok));
     text[i] += piece;
     if (options.on_text && !piece.empty() && !options.on_text(i, piece)) {
-      cancelled[i] = true;
+      stopped[i] = 1;
       return false;
     }
     // Stop once the text holds a complete headline line (an intro line such
     // as "Here is a headline:" does not count).
     return !(options.stop_at_newline && has_complete_headline(text[i]));
-  };
-  std::vector<GenerationResult> gen = generate_ids(prompts, go, on_token);
-  const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  for (size_t i = 0; i < summaries.size(); ++i) {
-    HeadlineResult& r = results[i];
-    r.new_ids.assign(gen[i].tokens.begin(), gen[i].tokens.end());
-    r.raw_text = tokenizer_->decode(r.new_ids, /*skip_special=*/true);
-    r.headline = clean_headline(r.raw_text);
-    r.finish = cancelled[i] ? FinishReason::kCancelled : gen[i].finish;
-    r.prefill_ms = gen[i].prefill_ms;
-    r.decode_ms = gen[i].decode_ms;
-    r.latency_ms = wall;
   }
-  return results;
+};
+
+std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
+    const std::vector<std::string>& summaries, const HeadlineOptions& options,
+    std::shared_ptr<std::atomic<bool>> cancelled) const {
+  auto p = std::make_shared<Pending>();
+  p->t0 = std::chrono::steady_clock::now();
+  p->options = options;
+  p->cancelled = cancelled;
+  const size_t n = summaries.size();
+  p->results.resize(n);
+  std::vector<std::vector<int64_t>> prompts;
+  prompts.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    p->results[i].prompt_ids = prompt_ids(summaries[i]);  // throws for a bad summary
+    prompts.emplace_back(p->results[i].prompt_ids.begin(), p->results[i].prompt_ids.end());
+    p->decoders.push_back(tokenizer_->incremental_decoder(true));
+  }
+  p->text.resize(n);
+  p->stopped.assign(n, 0);
+  GenerationOptions go;
+  go.max_new_tokens = options.max_new_tokens;
+  go.sampling = options.sampling;
+  go.eos_ids = eos_ids();
+  std::future<std::vector<HeadlineResult>> future = p->promise.get_future();
+
+  auto finalize = [this, p](std::vector<GenerationResult>& gen, std::exception_ptr error) {
+    if (error) {
+      p->promise.set_exception(error);
+      return;
+    }
+    try {
+      const double wall =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p->t0).count();
+      for (size_t i = 0; i < p->results.size(); ++i) {
+        HeadlineResult& r = p->results[i];
+        r.new_ids.assign(gen[i].tokens.begin(), gen[i].tokens.end());
+        r.raw_text = tokenizer_->decode(r.new_ids, /*skip_special=*/true);
+        r.headline = clean_headline(r.raw_text);
+        r.finish = p->stopped[i] ? FinishReason::kCancelled : gen[i].finish;
+        r.prefill_ms = gen[i].prefill_ms;
+        r.decode_ms = gen[i].decode_ms;
+        r.latency_ms = gen[i].latency_ms > 0 ? gen[i].latency_ms : wall;
+        r.queue_ms = gen[i].queue_ms;
+      }
+      p->promise.set_value(std::move(p->results));
+    } catch (...) {
+      p->promise.set_exception(std::current_exception());
+    }
+  };
+
+  GenerationOptions adjusted = go;
+  if (decoder_->one_token_per_step(adjusted)) {
+    std::vector<SequenceJob> jobs(n);
+    for (size_t i = 0; i < n; ++i) {
+      jobs[i].prompt = std::move(prompts[i]);
+      jobs[i].options = adjusted;
+      jobs[i].on_token = [p, i](int64_t tok) { return p->on_token(i, tok); };
+    }
+    scheduler_->submit(std::move(jobs), std::move(cancelled), finalize);
+  } else {
+    // A decoder that drives the model itself runs alone, in queue order.
+    scheduler_->submit_exclusive([this, p, prompts = std::move(prompts), go, finalize](CacheStrategy& cache) {
+      std::vector<GenerationResult> gen;
+      std::exception_ptr error;
+      try {
+        gen = decoder_->generate(*model_, cache, prompts, go,
+                                 [p](size_t i, int64_t tok) { return p->on_token(i, tok); });
+      } catch (...) {
+        error = std::current_exception();
+      }
+      finalize(gen, error);
+    });
+  }
+  return future;
+}
+
+std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::string>& summaries,
+                                                     const HeadlineOptions& options) const {
+  return enqueue(summaries, options, nullptr).get();
 }
 
 }  // namespace udaci
@@ -145,6 +233,10 @@ namespace udaci {
 bool HeadlineRequest::ready() const {
   // A request whose results were taken by get() stays ready.
   return !future_.valid() || future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+bool HeadlineRequest::wait_for(std::chrono::milliseconds timeout) const {
+  return !future_.valid() || future_.wait_for(timeout) == std::future_status::ready;
 }
 
 void HeadlineRequest::wait() const {
@@ -159,38 +251,30 @@ std::vector<HeadlineResult> HeadlineRequest::get() {
 HeadlineRequest HeadlineEngine::submit(std::vector<std::string> summaries, HeadlineOptions options) const {
   HeadlineRequest req;
   req.cancelled_ = std::make_shared<std::atomic<bool>>(false);
-  auto flag = req.cancelled_;
-  // The caller's streaming callback still runs; cancellation is checked first.
-  auto user_cb = std::move(options.on_text);
-  options.on_text = [flag, user_cb](size_t i, const std::string& piece) {
-    if (flag->load()) return false;
-    return user_cb ? user_cb(i, piece) : true;
-  };
-  req.future_ = std::async(std::launch::async, [this, summaries = std::move(summaries),
-                                                options = std::move(options)] {
-    return generate(summaries, options);
-  });
+  try {
+    req.future_ = enqueue(summaries, options, req.cancelled_);
+  } catch (...) {
+    std::promise<std::vector<HeadlineResult>> failed;
+    req.future_ = failed.get_future();
+    failed.set_exception(std::current_exception());
+  }
   return req;
 }
 
 int64_t HeadlineEngine::cache_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return cache_->bytes_reserved();
+  return scheduler_->with_cache([](const CacheStrategy& c) { return c.bytes_reserved(); });
 }
 
 int64_t HeadlineEngine::cache_peak_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return cache_->peak_bytes_reserved();
+  return scheduler_->with_cache([](const CacheStrategy& c) { return c.peak_bytes_reserved(); });
 }
 
 CacheStats HeadlineEngine::cache_stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return cache_->stats();
+  return scheduler_->with_cache([](const CacheStrategy& c) { return c.stats(); });
 }
 
 void HeadlineEngine::reset_cache_peak() {
-  std::lock_guard<std::mutex> lock(mu_);
-  cache_->reset_peak();
+  scheduler_->with_mutable_cache([](CacheStrategy& c) { c.reset_peak(); });
 }
 
 }  // namespace udaci

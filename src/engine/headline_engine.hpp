@@ -1,12 +1,14 @@
 // HeadlineEngine: summary text in, one clean headline out. Owns the model, the
 // tokenizer, the prompt builder and the cache strategy; every front end (CLI,
-// C ABI, Python, benchmark) goes through it. This first version generates
-// synchronously for a batch of summaries (submit() runs that on a background
-// thread); the scheduler of issue #6 builds on it. Its public faces are the C
-// ABI (include/udaci/udaci.h), udaci.hpp over it, and the Python module.
+// C ABI, Python, benchmark) goes through it. All generation runs on the
+// engine's Scheduler thread (engine/scheduler.hpp): the summaries of every
+// generate() and submit() call, from any thread, share one continuously
+// batched decode loop. Its public faces are the C ABI
+// (include/udaci/udaci.h), udaci.hpp over it, and the Python module.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <future>
 #include <memory>
@@ -16,6 +18,7 @@
 
 #include "cache/cache_strategy.hpp"
 #include "engine/registry.hpp"
+#include "engine/scheduler.hpp"
 #include "decode/generate.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
@@ -44,6 +47,9 @@ struct EngineConfig {
   std::string parallel = "single-device";  // ParallelPlan
   StrategyOptions parallel_options;
   PromptOptions prompt;
+  // Continuous batching: caps on live sequences and K/V memory, prefill
+  // chunk, batch-invariant mode.
+  SchedulerOptions scheduler;
 };
 
 struct HeadlineOptions {
@@ -67,7 +73,8 @@ struct HeadlineResult {
   FinishReason finish = FinishReason::kLength;
   double prefill_ms = 0;
   double decode_ms = 0;
-  double latency_ms = 0;       // wall time of the generate() call that produced it
+  double latency_ms = 0;       // from the call (generate/submit) to this headline's end
+  double queue_ms = 0;         // of which waiting for a place in the batch
 };
 
 // The handle of an asynchronous request (HeadlineEngine::submit). get() waits
@@ -79,6 +86,8 @@ class HeadlineRequest {
  public:
   bool ready() const;
   void wait() const;
+  // Waits at most `timeout`; true when the results are ready.
+  bool wait_for(std::chrono::milliseconds timeout) const;
   std::vector<HeadlineResult> get();
   void cancel() { cancelled_->store(true); }
 
@@ -101,13 +110,13 @@ class HeadlineEngine {
   std::vector<HeadlineResult> generate(const std::vector<std::string>& summaries,
                                        const HeadlineOptions& options) const;
 
-  // Starts generate() on a background thread and returns at once. Until the
-  // scheduler of issue #6 batches concurrent requests, requests run one after
-  // another in submission order of reaching the engine's lock.
+  // Queues the summaries and returns at once; they join the running batch
+  // between two decode steps. A bad summary fails the request (get() throws).
   HeadlineRequest submit(std::vector<std::string> summaries, HeadlineOptions options) const;
 
-  // Generation from token ids (no prompt building, no cleaning). Both
-  // generate functions are safe to call from several threads (serialised).
+  // Generation from token ids (no prompt building, no cleaning). All generate
+  // functions are safe to call from many threads at once: their sequences
+  // are batched together. Not from a streaming callback (Error).
   std::vector<GenerationResult> generate_ids(const std::vector<std::vector<int64_t>>& prompts,
                                              const GenerationOptions& options,
                                              const TokenCallback& on_token = {}) const;
@@ -131,6 +140,9 @@ class HeadlineEngine {
   // Names of the bound strategies, in the order cache, quantizer, pruner,
   // decoder, parallel plan.
   std::vector<std::string> strategy_names() const;
+  // What the scheduler did so far (steps, admitted, peak batch, tokens).
+  SchedulerStats scheduler_stats() const { return scheduler_->stats(); }
+  const SchedulerOptions& scheduler_options() const { return scheduler_->options(); }
 
  private:
   std::string model_path_;
@@ -145,9 +157,13 @@ class HeadlineEngine {
   std::unique_ptr<ParallelPlan> parallel_;
   QuantizeReport quantize_report_;
   PruneReport prune_report_;
-  // Serialises generation over the one cache until the scheduler (issue #6)
-  // batches concurrent requests; makes the engine safe to call from many threads.
-  mutable std::mutex mu_;
+  // Last, so that it stops (and cancels what runs) before anything it uses goes.
+  std::unique_ptr<Scheduler> scheduler_;
+
+  struct Pending;
+  std::future<std::vector<HeadlineResult>> enqueue(const std::vector<std::string>& summaries,
+                                                   const HeadlineOptions& options,
+                                                   std::shared_ptr<std::atomic<bool>> cancelled) const;
 };
 
 

@@ -87,6 +87,10 @@ class GreedyDecoder final : public Decoder {
     greedy.sampling = SamplingOptions{};
     return udaci::generate(model, cache, prompts, greedy, on_token);
   }
+  bool one_token_per_step(GenerationOptions& options) const override {
+    options.sampling = SamplingOptions{};
+    return true;
+  }
 };
 
 // The request's SamplingOptions decide: temperature 0 is greedy, otherwise
@@ -100,6 +104,7 @@ class SamplingDecoder final : public Decoder {
                                          const TokenCallback& on_token) const override {
     return udaci::generate(model, cache, prompts, options, on_token);
   }
+  bool one_token_per_step(GenerationOptions&) const override { return true; }
 };
 
 class SingleDevicePlan final : public ParallelPlan {

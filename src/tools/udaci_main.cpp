@@ -28,6 +28,7 @@
 
 #include <unistd.h>
 
+#include <deque>
 #include <fstream>
 #include <memory>
 
@@ -175,6 +176,7 @@ struct HeadlineArgs : RunArgs {
   std::vector<std::string> quantizer_opts;
   std::string pruner = "none";
   std::vector<std::string> pruner_opts;
+  std::vector<std::string> scheduler_opts;
 };
 
 int cmd_headline(const HeadlineArgs& a) {
@@ -190,6 +192,9 @@ int cmd_headline(const HeadlineArgs& a) {
   ec.pruner = a.pruner;
   ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
   ec.prompt.use_chat_template = !a.completion;
+  const StrategyOptions sched = parse_strategy_options(a.scheduler_opts, "--scheduler-opt");
+  ec.scheduler = SchedulerOptions::from(sched);
+  if (!sched.has("max_sequences")) ec.scheduler.max_sequences = static_cast<int64_t>(a.batch);
   HeadlineEngine engine(ec);
   HeadlineOptions ho;
   ho.max_new_tokens = a.max_new_tokens;
@@ -211,43 +216,36 @@ int cmd_headline(const HeadlineArgs& a) {
   std::ostream& out = a.output.empty() ? std::cout : file;
   Progress progress(records.size());
   size_t failed = 0;
-  for (size_t begin = 0; begin < records.size(); begin += a.batch) {
-    const size_t end = std::min(records.size(), begin + a.batch);
-    std::vector<std::string> summaries;
-    for (size_t i = begin; i < end; ++i) summaries.push_back(records[i].short_description);
-    std::vector<HeadlineResult> results;
+  // Every record is its own request; up to --batch of them decode together
+  // and a few more wait queued, so the batch refills as headlines finish.
+  // Output stays in input order; a bad record fails alone.
+  std::deque<std::pair<size_t, HeadlineRequest>> in_flight;
+  auto write_front = [&] {
+    const size_t k = in_flight.front().first;
+    const NewsRecord& r = records[k];
+    json line = {{"link", r.link}, {"reference", r.headline}};
     try {
-      results = engine.generate(summaries, ho);
+      const HeadlineResult h = in_flight.front().second.get().at(0);
+      line["generated"] = h.headline;
+      line["prompt_tokens"] = h.prompt_ids.size();
+      line["new_tokens"] = h.new_ids.size();
+      line["latency_ms"] = h.latency_ms;
     } catch (const Error& e) {
-      // One bad summary must not lose the others: retry them one by one.
-      for (size_t i = begin; i < end; ++i) {
-        try {
-          results.push_back(engine.generate({records[i].short_description}, ho).at(0));
-        } catch (const Error& e1) {
-          std::fprintf(stderr, "udaci: line %lld: %s\n", static_cast<long long>(records[i].line), e1.what());
-          HeadlineResult bad;
-          bad.finish = FinishReason::kCancelled;
-          bad.raw_text = std::string("error: ") + e1.what();
-          results.push_back(bad);
-          ++failed;
-        }
-      }
+      std::fprintf(stderr, "udaci: line %lld: %s\n", static_cast<long long>(r.line), e.what());
+      line["generated"] = "";
+      line["error"] = std::string("error: ") + e.what();
+      ++failed;
     }
-    for (size_t k = 0; k < results.size(); ++k) {
-      const NewsRecord& r = records[begin + k];
-      const HeadlineResult& h = results[k];
-      json line = {{"link", r.link},
-                   {"reference", r.headline},
-                   {"generated", h.headline},
-                   {"prompt_tokens", h.prompt_ids.size()},
-                   {"new_tokens", h.new_ids.size()},
-                   {"latency_ms", h.latency_ms}};
-      if (h.prompt_ids.empty()) line["error"] = h.raw_text;
-      out << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-    }
+    in_flight.pop_front();
+    out << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     out.flush();
-    progress.update(end);
+    progress.update(k + 1);
+  };
+  for (size_t i = 0; i < records.size(); ++i) {
+    in_flight.emplace_back(i, engine.submit({records[i].short_description}, ho));
+    if (in_flight.size() >= 2 * a.batch) write_front();
   }
+  while (!in_flight.empty()) write_front();
   progress.finish();
   return failed == 0 ? 0 : 1;
 }
@@ -597,7 +595,11 @@ int main(int argc, char** argv) {
   head->add_option("--input", ha.input, "JSON Lines of News Category Dataset records (short_description is read)");
   head->add_option("--output", ha.output, "write JSONL results here instead of stdout");
   add_run_options(head, ha);
-  head->add_option("--batch", ha.batch, "summaries generated together as one batch")->check(CLI::Range(size_t{1}, size_t{1024}));
+  head->add_option("--batch", ha.batch, "summaries decoded together (the scheduler's max_sequences)")->check(CLI::Range(size_t{1}, size_t{1024}));
+  head->add_option("--scheduler-opt", ha.scheduler_opts,
+                   "scheduler option key=value (repeatable): max_sequences, max_cache_bytes, "
+                   "prefill_chunk, batch_invariant=1")
+      ->allow_extra_args(false);
   head->add_option("--limit", ha.limit, "only the first N records of --input");
   head->add_flag("--completion", ha.completion, "use the completion prompt even if the model has a chat template");
 

@@ -4,6 +4,7 @@
 #include <udaci/udaci.h>
 
 #include <atomic>
+#include <cstddef>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -99,8 +100,16 @@ TEST_CASE("c_api: struct_size too small is refused and larger is accepted", "[c_
   ep.struct_size = 0;
   CHECK(udaci_engine_create(&ep, &engine) == UDACI_ERR_INVALID_ARGUMENT);
   CHECK(std::string(udaci_last_error()).find("params->struct_size is 0") != std::string::npos);
-  ep.struct_size = sizeof(udaci_engine_params) - sizeof(const char*);
+  ep.struct_size = offsetof(udaci_engine_params, instruction);  // cuts a required field
   CHECK(udaci_engine_create(&ep, &engine) == UDACI_ERR_INVALID_ARGUMENT);
+  // The layout before the scheduler fields is still accepted (defaults).
+  ep.struct_size = offsetof(udaci_engine_params, max_sequences);
+  CHECK(udaci_engine_create(&ep, &engine) == UDACI_ERR_NOT_FOUND);
+  ep.struct_size = sizeof(udaci_engine_params);
+  ep.max_sequences = -1;
+  CHECK(udaci_engine_create(&ep, &engine) == UDACI_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(udaci_last_error()).find("max_sequences") != std::string::npos);
+  ep.max_sequences = 0;
 
   // A caller built against a newer header: more fields after the known ones.
   // The known prefix is read (the model path is used, hence NOT_FOUND, not

@@ -63,6 +63,10 @@ class CountingCache final : public CacheStrategy {
   void commit(SeqId s, int64_t n) override { inner_.commit(s, n); }
   void truncate(SeqId s, int64_t n) override { inner_.truncate(s, n); }
   int64_t bytes_reserved() const override { return inner_.bytes_reserved(); }
+  int64_t bytes_for_tokens(int64_t n) const override { return inner_.bytes_for_tokens(n); }
+  int64_t byte_limit() const override { return inner_.byte_limit(); }
+  bool retains_kv() const override { return inner_.retains_kv(); }
+  int64_t prefix_share_tokens() const override { return inner_.prefix_share_tokens(); }
   CacheStats stats() const override { return inner_.stats(); }
   int64_t computed = 0;
 

@@ -4,15 +4,16 @@
 // Python, the CLI and the C ABI give the same answers.
 //
 // GIL: loading and generating run with the GIL released, so other Python
-// threads keep running and several threads may share one Engine (the engine
-// serialises generation itself). The streaming callback re-acquires the GIL for
-// each piece. An exception raised by the callback (or a pending Ctrl-C) is
-// thrown through the generation loop as py::error_already_set; the loop frees
-// its cache slots on the way out (SlotGuard in decode/generate.cpp), and
-// pybind11 restores the Python exception in the caller.
+// threads keep running and several threads may share one Engine (their
+// summaries are batched together by the engine's scheduler). The streaming
+// callback runs on the scheduler thread and re-acquires the GIL for each
+// piece. An exception it raises fails its request (the scheduler frees the
+// request's cache slots) and pybind11 restores it in the caller; Ctrl-C on the
+// main thread cancels the request and raises KeyboardInterrupt.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -81,7 +82,7 @@ struct StrategyNames {
 };
 using OptionMap = std::map<std::string, std::string>;
 struct StrategyOptionMaps {
-  OptionMap cache, quantizer, pruner, decoder, parallel;
+  OptionMap cache, quantizer, pruner, decoder, parallel, scheduler;
 };
 
 // Engine as Python sees it: the C++ engine plus the settings it was made with.
@@ -118,6 +119,7 @@ class PyEngine {
     config.pruner_options = StrategyOptions(options.pruner);
     config.decoder_options = StrategyOptions(options.decoder);
     config.parallel_options = StrategyOptions(options.parallel);
+    config.scheduler = SchedulerOptions::from(StrategyOptions(options.scheduler));
     if (threads) {
       UDACI_CHECK(*threads >= 1, "threads must be >= 1 (or None to keep the current setting), got {}",
                   *threads);
@@ -140,13 +142,11 @@ class PyEngine {
       UDACI_CHECK(PyCallable_Check(on_text.ptr()) != 0, "on_text must be callable or None, got {}",
                   std::string(py::str(py::type::of(on_text).attr("__name__"))));
     }
-    // Without a callback the hook only serves Ctrl-C, and Python delivers
-    // signals to the main thread alone: elsewhere, skip the per-piece GIL trip.
-    if (has_callback || on_main_thread()) {
-      options.on_text = [&on_text, has_callback, with_index](size_t index, const std::string& piece) {
+    // The callback runs on the engine's scheduler thread and takes the GIL
+    // for each piece (this thread waits below with the GIL released).
+    if (has_callback) {
+      options.on_text = [&on_text, with_index](size_t index, const std::string& piece) {
         py::gil_scoped_acquire gil;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        if (!has_callback) return true;
         // Pieces are complete UTF-8 by contract; "replace" keeps a broken one
         // from becoming an exception that is not the caller's.
         py::object text = py::reinterpret_steal<py::object>(
@@ -156,8 +156,27 @@ class PyEngine {
         return r.is_none() || PyObject_IsTrue(r.ptr()) == 1;
       };
     }
+    // Python delivers signals to the main thread alone: there, wait in slices
+    // and let Ctrl-C cancel the request (KeyboardInterrupt once it has left
+    // the batch, so the callback above is no longer running).
+    const bool check_signals = on_main_thread();
     py::gil_scoped_release release;
-    return engine_->generate(summaries, options);
+    HeadlineRequest req = engine_->submit(summaries, options);
+    if (check_signals) {
+      while (!req.wait_for(std::chrono::milliseconds(50))) {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) {
+          py::error_already_set interrupted;
+          req.cancel();
+          {
+            py::gil_scoped_release again;
+            req.wait();
+          }
+          throw interrupted;
+        }
+      }
+    }
+    return req.get();
   }
 
   const HeadlineEngine& engine() const { return *engine_; }
@@ -235,7 +254,10 @@ PYBIND11_MODULE(_udaci, m) {
           "'stop' (headline complete), 'eos', 'length' (max_new_tokens) or 'cancelled'.")
       .def_readonly("prefill_ms", &HeadlineResult::prefill_ms, "Time of the prompt step, ms.")
       .def_readonly("decode_ms", &HeadlineResult::decode_ms, "Time of all later steps, ms.")
-      .def_readonly("latency_ms", &HeadlineResult::latency_ms, "Wall time of the whole generate call, ms.")
+      .def_readonly("latency_ms", &HeadlineResult::latency_ms,
+                    "From the generate call to this headline's end, ms.")
+      .def_readonly("queue_ms", &HeadlineResult::queue_ms,
+                    "Of latency_ms, the wait for a place in the engine's batch, ms.")
       .def("__repr__", &result_repr);
 
   // The keyword arguments of headline() and generate(), in one place.
@@ -255,12 +277,13 @@ PYBIND11_MODULE(_udaci, m) {
                        const std::string& decoder, const std::string& quantizer, const std::string& pruner,
                        const std::string& parallel, const OptionMap& cache_options,
                        const OptionMap& quantizer_options, const OptionMap& pruner_options,
-                       const OptionMap& decoder_options, const OptionMap& parallel_options) {
+                       const OptionMap& decoder_options, const OptionMap& parallel_options,
+                       const OptionMap& scheduler_options) {
              return std::make_unique<PyEngine>(
                  model, dtype, cache, threads, system, instruction, use_chat_template, tokenizer,
                  StrategyNames{decoder, quantizer, pruner, parallel},
                  StrategyOptionMaps{cache_options, quantizer_options, pruner_options, decoder_options,
-                                    parallel_options});
+                                    parallel_options, scheduler_options});
            }),
            arg("model") = py::none(), arg("dtype") = "fp32", arg("cache") = "contiguous",
            arg("threads") = py::none(), arg("system") = py::none(), arg("instruction") = py::none(),
@@ -269,7 +292,7 @@ PYBIND11_MODULE(_udaci, m) {
            arg("pruner") = EngineConfig{}.pruner, arg("parallel") = EngineConfig{}.parallel,
            arg("cache_options") = OptionMap{}, arg("quantizer_options") = OptionMap{},
            arg("pruner_options") = OptionMap{}, arg("decoder_options") = OptionMap{},
-           arg("parallel_options") = OptionMap{},
+           arg("parallel_options") = OptionMap{}, arg("scheduler_options") = OptionMap{},
            "model: GGUF file or Hugging Face folder (None: default_model_path()). dtype: 'fp32' or "
            "'bf16'. cache: 'contiguous' or 'none'. threads: ATen intra-op threads for the whole "
            "process (None: unchanged). system / instruction: chat prompt texts (None: udaci's "
@@ -277,7 +300,8 @@ PYBIND11_MODULE(_udaci, m) {
            "use_chat_template: False forces the plain completion prompt. tokenizer: a "
            "tokenizer.json to use instead of the model's own. decoder ('sampling' or 'greedy'), "
            "quantizer, pruner, parallel: strategy names from udaci's registries; *_options: "
-           "their options as str -> str dicts. Prefer udaci.HeadlineEngine(udaci.EngineConfig(...)).")
+           "their options as str -> str dicts. scheduler_options: max_sequences, max_cache_bytes, "
+           "prefill_chunk, batch_invariant (continuous batching). Prefer udaci.HeadlineEngine(udaci.EngineConfig(...)).")
       .def(
           "headline",
           [gen_args](const PyEngine& self, const std::string& summary, int64_t max_new_tokens,

@@ -21,7 +21,7 @@ from . import _udaci
 
 __all__ = ["EngineConfig", "HeadlineEngine", "Stream"]
 
-_STRATEGY_KINDS = ("cache", "quantizer", "pruner", "decoder", "parallel")
+_STRATEGY_KINDS = ("cache", "quantizer", "pruner", "decoder", "parallel", "scheduler")
 
 
 def _option_value(value: object) -> str:
@@ -60,6 +60,8 @@ class EngineConfig:
     (``"none"``, ``"none"``, ``"single-device"`` by default).
     *_options: each strategy's options, ``{"key": value}``; values are passed
     as strings and unknown keys are refused by the strategy (``udaci.InvalidArgument``).
+    scheduler_options: continuous batching (``max_sequences``, ``max_cache_bytes``,
+    ``prefill_chunk``, ``batch_invariant``); see docs/user_guide.md, section 5.
     """
 
     model: Optional[Union[str, "os.PathLike[str]"]] = None
@@ -79,6 +81,7 @@ class EngineConfig:
     pruner_options: Dict[str, Any] = field(default_factory=dict)
     decoder_options: Dict[str, Any] = field(default_factory=dict)
     parallel_options: Dict[str, Any] = field(default_factory=dict)
+    scheduler_options: Dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> "EngineConfig":
         """A copy with some fields changed (``dataclasses.replace``)."""

@@ -23,6 +23,8 @@ class Result:
     def decode_ms(self) -> float: ...
     @property
     def latency_ms(self) -> float: ...
+    @property
+    def queue_ms(self) -> float: ...
 
 class Engine:
     def __init__(self, model: Optional[str] = None, dtype: str = "fp32", cache: str = "contiguous",
@@ -32,7 +34,8 @@ class Engine:
                  pruner: str = "none", parallel: str = "single-device",
                  cache_options: dict[str, str] = ..., quantizer_options: dict[str, str] = ...,
                  pruner_options: dict[str, str] = ..., decoder_options: dict[str, str] = ...,
-                 parallel_options: dict[str, str] = ...) -> None: ...
+                 parallel_options: dict[str, str] = ...,
+                 scheduler_options: dict[str, str] = ...) -> None: ...
     def headline(self, summary: str, *, max_new_tokens: int = 32, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                  repetition_penalty: float = 1.0, seed: int = 0,

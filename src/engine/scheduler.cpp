@@ -1,0 +1,482 @@
+#include "engine/scheduler.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+
+#include "core/error.hpp"
+#include "decode/sampler.hpp"
+#include "engine/strategy_options.hpp"
+
+namespace udaci {
+
+using Clock = std::chrono::steady_clock;
+
+void SchedulerOptions::validate() const {
+  UDACI_CHECK(max_sequences >= 1, "scheduler: max_sequences must be >= 1, got {}", max_sequences);
+  UDACI_CHECK(max_cache_bytes >= 0, "scheduler: max_cache_bytes must be >= 0, got {}", max_cache_bytes);
+  UDACI_CHECK(prefill_chunk >= 1, "scheduler: prefill_chunk must be >= 1, got {}", prefill_chunk);
+}
+
+SchedulerOptions SchedulerOptions::from(const StrategyOptions& o) {
+  const char* owner = "scheduler";
+  o.expect_only(owner, {"max_sequences", "max_cache_bytes", "prefill_chunk", "batch_invariant"});
+  SchedulerOptions s;
+  s.max_sequences = o.get_int(owner, "max_sequences", s.max_sequences);
+  s.max_cache_bytes = o.get_int(owner, "max_cache_bytes", s.max_cache_bytes);
+  s.prefill_chunk = o.get_int(owner, "prefill_chunk", s.prefill_chunk);
+  const int64_t inv = o.get_int(owner, "batch_invariant", s.batch_invariant ? 1 : 0);
+  UDACI_CHECK(inv == 0 || inv == 1, "scheduler: batch_invariant must be 0 or 1, got {}", inv);
+  s.batch_invariant = inv == 1;
+  s.validate();
+  return s;
+}
+
+// One submit() call.
+struct Scheduler::Request {
+  std::vector<SequenceJob> jobs;
+  std::vector<GenerationResult> results;
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  RequestDone done;
+  Clock::time_point submitted;
+  size_t unfinished = 0;
+  bool completed = false;  // done() has been called (finished, failed or cancelled)
+
+  bool is_cancelled() const { return cancelled && cancelled->load(); }
+};
+
+// A sequence admitted to the batch.
+struct Scheduler::Live {
+  std::shared_ptr<Request> request;
+  size_t index = 0;
+  SeqId slot = 0;
+  std::vector<int64_t> tokens;  // prompt + generated
+  int64_t charged = 0;          // bytes counted in reserved_
+  bool started = false;         // its prompt has been offered to the cache
+  bool prefilled = false;       // the whole prompt has been computed
+  bool done = false;            // finished; leaves the batch after this step
+  Sampler sampler;
+
+  Live(std::shared_ptr<Request> r, size_t i, SeqId s)
+      : request(std::move(r)), index(i), slot(s), sampler(request->jobs[i].options.sampling) {}
+  SequenceJob& job() { return request->jobs[index]; }
+  GenerationResult& result() { return request->results[index]; }
+};
+
+// A request whose sequences are not all admitted yet, or an exclusive task.
+struct Scheduler::Queued {
+  std::shared_ptr<Request> request;
+  size_t next = 0;  // first job not admitted
+  std::function<void(CacheStrategy&)> exclusive;
+  std::shared_ptr<std::promise<void>> exclusive_done;
+};
+
+Scheduler::Scheduler(const LlamaModel& model, CacheStrategy& cache, const SchedulerOptions& options)
+    : model_(model), cache_(cache), options_(options) {
+  options_.validate();
+  byte_cap_ = options_.max_cache_bytes > 0 ? options_.max_cache_bytes : cache_.byte_limit();
+  if (options_.max_cache_bytes > 0 && cache_.byte_limit() > 0)
+    byte_cap_ = std::min(byte_cap_, cache_.byte_limit());
+  row_.resize(static_cast<size_t>(model_.config().vocab_size));
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::submit(std::vector<SequenceJob> jobs, std::shared_ptr<std::atomic<bool>> cancelled,
+                       RequestDone done) {
+  const int64_t vocab = model_.config().vocab_size;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const SequenceJob& j = jobs[i];
+    UDACI_CHECK(!j.prompt.empty(), "prompt {} is empty", i);
+    for (int64_t t : j.prompt)
+      UDACI_CHECK(t >= 0 && t < vocab, "prompt {} holds token id {}, outside the vocabulary of {}",
+                  i, t, vocab);
+    UDACI_CHECK(j.options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}",
+                j.options.max_new_tokens);
+    j.options.sampling.validate();
+  }
+  UDACI_CHECK(!on_scheduler_thread(),
+              "a request cannot be made from a token callback (it would wait for itself)");
+  auto r = std::make_shared<Request>();
+  r->results.resize(jobs.size());
+  r->jobs = std::move(jobs);
+  r->cancelled = std::move(cancelled);
+  r->done = std::move(done);
+  r->submitted = Clock::now();
+  r->unfinished = r->jobs.size();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_ && !r->jobs.empty()) {
+      queue_.push_back(Queued{r, 0, {}, {}});
+      stats_.queued += static_cast<int64_t>(r->jobs.size());
+      cv_.notify_all();
+      return;
+    }
+  }
+  // Nothing to do (no sequences), or shutting down: answer on this thread.
+  if (r->jobs.empty()) {
+    complete(*r);
+  } else {
+    fail(r, std::make_exception_ptr(Error(Status::kCancelled, "the engine is shutting down")));
+  }
+}
+
+void Scheduler::run_exclusive(const std::function<void(CacheStrategy&)>& fn) {
+  UDACI_CHECK(!on_scheduler_thread(),
+              "a request cannot be made from a token callback (it would wait for itself)");
+  auto promise = std::make_shared<std::promise<void>>();
+  std::future<void> f = promise->get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    UDACI_CHECK_S(Status::kCancelled, !stop_, "the engine is shutting down");
+    queue_.push_back(Queued{nullptr, 0, fn, promise});
+  }
+  cv_.notify_all();
+  f.get();
+}
+
+void Scheduler::submit_exclusive(std::function<void(CacheStrategy&)> fn) {
+  UDACI_CHECK(!on_scheduler_thread(),
+              "a request cannot be made from a token callback (it would wait for itself)");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    UDACI_CHECK_S(Status::kCancelled, !stop_, "the engine is shutting down");
+    queue_.push_back(Queued{nullptr, 0, std::move(fn), std::make_shared<std::promise<void>>()});
+  }
+  cv_.notify_all();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Scheduler::complete(Request& r) {
+  if (r.completed) return;
+  r.completed = true;
+  const double now_ms = std::chrono::duration<double, std::milli>(Clock::now() - r.submitted).count();
+  for (GenerationResult& g : r.results)
+    if (g.latency_ms == 0) g.latency_ms = now_ms;
+  try {
+    if (r.done) r.done(r.results, nullptr);
+  } catch (...) {
+    // done() belongs to the engine and reports through its own promise; an
+    // exception here has nowhere to go and must not stop the loop.
+  }
+}
+
+void Scheduler::fail(const std::shared_ptr<Request>& r, std::exception_ptr error) {
+  if (r->completed) return;
+  r->completed = true;
+  try {
+    if (r->done) r->done(r->results, error);
+  } catch (...) {
+  }
+}
+
+void Scheduler::finish(Live& s, FinishReason reason) {
+  GenerationResult& g = s.result();
+  g.finish = reason;
+  g.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - s.request->submitted).count();
+  if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
+  reserved_ -= s.charged;
+  s.charged = 0;
+  s.done = true;
+  if (--s.request->unfinished == 0) completed_.push_back(s.request);
+}
+
+void Scheduler::sweep() {
+  for (auto it = live_.begin(); it != live_.end();) {
+    Live& s = *it;
+    if (s.request->completed) {  // failed meanwhile
+      if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
+      reserved_ -= s.charged;
+      it = live_.erase(it);
+    } else if (s.request->is_cancelled()) {
+      finish(s, FinishReason::kCancelled);
+      it = live_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+bool Scheduler::admit() {
+  // Pull sequences from the head of the queue while the caps allow.
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!queue_.empty()) {
+    Queued& q = queue_.front();
+    if (q.exclusive) {
+      if (!live_.empty()) break;  // runs once the batch has drained
+      auto fn = std::move(q.exclusive);
+      auto promise = std::move(q.exclusive_done);
+      queue_.pop_front();
+      lock.unlock();
+      try {
+        fn(cache_);
+        promise->set_value();
+      } catch (...) {
+        promise->set_exception(std::current_exception());
+      }
+      lock.lock();
+      continue;
+    }
+    std::shared_ptr<Request> r = q.request;
+    if (r->completed || r->is_cancelled()) {
+      // Sequences never admitted finish empty.
+      const int64_t left = static_cast<int64_t>(r->jobs.size() - q.next);
+      stats_.queued -= left;
+      queue_.pop_front();
+      lock.unlock();
+      if (!r->completed) {
+        for (size_t i = q.next; i < r->jobs.size(); ++i) r->results[i].finish = FinishReason::kCancelled;
+        r->unfinished -= static_cast<size_t>(left);
+        if (r->unfinished == 0) complete(*r);
+      }
+      lock.lock();
+      continue;
+    }
+    if (static_cast<int64_t>(live_.size()) >= options_.max_sequences) break;
+    const SequenceJob& job = r->jobs[q.next];
+    const int64_t tokens = static_cast<int64_t>(job.prompt.size()) + job.options.max_new_tokens;
+    const int64_t need = cache_.bytes_for_tokens(tokens);
+    if (byte_cap_ > 0 && reserved_ + need > byte_cap_) {
+      if (!live_.empty()) break;  // wait for memory; nothing overtakes this request
+      const size_t left = r->jobs.size() - q.next;
+      stats_.queued -= static_cast<int64_t>(left);
+      queue_.pop_front();
+      lock.unlock();
+      fail(r, std::make_exception_ptr(Error(
+                  Status::kOutOfMemory,
+                  fmt::format("a sequence of {} tokens (prompt + max_new_tokens) needs {} bytes of "
+                              "K/V, over the scheduler's cap of {} bytes",
+                              tokens, need, byte_cap_))));
+      lock.lock();
+      continue;
+    }
+    const size_t index = q.next++;
+    --stats_.queued;
+    if (q.next == r->jobs.size()) queue_.pop_front();
+    ++stats_.admitted;
+    lock.unlock();
+
+    if (job.options.max_new_tokens == 0) {  // nothing to generate
+      if (--r->unfinished == 0) complete(*r);
+      lock.lock();
+      continue;
+    }
+    live_.emplace_back(r, index, next_slot_++);
+    Live& s = live_.back();
+    s.result().queue_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - r->submitted).count();
+    s.tokens = job.prompt;
+    try {
+      cache_.add_sequence(s.slot, tokens);
+      s.charged = need;
+      reserved_ += need;
+    } catch (...) {
+      if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
+      live_.pop_back();
+      fail(r, std::current_exception());
+    }
+    lock.lock();
+  }
+  stats_.running = static_cast<int64_t>(live_.size());
+  stats_.peak_running = std::max(stats_.peak_running, stats_.running);
+  return !live_.empty();
+}
+
+void Scheduler::step() {
+  const bool retains = cache_.retains_kv();
+  const int64_t chunk = options_.prefill_chunk;
+  // Which sequences take part, with how many new tokens each.
+  std::vector<Live*> members;
+  std::vector<int64_t> counts;
+  int64_t budget = chunk;
+  const int64_t share = options_.batch_invariant ? 0 : cache_.prefix_share_tokens();
+  for (Live& s : live_) {
+    if (!s.started) {
+      if (budget <= 0 && retains) continue;
+      if (share > 0 && waits_for_shared_prefix(s, share)) continue;
+      // A prefix-sharing cache may hold the start of the prompt already (the
+      // invariant mode computes every prompt itself).
+      try {
+        if (!options_.batch_invariant) cache_.begin_prompt(s.slot, s.tokens);
+      } catch (...) {
+        fail(s.request, std::current_exception());
+        continue;
+      }
+      s.started = true;
+    }
+    const int64_t held = cache_.cached_length(s.slot);
+    const int64_t pending = static_cast<int64_t>(s.tokens.size()) - held;
+    int64_t n = pending;
+    if (!s.prefilled && retains) {
+      if (options_.batch_invariant) {
+        // Chunk boundaries at multiples of `chunk`, whatever else is running.
+        n = std::min(pending, chunk - held % chunk);
+        if (budget < chunk && n > budget) continue;  // next step
+      } else {
+        if (budget <= 0) continue;
+        n = std::min(pending, budget);
+      }
+      budget -= n;
+    } else if (!s.prefilled) {
+      // A cache that keeps nothing recomputes the whole sequence every step,
+      // so its prompt cannot be split; newcomers still queue for the budget.
+      if (budget <= 0 && !members.empty()) continue;
+      budget -= n;
+    }
+    members.push_back(&s);
+    counts.push_back(n);
+  }
+  if (members.empty()) {
+    flush_completed();
+    return;
+  }
+
+  const auto t0 = Clock::now();
+  std::vector<at::Tensor> rows;  // per member: [vocab] float logits
+  try {
+    auto run = [&](size_t from, size_t to) {
+      ForwardBatch batch;
+      for (size_t m = from; m < to; ++m) {
+        const Live& s = *members[m];
+        const int64_t held = cache_.cached_length(s.slot);
+        std::vector<int64_t> fresh(s.tokens.begin() + held, s.tokens.begin() + held + counts[m]);
+        batch.add(s.slot, fresh);
+      }
+      at::Tensor logits = model_.forward(batch, cache_).contiguous();
+      for (int64_t r = 0; r < logits.size(0); ++r) rows.push_back(logits[r]);
+    };
+    if (options_.batch_invariant) {
+      for (size_t m = 0; m < members.size(); ++m) run(m, m + 1);
+    } else {
+      run(0, members.size());
+    }
+  } catch (...) {
+    // The error is not one sequence's: every request in the step fails, and
+    // their sequences leave the cache; the other requests go on.
+    std::exception_ptr e = std::current_exception();
+    for (Live* s : members) fail(s->request, e);
+    sweep();
+    flush_completed();
+    return;
+  }
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+
+  int64_t prefill_tokens = 0, new_tokens = 0;
+  const int64_t vocab = model_.config().vocab_size;
+  for (size_t m = 0; m < members.size(); ++m) {
+    Live& s = *members[m];
+    if (s.request->completed) continue;
+    GenerationResult& g = s.result();
+    (s.prefilled ? g.decode_ms : g.prefill_ms) += ms;
+    if (!s.prefilled) prefill_tokens += counts[m];
+    // A chunk that does not end the prompt produces no token.
+    if (retains && cache_.cached_length(s.slot) < static_cast<int64_t>(s.tokens.size())) continue;
+    s.prefilled = true;
+    const float* src = rows[m].data_ptr<float>();
+    std::copy(src, src + vocab, row_.begin());
+    const SequenceJob& job = s.job();
+    try {
+      const int64_t tok = s.sampler.sample(row_.data(), vocab, s.tokens);
+      s.tokens.push_back(tok);
+      g.tokens.push_back(tok);
+      ++new_tokens;
+      const auto& eos = job.options.eos_ids;
+      const bool is_eos = std::find(eos.begin(), eos.end(), tok) != eos.end();
+      const bool keep_going = job.on_token ? job.on_token(tok) : true;
+      if (is_eos) {
+        finish(s, FinishReason::kEos);
+      } else if (!keep_going) {
+        finish(s, FinishReason::kStopped);
+      } else if (static_cast<int64_t>(g.tokens.size()) >= job.options.max_new_tokens) {
+        finish(s, FinishReason::kLength);
+      }
+    } catch (...) {
+      fail(s.request, std::current_exception());
+    }
+  }
+  // Finished sequences leave the batch now.
+  live_.remove_if([](const Live& s) { return s.done; });
+  sweep();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.steps;
+    stats_.prefill_tokens += prefill_tokens;
+    stats_.decode_tokens += new_tokens;
+    stats_.running = static_cast<int64_t>(live_.size());
+  }
+  flush_completed();
+}
+
+bool Scheduler::waits_for_shared_prefix(const Live& s, int64_t share) const {
+  if (static_cast<int64_t>(s.tokens.size()) <= share) return false;
+  for (const Live& p : live_) {
+    if (&p == &s || !p.started || p.prefilled) continue;
+    if (static_cast<int64_t>(p.tokens.size()) > share &&
+        std::equal(s.tokens.begin(), s.tokens.begin() + share, p.tokens.begin()))
+      return true;
+  }
+  return false;
+}
+
+void Scheduler::flush_completed() {
+  std::vector<std::shared_ptr<Request>> done;
+  done.swap(completed_);
+  for (auto& r : done) complete(*r);
+}
+
+void Scheduler::shutdown() {
+  flush_completed();
+  std::deque<Queued> queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued.swap(queue_);
+    stats_.queued = 0;
+  }
+  auto error = std::make_exception_ptr(Error(Status::kCancelled, "the engine was destroyed"));
+  for (Queued& q : queued) {
+    if (q.exclusive_done) q.exclusive_done->set_exception(error);
+    if (q.request) fail(q.request, error);
+  }
+  for (Live& s : live_) {
+    fail(s.request, error);
+    if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
+  }
+  live_.clear();
+  reserved_ = 0;
+}
+
+void Scheduler::loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !live_.empty(); });
+      if (stop_) break;
+    }
+    // ATen's thread count is per thread under OpenMP: take the process-wide
+    // setting (at::set_num_threads from any thread) before each step.
+    at::init_num_threads();
+    std::lock_guard<std::mutex> step_lock(step_mu_);
+    sweep();
+    flush_completed();
+    if (!admit()) continue;
+    step();
+  }
+  std::lock_guard<std::mutex> step_lock(step_mu_);
+  shutdown();
+}
+
+}  // namespace udaci
