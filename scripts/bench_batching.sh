@@ -8,7 +8,7 @@
 #      which computes every article exactly as it is computed alone (checked
 #      against --batch 1 on the N articles of step 1).
 # Writes docs/bench/batching-*.json|md and prints the comparisons.
-#   THREADS=2 N=200 M=500 bash scripts/bench_batching.sh
+#   THREADS=2 N=200 M=500 [UDACI=path/to/udaci] bash scripts/bench_batching.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200}
@@ -16,7 +16,7 @@ M=${M:-500}
 THREADS=${THREADS:-2}
 OUT=${OUT:-docs/bench}
 mkdir -p "$OUT"
-U=(build/src/udaci --threads "$THREADS")
+U=("${UDACI:-build/src/udaci}" --threads "$THREADS")
 for b in 1 8 32 128; do
   techs=kv-cache
   if [ "$b" = 32 ]; then techs=kv-cache,paged,paged-prefix,kv-cache+batch-invariant; fi

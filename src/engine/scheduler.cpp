@@ -6,6 +6,7 @@
 #include <chrono>
 #include <future>
 
+#include "core/compat.hpp"
 #include "core/error.hpp"
 #include "decode/sampler.hpp"
 #include "engine/strategy_options.hpp"
@@ -460,15 +461,16 @@ void Scheduler::shutdown() {
 }
 
 void Scheduler::loop() {
+  at::init_num_threads();  // ATen's process-wide setting, once (it is not cheap)
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !live_.empty(); });
       if (stop_) break;
     }
-    // ATen's thread count is per thread under OpenMP: take the process-wide
-    // setting (at::set_num_threads from any thread) before each step.
-    at::init_num_threads();
+    // ATen's thread count is per thread under OpenMP: follow udaci's setting
+    // (compat::set_threads from any thread).
+    compat::adopt_requested_threads();
     std::lock_guard<std::mutex> step_lock(step_mu_);
     sweep();
     flush_completed();

@@ -21,6 +21,7 @@
 #include "engine/registry.hpp"
 #include "bench/bench_runner.hpp"
 #include "eval/news_dataset.hpp"
+#include "eval/perplexity.hpp"
 #include "eval/rouge_cli.hpp"
 #include "io/convert.hpp"
 #include "io/model_loader.hpp"
@@ -500,6 +501,81 @@ std::string default_bench_input() {
        "../shared/assets/news/news_category_sample.jsonl and examples/data/sample_articles.jsonl)");
 }
 
+struct PerplexityArgs {
+  std::string model;
+  std::string input;
+  std::string dtype = "fp32";
+  std::string quantizer = "none";
+  std::vector<std::string> quantizer_opts;
+  std::string pruner = "none";
+  std::vector<std::string> pruner_opts;
+  size_t samples = 50;
+  uint64_t seed = 2024;
+  int64_t batch = 8;
+};
+
+json options_object(const StrategyOptions& o) {
+  json j = json::object();
+  for (const auto& kv : o.values()) j[kv.first] = kv.second;
+  return j;
+}
+
+// Perplexity of the model (after its quantizer and pruner) on news records,
+// each scored as "headline. short_description" with BOS: what a technique
+// costs in quality without generating text. One JSON object on stdout.
+int cmd_perplexity(const PerplexityArgs& a) {
+  EngineConfig ec;
+  ec.model_path = resolve_model(a.model);
+  ec.dtype = parse_dtype(a.dtype);
+  ec.quantizer = a.quantizer;
+  ec.quantizer_options = parse_strategy_options(a.quantizer_opts, "--quantizer-opt");
+  ec.pruner = a.pruner;
+  ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
+  const std::string input = a.input.empty() ? default_bench_input() : a.input;
+  NewsReadOptions ro;
+  ro.required = {"short_description", "headline"};
+  NewsDataset ds = read_news_dataset(input, ro);
+  for (const RecordError& e : ds.errors) std::fprintf(stderr, "udaci: skipped %s\n", e.message.c_str());
+  UDACI_CHECK(!ds.records.empty(), "perplexity: '{}' holds no usable records", input);
+  const std::vector<NewsRecord> recs = sample_records(ds.records, a.samples, a.seed, "");
+
+  const auto t_load = std::chrono::steady_clock::now();
+  HeadlineEngine engine(ec);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  const int64_t max_len = engine.model().config().max_position_embeddings;
+  std::vector<std::vector<int64_t>> seqs;
+  for (const NewsRecord& r : recs) {
+    const std::vector<int32_t> ids =
+        engine.tokenizer().encode(r.headline + ". " + r.short_description, /*add_special=*/true,
+                                  /*parse_special=*/false);
+    std::vector<int64_t> s(ids.begin(), ids.end());
+    if (max_len > 0 && static_cast<int64_t>(s.size()) > max_len) s.resize(static_cast<size_t>(max_len));
+    seqs.push_back(std::move(s));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const PerplexityResult r = evaluate_perplexity(engine.model(), seqs, a.batch);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json out = {{"perplexity", r.perplexity()},
+              {"mean_nll", r.mean_nll()},
+              {"predicted_tokens", r.predicted},
+              {"sequences", seqs.size()},
+              {"input", input},
+              {"seed", a.seed},
+              {"model", engine.model_path()},
+              {"dtype", a.dtype},
+              {"quantizer", a.quantizer},
+              {"quantizer_options", options_object(ec.quantizer_options)},
+              {"pruner", a.pruner},
+              {"pruner_options", options_object(ec.pruner_options)},
+              {"weight_bytes", engine.model().weight_bytes()},
+              {"stored_weight_bytes", engine.quantize_report().bytes_after},
+              {"prune_sparsity", engine.prune_report().sparsity()},
+              {"load_s", load_s},
+              {"seconds", secs}};
+  std::cout << out.dump() << "\n";
+  return 0;
+}
+
 std::string self_exe(const char* argv0) {
   char buf[4096];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -655,7 +731,8 @@ int main(int argc, char** argv) {
                         "News Category Dataset JSONL (default: $UDACI_NEWS, else the ../shared/assets/news sample)");
   bench_run->add_option("--json", bra.json_out, "write the full results (schema udaci-bench/1) here");
   bench_run->add_option("--markdown", bra.markdown_out, "write the Markdown table here too");
-  bench_run->add_option("--batch", bra.batch, "summaries per generate() call")
+  bench_run->add_option("--batch", bra.batch,
+                        "articles decoded together (all queued at once; the scheduler's max_sequences)")
       ->check(CLI::Range(size_t{1}, size_t{1024}));
   bench_run->add_option("--model", bra.model, "model path (default: as for headline)");
   bench_run->add_option("--tokenizer", bra.tokenizer, "tokenizer.json (default: the model's)");
@@ -669,6 +746,24 @@ int main(int argc, char** argv) {
   bench_run->add_option("--category", bra.category, "only articles of this category");
   bench_run->add_flag("--list", bra.list, "list the techniques and whether this build can run them");
   bench_run->add_flag("--quiet", bra.quiet, "no progress on stderr");
+
+  PerplexityArgs pa;
+  auto* ppl = app.add_subcommand(
+      "perplexity", "perplexity on news records (headline. summary) after a quantizer / pruner");
+  ppl->add_option("--model", pa.model, "model path (default: as for headline)");
+  ppl->add_option("--input", pa.input,
+                  "News Category Dataset JSONL (default: $UDACI_NEWS, else the ../shared/assets/news sample)");
+  ppl->add_option("--samples", pa.samples, "records scored")->check(CLI::Range(size_t{1}, size_t{1000000}));
+  ppl->add_option("--seed", pa.seed, "record sample seed");
+  ppl->add_option("--batch", pa.batch, "sequences per forward pass")
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  ppl->add_option("--dtype", pa.dtype, "fp32, bf16 or fp16");
+  ppl->add_option("--quantizer", pa.quantizer, "int8, int4, nf4, gguf-native or none");
+  ppl->add_option("--quantizer-opt", pa.quantizer_opts, "quantizer option key=value (repeatable)")
+      ->allow_extra_args(false);
+  ppl->add_option("--pruner", pa.pruner, "magnitude, 2:4, structured or none");
+  ppl->add_option("--pruner-opt", pa.pruner_opts, "pruner option key=value (repeatable)")
+      ->allow_extra_args(false);
 
   std::string worker_spec, worker_out;
   auto* worker = app.add_subcommand("bench-worker", "one configuration of `udaci bench` (internal)");
@@ -694,6 +789,7 @@ int main(int argc, char** argv) {
     if (*tokc) return cmd_tokenize(tk_model, tk_tokenizer, tk_input, tk_add_special);
     if (*detok) return cmd_detokenize(tk_model, tk_tokenizer, tk_input, tk_skip_special);
     if (*info) return cmd_info(info_model);
+    if (*ppl) return cmd_perplexity(pa);
     if (*conv) {
       udaci::ConvertOptions co;
       co.quantizer = cv_quantizer;

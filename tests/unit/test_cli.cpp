@@ -5,6 +5,7 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -164,5 +165,55 @@ TEST_CASE("cli: headline --input writes one result per good record and skips bad
     CHECK(o["new_tokens"].get<int>() >= 1);
     CHECK(o["new_tokens"].get<int>() <= 24);
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("cli: perplexity scores news records after a quantizer or pruner", "[unit][cli][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / ("udaci_ppl_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string in = (dir / "news.jsonl").string();
+  std::ofstream(in)
+      << "{\"headline\": \"City Expands Bike Lanes\", \"short_description\": \"The city council voted "
+         "on Monday to expand the bike lane network across downtown.\"}\n"
+      << "not json\n"
+      << "{\"headline\": \"Ice Found On The Moon\", \"short_description\": \"Scientists found water "
+         "ice in a crater near the moon's south pole.\"}\n"
+      << "{\"headline\": \"Storm Closes Schools\", \"short_description\": \"A storm closed schools "
+         "across the state on Friday.\"}\n";
+  const std::string base = "--threads 2 perplexity --model " + quote(model) + " --input " + quote(in) +
+                           " --samples 3";
+  auto run_json = [&](const std::string& extra) {
+    Run r = run_cli(base + extra);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return json::parse(r.out);
+  };
+  const json fp32 = run_json("");
+  const double p = fp32["perplexity"];
+  CHECK(p > 1.0);
+  CHECK(p < 2000.0);  // far below the 49,152-token vocabulary's uniform guess
+  CHECK(fp32["sequences"] == 3);
+  CHECK(fp32["predicted_tokens"].get<int>() > 30);
+  CHECK(std::exp(fp32["mean_nll"].get<double>()) == Approx(p).epsilon(1e-9));
+
+  const json int8 = run_json(" --quantizer int8");
+  CHECK(int8["weight_bytes"].get<double>() < 0.35 * fp32["weight_bytes"].get<double>());
+  CHECK(int8["perplexity"].get<double>() == Approx(p).epsilon(0.1));  // int8 costs little
+
+  const json pruned = run_json(" --pruner magnitude --pruner-opt fraction=0.5");
+  CHECK(pruned["prune_sparsity"].get<double>() == Approx(0.5).margin(0.02));
+  CHECK(pruned["perplexity"].get<double>() > 1.5 * p);  // half the weights gone hurts
+
+  Run bad = run_cli(base + " --quantizer nope");
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("nope") != std::string::npos);
+  Run missing = run_cli("perplexity --model " + quote(model) + " --input /nonexistent/news.jsonl");
+  CHECK(missing.status == 1);
+  CHECK(missing.err.find("/nonexistent/news.jsonl") != std::string::npos);
   fs::remove_all(dir);
 }
