@@ -228,6 +228,7 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   engine.reset_cache_peak();
   const CacheStats stats_before = engine.cache_stats();
   const SchedulerStats sched_before = engine.scheduler_stats();
+  const DecoderStats dec_before = engine.decoder_stats();
 
   json items = json::array();
   std::vector<double> latency, ttft, r1, r2, rl, rlsum;
@@ -298,6 +299,19 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   out["headlines_per_s"] = wall_ms_total > 0 ? n / (wall_ms_total / 1000) : 0.0;
   out["generated_tokens_per_s"] = wall_ms_total > 0 ? new_tokens / (wall_ms_total / 1000) : 0.0;
   out["wall_ms"] = wall_ms_total;
+  {
+    DecoderStats d = engine.decoder_stats();
+    d.rounds -= dec_before.rounds;
+    d.drafted -= dec_before.drafted;
+    d.accepted -= dec_before.accepted;
+    d.emitted -= dec_before.emitted;
+    out["decoder_stats"] = {{"rounds", d.rounds},
+                            {"drafted", d.drafted},
+                            {"accepted", d.accepted},
+                            {"emitted", d.emitted},
+                            {"acceptance_rate", d.acceptance_rate()},
+                            {"tokens_per_round", d.tokens_per_round()}};
+  }
   out["scheduler"] = {{"steps", sched.steps - sched_before.steps},
                       {"peak_running", sched.peak_running},
                       {"prefill_tokens", sched.prefill_tokens - sched_before.prefill_tokens},

@@ -78,6 +78,12 @@ class CacheStrategy {
   // whose first unit matches a prompt still being computed, so that it finds
   // those blocks cached instead of computing them a second time.
   virtual int64_t prefix_share_tokens() const { return 0; }
+  // Leading tokens of `prompt` that begin_prompt would serve from the cache
+  // now (no side effects); 0 for caches that do not share.
+  virtual int64_t prefix_available(const std::vector<int64_t>& prompt) const {
+    (void)prompt;
+    return 0;
+  }
   // Starts `child` (a new id) holding the same cached tokens as `parent`, for
   // beam search or parallel sampling. Later appends to either do not show in
   // the other.

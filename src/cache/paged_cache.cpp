@@ -104,6 +104,25 @@ uint64_t PagedCache::chain_hash(uint64_t prev, const int64_t* tokens) const {
   return h;
 }
 
+int64_t PagedCache::prefix_available(const std::vector<int64_t>& prompt) const {
+  if (!options_.prefix || prompt.empty()) return 0;
+  const int64_t B = options_.block;
+  const int64_t usable = (static_cast<int64_t>(prompt.size()) - 1) / B;
+  uint64_t h = 0;
+  int64_t hits = 0;
+  for (; hits < usable; ++hits) {
+    h = chain_hash(h, prompt.data() + hits * B);
+    auto it = prefix_index_.find(h);
+    if (it == prefix_index_.end()) break;
+    const Block& blk = blocks_[it->second];
+    const int64_t end = (hits + 1) * B;
+    if (!blk.registered || static_cast<int64_t>(blk.prefix.size()) != end ||
+        !std::equal(blk.prefix.begin(), blk.prefix.end(), prompt.begin()))
+      break;
+  }
+  return hits * B;
+}
+
 int64_t PagedCache::begin_prompt(SeqId seq, const std::vector<int64_t>& prompt) {
   Seq& s = get(seq);
   UDACI_CHECK(s.length == 0 && s.table.empty(),

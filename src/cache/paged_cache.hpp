@@ -78,6 +78,7 @@ class PagedCache final : public CacheStrategy {
   }
   int64_t byte_limit() const override { return cap_blocks_ * block_bytes_; }
   int64_t prefix_share_tokens() const override { return options_.prefix ? options_.block : 0; }
+  int64_t prefix_available(const std::vector<int64_t>& prompt) const override;
   CacheStats stats() const override;
 
   int64_t block_tokens() const { return options_.block; }

@@ -4,17 +4,43 @@
 // each request's SamplingOptions (temperature 0 = greedy).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "decode/generate.hpp"
 
 namespace udaci {
 
+// What a decoder did so far (speculative decoding's acceptance; zero for the
+// plain decoders).
+struct DecoderStats {
+  int64_t rounds = 0;    // target passes that verified drafted tokens
+  int64_t drafted = 0;   // tokens proposed by the draft source
+  int64_t accepted = 0;  // proposed tokens the target kept
+  int64_t emitted = 0;   // tokens produced by those passes (accepted + one each)
+  double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
+  double tokens_per_round() const { return rounds ? static_cast<double>(emitted) / rounds : 0.0; }
+};
+
+// Given to a decoder once the engine's model has loaded.
+struct DecoderContext {
+  std::string model_path;
+  const LlamaModel* model = nullptr;
+  // Loads a model (another path, or the same one with another quantizer) the
+  // way the engine loads its own: its dtype and device.
+  std::function<std::shared_ptr<const LlamaModel>(const std::string& path, const std::string& quantizer)>
+      load_model;
+};
+
 class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual const char* name() const = 0;
+  // Called once after the model has loaded (a draft model loads here).
+  virtual void prepare(const DecoderContext& context) { (void)context; }
+  virtual DecoderStats stats() const { return {}; }
   virtual std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
                                                  const std::vector<std::vector<int64_t>>& prompts,
                                                  const GenerationOptions& options,

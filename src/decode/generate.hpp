@@ -20,6 +20,11 @@ struct GenerationOptions {
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
   std::vector<int64_t> eos_ids;  // generation of a sequence stops after any of these
+  // For decoders that choose among several continuations before any token is
+  // final (beam search): true when these new tokens already form a complete
+  // answer, which then ends like EOS. Streaming decoders use the token
+  // callback instead.
+  std::function<bool(const std::vector<int64_t>& new_tokens)> is_complete;
 };
 
 // kLength: max_new_tokens reached; kEos: an EOS id; kStopped: the token
@@ -28,9 +33,18 @@ struct GenerationOptions {
 enum class FinishReason { kLength, kEos, kStopped, kCancelled };
 const char* finish_reason_name(FinishReason r);
 
+// One finished candidate of a search decoder, with its score (beam search:
+// sum of log-probabilities divided by length ** length_penalty).
+struct Hypothesis {
+  std::vector<int64_t> tokens;
+  double score = 0;
+  FinishReason finish = FinishReason::kLength;
+};
+
 struct GenerationResult {
   std::vector<int64_t> tokens;  // new tokens only (EOS included when it ended the sequence)
   FinishReason finish = FinishReason::kLength;
+  std::vector<Hypothesis> n_best;  // search decoders: the best candidates, best first
   double prefill_ms = 0;    // time of the step that consumed the prompt
   double decode_ms = 0;     // time of all later steps
   double latency_ms = 0;    // from submission to this sequence's end (engine's scheduler)

@@ -31,11 +31,25 @@ class Sampler {
   // history: the ids generated or prompted so far (for the repetition penalty).
   int64_t sample(float* logits, int64_t n_vocab, const std::vector<int64_t>& history);
 
- private:
+  // The distribution sample() draws from, over the whole vocabulary (zeros
+  // for filtered tokens; one-hot at the argmax for greedy). Modifies logits.
+  void distribution(float* logits, int64_t n_vocab, const std::vector<int64_t>& history,
+                    std::vector<double>& probs);
+  // Draws an index from an unnormalised distribution with this sampler's
+  // random stream.
+  int64_t draw(const std::vector<double>& probs);
+  // The next number of the random stream, in [0, 1).
   double uniform();
+  bool greedy() const { return opt_.temperature == 0.0f; }
+
+ private:
+  // Penalty, temperature and filters: leaves the kept candidates in order_ /
+  // p_ (descending, normalised before filtering) and returns how many.
+  int64_t prepare(float* logits, int64_t n_vocab, const std::vector<int64_t>& history);
   SamplingOptions opt_;
   std::mt19937_64 rng_;
   std::vector<int64_t> order_;
+  std::vector<double> p_;
 };
 
 }  // namespace udaci

@@ -64,6 +64,27 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
     po.chat.eos_token = tokenizer_->id_to_token(tokenizer_->eos_id());
   const std::string& tmpl = po.use_chat_template ? tokenizer_->chat_template() : std::string();
   prompt_ = std::make_unique<PromptBuilder>(po, tmpl);
+  // A decoder may need models of its own (a speculative draft): loaded like
+  // this one, with the given quantizer, on the same device and dtype.
+  DecoderContext dc;
+  dc.model_path = model_path_;
+  dc.model = model_.get();
+  const at::ScalarType dtype = config.dtype;
+  dc.load_model = [dtype, device](const std::string& path,
+                                  const std::string& quantizer) -> std::shared_ptr<const LlamaModel> {
+    ModelFiles f = open_model(resolve_model_path(path));
+    std::shared_ptr<Quantizer> q = builtin_strategies().quantizers.create(quantizer, StrategyOptions{});
+    q->quantize(f.weights);
+    ModelOptions mo{dtype, device, {}};
+    const Quantizer* qp = q.get();
+    mo.linear_factory = [qp](const LinearSpec& spec, const WeightStore& store, const ModelOptions& opt) {
+      return qp->make_kernel(spec, store, opt);
+    };
+    auto* m = new LlamaModel(f.config, f.weights, mo);
+    // The quantizer lives as long as the model its kernels came from.
+    return std::shared_ptr<const LlamaModel>(m, [q](const LlamaModel* p) { delete p; });
+  };
+  decoder_->prepare(dc);
   cache_ = reg.caches.create(config.cache, config.cache_options, model_->cache_shape());
   scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, config.scheduler);
 }
@@ -168,6 +189,13 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
   go.max_new_tokens = options.max_new_tokens;
   go.sampling = options.sampling;
   go.eos_ids = eos_ids();
+  if (options.stop_at_newline) {
+    // For decoders that only settle their tokens at the end (beam search).
+    const Tokenizer* tok = tokenizer_.get();
+    go.is_complete = [tok](const std::vector<int64_t>& ids) {
+      return has_complete_headline(tok->decode(std::vector<int32_t>(ids.begin(), ids.end()), true));
+    };
+  }
   std::future<std::vector<HeadlineResult>> future = p->promise.get_future();
 
   auto finalize = [this, p](std::vector<GenerationResult>& gen, std::exception_ptr error) {

@@ -140,6 +140,10 @@ class HeadlineEngine {
   // Names of the bound strategies, in the order cache, quantizer, pruner,
   // decoder, parallel plan.
   std::vector<std::string> strategy_names() const;
+  // What the decoder did so far (speculative decoding's acceptance).
+  DecoderStats decoder_stats() const {
+    return scheduler_->with_cache([this](const CacheStrategy&) { return decoder_->stats(); });
+  }
   // What the scheduler did so far (steps, admitted, peak batch, tokens).
   SchedulerStats scheduler_stats() const { return scheduler_->stats(); }
   const SchedulerOptions& scheduler_options() const { return scheduler_->options(); }

@@ -1,5 +1,8 @@
 #include "engine/registry.hpp"
 
+#include "decode/beam_search.hpp"
+#include "decode/speculative.hpp"
+
 #include <mutex>
 
 #include "core/error.hpp"
@@ -144,6 +147,12 @@ void register_builtin_strategies(StrategyRegistry& r) {
   r.decoders.add("sampling", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
     o.expect_only("decoder 'sampling'", {});
     return std::make_unique<SamplingDecoder>();
+  });
+  r.decoders.add("beam", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+    return std::make_unique<BeamSearchDecoder>(BeamOptions::from(o));
+  });
+  r.decoders.add("speculative", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+    return std::make_unique<SpeculativeDecoder>(SpeculativeOptions::from(o));
   });
   r.parallel_plans.add("single-device", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
     o.expect_only("parallel plan 'single-device'", {});

@@ -423,12 +423,16 @@ void Scheduler::step() {
 }
 
 bool Scheduler::waits_for_shared_prefix(const Live& s, int64_t share) const {
-  if (static_cast<int64_t>(s.tokens.size()) <= share) return false;
+  // Wait only for blocks another sequence is computing right now that the
+  // cache cannot serve yet.
+  const int64_t have = cache_.prefix_available(s.tokens);
   for (const Live& p : live_) {
     if (&p == &s || !p.started || p.prefilled) continue;
-    if (static_cast<int64_t>(p.tokens.size()) > share &&
-        std::equal(s.tokens.begin(), s.tokens.begin() + share, p.tokens.begin()))
-      return true;
+    const size_t limit = std::min(s.tokens.size(), p.tokens.size()) - 1;
+    size_t common = 0;
+    while (common < limit && s.tokens[common] == p.tokens[common]) ++common;
+    const int64_t shared = static_cast<int64_t>(common) / share * share;
+    if (shared > have) return true;
   }
   return false;
 }

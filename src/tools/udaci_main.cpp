@@ -178,6 +178,8 @@ struct HeadlineArgs : RunArgs {
   std::string pruner = "none";
   std::vector<std::string> pruner_opts;
   std::vector<std::string> scheduler_opts;
+  std::string decoder = "sampling";
+  std::vector<std::string> decoder_opts;
 };
 
 int cmd_headline(const HeadlineArgs& a) {
@@ -193,6 +195,8 @@ int cmd_headline(const HeadlineArgs& a) {
   ec.pruner = a.pruner;
   ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
   ec.prompt.use_chat_template = !a.completion;
+  ec.decoder = a.decoder;
+  ec.decoder_options = parse_strategy_options(a.decoder_opts, "--decoder-opt");
   const StrategyOptions sched = parse_strategy_options(a.scheduler_opts, "--scheduler-opt");
   ec.scheduler = SchedulerOptions::from(sched);
   if (!sched.has("max_sequences")) ec.scheduler.max_sequences = static_cast<int64_t>(a.batch);
@@ -773,6 +777,11 @@ int main(int argc, char** argv) {
 
   head->add_option("--quantizer", ha.quantizer, "int8, int4, nf4, gguf-native or none");
   head->add_option("--quantizer-opt", ha.quantizer_opts, "quantizer option key=value (repeatable)")
+      ->allow_extra_args(false);
+  head->add_option("--decoder", ha.decoder,
+                   "sampling (default; greedy at temperature 0), greedy, beam or speculative");
+  head->add_option("--decoder-opt", ha.decoder_opts,
+                   "decoder option key=value (repeatable), e.g. width=4 (beam), draft=prompt-lookup|self-int4 (speculative)")
       ->allow_extra_args(false);
   head->add_option("--pruner", ha.pruner, "magnitude, 2:4, structured or none");
   head->add_option("--pruner-opt", ha.pruner_opts, "pruner option key=value (repeatable)")

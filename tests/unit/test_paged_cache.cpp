@@ -67,6 +67,7 @@ class CountingCache final : public CacheStrategy {
   int64_t byte_limit() const override { return inner_.byte_limit(); }
   bool retains_kv() const override { return inner_.retains_kv(); }
   int64_t prefix_share_tokens() const override { return inner_.prefix_share_tokens(); }
+  int64_t prefix_available(const std::vector<int64_t>& p) const override { return inner_.prefix_available(p); }
   CacheStats stats() const override { return inner_.stats(); }
   int64_t computed = 0;
 

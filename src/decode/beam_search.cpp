@@ -1,0 +1,235 @@
+#include "decode/beam_search.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "core/error.hpp"
+#include "engine/strategy_options.hpp"
+
+namespace udaci {
+
+BeamOptions BeamOptions::from(const StrategyOptions& o) {
+  const std::string owner = "decoder 'beam'";
+  o.expect_only(owner, {"width", "length_penalty", "n_best", "early_stopping", "no_repeat_ngram"});
+  BeamOptions b;
+  b.width = o.get_int(owner, "width", b.width);
+  UDACI_CHECK(b.width >= 1 && b.width <= 256, "{}: width must be in [1, 256], got {}", owner, b.width);
+  b.length_penalty = o.get_double(owner, "length_penalty", b.length_penalty);
+  UDACI_CHECK(std::isfinite(b.length_penalty), "{}: length_penalty must be finite", owner);
+  b.n_best = o.get_int(owner, "n_best", b.n_best);
+  UDACI_CHECK(b.n_best >= 1 && b.n_best <= b.width, "{}: n_best must be in [1, width = {}], got {}", owner,
+              b.width, b.n_best);
+  const int64_t early = o.get_int(owner, "early_stopping", 1);
+  UDACI_CHECK(early == 0 || early == 1, "{}: early_stopping must be 0 or 1, got {}", owner, early);
+  b.early_stopping = early == 1;
+  b.no_repeat_ngram = o.get_int(owner, "no_repeat_ngram", b.no_repeat_ngram);
+  UDACI_CHECK(b.no_repeat_ngram >= 0, "{}: no_repeat_ngram must be >= 0, got {}", owner, b.no_repeat_ngram);
+  return b;
+}
+
+namespace {
+
+struct Beam {
+  SeqId slot = 0;
+  std::vector<int64_t> tokens;  // new tokens
+  double score = 0;             // sum of log-probabilities
+};
+
+struct Candidate {
+  double score;
+  size_t beam;
+  int64_t token;
+};
+
+// Tokens that would complete an n-gram already present in `seq`.
+std::set<int64_t> banned_tokens(const std::vector<int64_t>& seq, int64_t n) {
+  std::set<int64_t> out;
+  const int64_t len = static_cast<int64_t>(seq.size());
+  if (n <= 0 || len < n) return out;
+  // The last n - 1 tokens, followed by what came after each earlier match.
+  for (int64_t i = 0; i + n <= len; ++i) {
+    if (std::equal(seq.begin() + i, seq.begin() + i + n - 1, seq.end() - (n - 1)))
+      out.insert(seq[static_cast<size_t>(i + n - 1)]);
+  }
+  return out;
+}
+
+double normalised(double score, size_t length, double penalty) {
+  return score / std::pow(static_cast<double>(std::max<size_t>(length, 1)), penalty);
+}
+
+}  // namespace
+
+std::vector<GenerationResult> BeamSearchDecoder::generate(const LlamaModel& model, CacheStrategy& cache,
+                                                          const std::vector<std::vector<int64_t>>& prompts,
+                                                          const GenerationOptions& options,
+                                                          const TokenCallback& on_token) const {
+  using Clock = std::chrono::steady_clock;
+  UDACI_CHECK(options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", options.max_new_tokens);
+  const int64_t vocab = model.config().vocab_size;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    UDACI_CHECK(!prompts[i].empty(), "prompt {} is empty", i);
+    for (int64_t t : prompts[i])
+      UDACI_CHECK(t >= 0 && t < vocab, "prompt {} holds token id {}, outside the vocabulary of {}", i, t,
+                  vocab);
+  }
+  std::vector<GenerationResult> results(prompts.size());
+  if (options.max_new_tokens == 0) return results;
+  const size_t width = static_cast<size_t>(options_.width);
+  const double lp = options_.length_penalty;
+
+  for (size_t pi = 0; pi < prompts.size(); ++pi) {
+    const std::vector<int64_t>& prompt = prompts[pi];
+    GenerationResult& res = results[pi];
+    std::set<SeqId> slots;  // held by this prompt's beams; freed on every exit
+    auto new_slot = [&] {
+      SeqId s = 0;
+      while (cache.has_sequence(s) || slots.count(s)) ++s;
+      slots.insert(s);
+      return s;
+    };
+    struct Release {
+      CacheStrategy& cache;
+      std::set<SeqId>& slots;
+      ~Release() {
+        for (SeqId s : slots)
+          if (cache.has_sequence(s)) cache.free_sequence(s);
+      }
+    } release{cache, slots};
+
+    const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens + 1;
+    std::vector<Beam> live(1);
+    live[0].slot = new_slot();
+    cache.add_sequence(live[0].slot, capacity);
+    cache.begin_prompt(live[0].slot, prompt);
+    std::vector<Hypothesis> finished;
+    auto t0 = Clock::now();
+    bool first = true;
+    std::vector<double> logp(static_cast<size_t>(vocab));
+
+    while (!live.empty()) {
+      // One forward pass for every live beam: the tokens its cache lacks.
+      ForwardBatch batch;
+      for (const Beam& b : live) {
+        std::vector<int64_t> seq = prompt;
+        seq.insert(seq.end(), b.tokens.begin(), b.tokens.end());
+        const int64_t held = cache.cached_length(b.slot);
+        batch.add(b.slot, std::vector<int64_t>(seq.begin() + held, seq.end()));
+      }
+      at::Tensor logits = model.forward(batch, cache).contiguous();  // [live, vocab]
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      (first ? res.prefill_ms : res.decode_ms) += ms;
+      first = false;
+      t0 = Clock::now();
+
+      // Each beam's 2 * width best extensions.
+      std::vector<Candidate> cands;
+      for (size_t bi = 0; bi < live.size(); ++bi) {
+        const float* row = logits.data_ptr<float>() + static_cast<int64_t>(bi) * vocab;
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(row[v]));
+        double sum = 0;
+        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+        const double lse = mx + std::log(sum);
+        for (int64_t v = 0; v < vocab; ++v) logp[static_cast<size_t>(v)] = static_cast<double>(row[v]) - lse;
+        if (options_.no_repeat_ngram > 0) {
+          std::vector<int64_t> seq = prompt;
+          seq.insert(seq.end(), live[bi].tokens.begin(), live[bi].tokens.end());
+          for (int64_t t : banned_tokens(seq, options_.no_repeat_ngram))
+            logp[static_cast<size_t>(t)] = -std::numeric_limits<double>::infinity();
+        }
+        std::vector<int64_t> order(static_cast<size_t>(vocab));
+        for (int64_t v = 0; v < vocab; ++v) order[static_cast<size_t>(v)] = v;
+        const size_t take = std::min(order.size(), 2 * width);
+        std::partial_sort(order.begin(), order.begin() + static_cast<int64_t>(take), order.end(),
+                          [&](int64_t a, int64_t b) {
+                            return logp[static_cast<size_t>(a)] > logp[static_cast<size_t>(b)] ||
+                                   (logp[static_cast<size_t>(a)] == logp[static_cast<size_t>(b)] && a < b);
+                          });
+        for (size_t r = 0; r < take; ++r) {
+          const double l = logp[static_cast<size_t>(order[r])];
+          if (std::isinf(l)) break;
+          cands.push_back({live[bi].score + l, bi, order[r]});
+        }
+      }
+      std::stable_sort(cands.begin(), cands.end(),
+                       [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+
+      std::vector<Beam> next;
+      std::vector<size_t> parent;
+      for (size_t rank = 0; rank < cands.size() && next.size() < width; ++rank) {
+        const Candidate& c = cands[rank];
+        std::vector<int64_t> toks = live[c.beam].tokens;
+        toks.push_back(c.token);
+        const bool eos =
+            std::find(options.eos_ids.begin(), options.eos_ids.end(), c.token) != options.eos_ids.end();
+        const bool complete = !eos && options.is_complete && options.is_complete(toks);
+        const bool full = static_cast<int64_t>(toks.size()) >= options.max_new_tokens;
+        if (eos || complete || full) {
+          // An ending extension counts only among the `width` best.
+          if (rank < width)
+            finished.push_back({toks, normalised(c.score, toks.size(), lp),
+                                eos ? FinishReason::kEos
+                                    : complete ? FinishReason::kStopped : FinishReason::kLength});
+          continue;
+        }
+        next.push_back({0, std::move(toks), c.score});
+        parent.push_back(c.beam);
+      }
+
+      bool done = next.empty();
+      if (!done && finished.size() >= width) {
+        if (options_.early_stopping) {
+          done = true;
+        } else {
+          std::vector<double> s;
+          for (const Hypothesis& h : finished) s.push_back(h.score);
+          std::sort(s.rbegin(), s.rend());
+          const double worst_kept = s[width - 1];
+          double best_live = -std::numeric_limits<double>::infinity();
+          for (const Beam& b : next) best_live = std::max(best_live, normalised(b.score, b.tokens.size(), lp));
+          done = best_live <= worst_kept;
+        }
+      }
+      // Cache sequences for the next beams: a parent's first child keeps its
+      // sequence, further children fork it, parents without children go.
+      std::vector<int> children(live.size(), 0);
+      if (!done) {
+        for (size_t k = 0; k < next.size(); ++k) {
+          const Beam& p = live[parent[k]];
+          if (children[parent[k]]++ == 0) {
+            next[k].slot = p.slot;
+          } else {
+            next[k].slot = new_slot();
+            cache.fork(p.slot, next[k].slot);
+          }
+        }
+      }
+      for (size_t bi = 0; bi < live.size(); ++bi) {
+        if (children[bi] == 0) {
+          cache.free_sequence(live[bi].slot);
+          slots.erase(live[bi].slot);
+        }
+      }
+      live = done ? std::vector<Beam>{} : std::move(next);
+    }
+
+    std::stable_sort(finished.begin(), finished.end(),
+                     [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
+    UDACI_CHECK_S(Status::kInternal, !finished.empty(), "beam search ended without a candidate");
+    res.tokens = finished[0].tokens;
+    res.finish = finished[0].finish;
+    finished.resize(std::min(finished.size(), static_cast<size_t>(options_.n_best)));
+    res.n_best = std::move(finished);
+    // The chosen tokens are final only now: stream them at once.
+    if (on_token)
+      for (int64_t t : res.tokens) on_token(pi, t);
+  }
+  return results;
+}
+
+}  // namespace udaci

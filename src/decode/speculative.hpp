@@ -1,0 +1,96 @@
+// Speculative decoding (Leviathan et al., arXiv:2211.17192; Chen et al.,
+// arXiv:2302.01318): a cheap source drafts k tokens, the target model scores
+// all of them in one forward pass, the longest prefix it agrees with is kept
+// plus one token of its own, and the K/V of the rest is truncated away.
+//
+// Acceptance follows the rejection-sampling rule, so the output has the
+// target's distribution whatever the draft: a drafted token d with draft
+// probability q(d) is kept with probability min(1, p(d) / q(d)), otherwise a
+// token is drawn from max(0, p - q), renormalised. With greedy options p is
+// one-hot at the target's argmax, so the rule keeps exactly the drafted tokens
+// greedy decoding would have chosen and replaces the first other one with
+// the argmax: the same tokens as greedy decoding without drafting (up to the
+// floating-point differences of scoring k + 1 tokens in one pass).
+//
+// Draft sources (DraftSource):
+//   prompt-lookup: the tokens that followed the latest earlier occurrence of
+//                  the sequence's last n tokens (n = ngram_max .. ngram_min) in
+//                  the prompt and the text so far (Saxena, "Prompt lookup
+//                  decoding", 2023); q is one-hot;
+//   draft-model:   a smaller model with the same vocabulary (draft_model=PATH);
+//   self-int4:     the target model's own weights quantised to int4 (or
+//                  draft_quantizer=...), loaded a second time.
+// Adaptive k: k grows by one after a round that kept every draft and
+// shrinks by one after a round that kept none, within [k_min, k_max].
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "decode/decoder.hpp"
+#include "decode/sampler.hpp"
+
+namespace udaci {
+
+class StrategyOptions;
+
+struct SpeculativeOptions {
+  std::string draft = "prompt-lookup";  // prompt-lookup | draft-model | self-int4
+  std::string draft_model;              // draft-model: the model's path
+  std::string draft_quantizer = "int4"; // self-int4: the quantizer of the copy
+  int64_t k = 4;                        // first draft length
+  int64_t k_min = 1;
+  int64_t k_max = 8;
+  bool adaptive = true;
+  int64_t ngram_max = 3;                // prompt-lookup: longest suffix matched
+  int64_t ngram_min = 1;
+
+  static SpeculativeOptions from(const StrategyOptions& o);
+};
+
+// Proposes tokens to continue a sequence. One source serves one sequence at a
+// time: begin() starts it, propose() is called once per round.
+class DraftSource {
+ public:
+  virtual ~DraftSource() = default;
+  virtual void begin(const std::vector<int64_t>& prompt) { (void)prompt; }
+  // Up to k tokens to follow `tokens` (prompt and accepted tokens so far);
+  // `probs`, when the source is probabilistic, receives per drafted token its
+  // draft distribution over the vocabulary (else left empty: one-hot).
+  virtual std::vector<int64_t> propose(const std::vector<int64_t>& tokens, int64_t k,
+                                       std::vector<std::vector<double>>* probs) = 0;
+  virtual void end() {}
+};
+
+// The n-gram lookup source (no model).
+std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min);
+// A draft model driven greedily (or by `sampling`, whose distribution is then
+// reported) over its own contiguous cache. The model must outlive the source.
+std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling);
+
+class SpeculativeDecoder final : public Decoder {
+ public:
+  // make_draft builds the source for one generate() call (sampling options of
+  // that call given); the default is chosen from `options` in prepare().
+  using DraftFactory = std::function<std::unique_ptr<DraftSource>(const SamplingOptions&)>;
+  explicit SpeculativeDecoder(const SpeculativeOptions& options, DraftFactory make_draft = {});
+
+  const char* name() const override { return "speculative"; }
+  void prepare(const DecoderContext& context) override;
+  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                         const std::vector<std::vector<int64_t>>& prompts,
+                                         const GenerationOptions& options,
+                                         const TokenCallback& on_token) const override;
+  DecoderStats stats() const override { return stats_; }
+
+ private:
+  SpeculativeOptions options_;
+  DraftFactory make_draft_;
+  std::shared_ptr<const LlamaModel> draft_model_;  // draft-model / self-int4
+  mutable DecoderStats stats_;
+};
+
+}  // namespace udaci
