@@ -255,7 +255,7 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
     WARN("../shared/assets/news is not beside the repository: bench test skipped");
     return;
   }
-  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,spec-lookup --samples 20"
+  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,spec-lookup,tp-2 --samples 20"
                   " --warmup 1 --max-new-tokens 16 --model '" + model + "' --input " + q(news) +
                       " --json " + q(dir.path / "out.json") + " --markdown " + q(dir.path / "out.md"),
                   dir.path);
@@ -267,8 +267,8 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   CHECK(doc["settings"]["samples"] == 20);
   CHECK(doc["failed"].empty());
   REQUIRE(doc["unavailable"].size() == 1);
-  CHECK(doc["unavailable"][0]["technique"] == "spec-lookup");
-  REQUIRE(doc["results"].size() == 2);
+  CHECK(doc["unavailable"][0]["technique"] == "tp-2");
+  REQUIRE(doc["results"].size() == 3);
   for (const json& res : doc["results"]) check_result_sanity(res, 20, 16);
   const json& base = doc["results"][0];
   const json& kv = doc["results"][1];
@@ -288,9 +288,19 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   CHECK(base["same_as_baseline"] == 1.0);
   CHECK(kv["same_as_baseline"] == 1.0);
   for (size_t i = 0; i < 20; ++i) CHECK(kv["items"][i]["headline"] == base["items"][i]["headline"]);
+  // Speculative decoding (prompt lookup) keeps greedy's headlines and says
+  // how much of its drafting was accepted.
+  const json& spec = doc["results"][2];
+  CHECK(spec["technique"] == "spec-lookup");
+  CHECK(spec["config"]["decoder"] == "speculative");
+  CHECK(spec["same_as_baseline"].get<double>() >= 0.95);
+  CHECK(spec["decoder_stats"]["rounds"].get<int64_t>() > 0);
+  CHECK(spec["decoder_stats"]["accepted"].get<int64_t>() <= spec["decoder_stats"]["drafted"].get<int64_t>());
+  CHECK(spec["decoder_stats"]["acceptance_rate"].get<double>() > 0.0);
+  CHECK(kv["decoder_stats"]["rounds"] == 0);
   const std::string md = udaci_test::read_file((dir.path / "out.md").string());
   CHECK(md.find("| kv-cache | Caching |") != std::string::npos);
-  CHECK(md.find("| spec-lookup | unavailable:") != std::string::npos);
+  CHECK(md.find("| tp-2 | unavailable:") != std::string::npos);
   CHECK(r.out == md);
 }
 
