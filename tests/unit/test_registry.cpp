@@ -17,7 +17,7 @@ TEST_CASE("registry: built-in strategies are registered by name", "[unit][regist
   CHECK(r.quantizers.names() ==
         std::vector<std::string>{"gguf-native", "int4", "int8", "nf4", "none"});
   CHECK(r.pruners.names() == std::vector<std::string>{"2:4", "magnitude", "none", "structured"});
-  CHECK(r.decoders.names() == std::vector<std::string>{"greedy", "sampling"});
+  CHECK(r.decoders.names() == std::vector<std::string>{"beam", "greedy", "sampling", "speculative"});
   CHECK(r.parallel_plans.names() == std::vector<std::string>{"single-device"});
   CHECK(std::string(r.decoders.create("greedy", {})->name()) == "greedy");
   CHECK(r.parallel_plans.create("single-device", {})->world_size() == 1);

@@ -55,7 +55,9 @@ def test_positional_model_path():
 
 
 @pytest.mark.parametrize("config, pattern", [
-    (udaci.EngineConfig(decoder="beam"), "beam"),
+    (udaci.EngineConfig(decoder="nucleus-beam"), "nucleus-beam"),
+    (udaci.EngineConfig(decoder="beam", decoder_options={"beams": 4}), "beams"),
+    (udaci.EngineConfig(scheduler_options={"max_sequences": 0}), "max_sequences"),
     (udaci.EngineConfig(quantizer="int3"), "int3"),
     (udaci.EngineConfig(pruner="magic"), "magic"),
     (udaci.EngineConfig(parallel="mesh"), "mesh"),
