@@ -237,9 +237,12 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
     scheduler_->submit_exclusive([this, p, prompts = std::move(prompts), go, finalize](CacheStrategy& cache) {
       std::vector<GenerationResult> gen;
       std::exception_ptr error;
+      const double queued =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p->t0).count();
       try {
         gen = decoder_->generate(*model_, cache, prompts, go,
                                  [p](size_t i, int64_t tok) { return p->on_token(i, tok); });
+        for (GenerationResult& g : gen) g.queue_ms = queued;
       } catch (...) {
         error = std::current_exception();
       }
