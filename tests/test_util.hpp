@@ -28,6 +28,10 @@ inline bool shared_available() {
 
 #include "core/error.hpp"
 #include "engine/model_lookup.hpp"
+#include "engine/registry.hpp"
+
+#include <map>
+#include <memory>
 
 namespace udaci_test {
 
@@ -72,6 +76,13 @@ inline std::string message_of(const std::function<void()>& f) {
     return e.what();
   }
   return "";
+}
+
+// A cache strategy by registry name, with options.
+inline std::unique_ptr<udaci::CacheStrategy> make_cache(const std::string& name,
+                                                        const udaci::CacheShape& shape,
+                                                        std::map<std::string, std::string> opts = {}) {
+  return udaci::builtin_strategies().caches.create(name, udaci::StrategyOptions(std::move(opts)), shape);
 }
 
 inline constexpr const char* kNoDefaultModel =

@@ -36,11 +36,8 @@ class SlotGuard {
 
 }  // namespace
 
-std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
-                                       const std::vector<std::vector<int64_t>>& prompts,
-                                       const GenerationOptions& options,
-                                       const TokenCallback& on_token) {
-  using Clock = std::chrono::steady_clock;
+void check_generation_inputs(const LlamaModel& model, const std::vector<std::vector<int64_t>>& prompts,
+                             const GenerationOptions& options) {
   UDACI_CHECK(options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}",
               options.max_new_tokens);
   options.sampling.validate();
@@ -51,6 +48,15 @@ std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& c
       UDACI_CHECK(t >= 0 && t < vocab, "prompt {} holds token id {}, outside the vocabulary of {}",
                   i, t, vocab);
   }
+}
+
+std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                       const std::vector<std::vector<int64_t>>& prompts,
+                                       const GenerationOptions& options,
+                                       const TokenCallback& on_token) {
+  using Clock = std::chrono::steady_clock;
+  check_generation_inputs(model, prompts, options);
+  const int64_t vocab = model.config().vocab_size;
 
   const size_t n = prompts.size();
   std::vector<GenerationResult> results(n);

@@ -55,6 +55,12 @@ struct GenerationResult {
 // sequence (finish reason kStopped).
 using TokenCallback = std::function<bool(size_t index, int64_t token)>;
 
+// Error(kInvalidArgument) for what no decoder can run: an empty prompt, a
+// token id outside the model's vocabulary, max_new_tokens < 0 or bad sampling
+// options. Every decoder and the scheduler check their inputs with it.
+void check_generation_inputs(const LlamaModel& model, const std::vector<std::vector<int64_t>>& prompts,
+                             const GenerationOptions& options);
+
 std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
                                        const std::vector<std::vector<int64_t>>& prompts,
                                        const GenerationOptions& options,

@@ -191,15 +191,8 @@ std::vector<GenerationResult> SpeculativeDecoder::generate(const LlamaModel& mod
                                                            const TokenCallback& on_token) const {
   using Clock = std::chrono::steady_clock;
   UDACI_CHECK_S(Status::kInternal, make_draft_ != nullptr, "decoder 'speculative' was not prepared");
-  UDACI_CHECK(options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", options.max_new_tokens);
-  options.sampling.validate();
+  check_generation_inputs(model, prompts, options);
   const int64_t vocab = model.config().vocab_size;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    UDACI_CHECK(!prompts[i].empty(), "prompt {} is empty", i);
-    for (int64_t t : prompts[i])
-      UDACI_CHECK(t >= 0 && t < vocab, "prompt {} holds token id {}, outside the vocabulary of {}", i, t,
-                  vocab);
-  }
   std::vector<GenerationResult> results(prompts.size());
   if (options.max_new_tokens == 0) return results;
   std::vector<float> row(static_cast<size_t>(vocab));

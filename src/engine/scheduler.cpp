@@ -95,17 +95,7 @@ Scheduler::~Scheduler() {
 
 void Scheduler::submit(std::vector<SequenceJob> jobs, std::shared_ptr<std::atomic<bool>> cancelled,
                        RequestDone done) {
-  const int64_t vocab = model_.config().vocab_size;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const SequenceJob& j = jobs[i];
-    UDACI_CHECK(!j.prompt.empty(), "prompt {} is empty", i);
-    for (int64_t t : j.prompt)
-      UDACI_CHECK(t >= 0 && t < vocab, "prompt {} holds token id {}, outside the vocabulary of {}",
-                  i, t, vocab);
-    UDACI_CHECK(j.options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}",
-                j.options.max_new_tokens);
-    j.options.sampling.validate();
-  }
+  for (const SequenceJob& j : jobs) check_generation_inputs(model_, {j.prompt}, j.options);
   UDACI_CHECK(!on_scheduler_thread(),
               "a request cannot be made from a token callback (it would wait for itself)");
   auto r = std::make_shared<Request>();

@@ -18,15 +18,12 @@
 #include "test_util.hpp"
 
 using namespace udaci;
+using udaci_test::make_cache;
 
 using udaci_test::Golden;
 using udaci_test::load_golden;
 
 namespace {
-
-std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape) {
-  return builtin_strategies().caches.create(name, StrategyOptions{}, shape);
-}
 
 BeamSearchDecoder beam(std::map<std::string, std::string> o) {
   return BeamSearchDecoder(BeamOptions::from(StrategyOptions(std::move(o))));

@@ -21,16 +21,12 @@
 #include "test_util.hpp"
 
 using namespace udaci;
+using udaci_test::make_cache;
 
 using udaci_test::Golden;
 using udaci_test::load_golden;
 
 namespace {
-
-std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape,
-                                          std::map<std::string, std::string> opts = {}) {
-  return builtin_strategies().caches.create(name, StrategyOptions(std::move(opts)), shape);
-}
 
 PagedCache& as_paged(CacheStrategy& c) {
   auto* p = dynamic_cast<PagedCache*>(&c);

@@ -24,16 +24,12 @@
 #include "test_util.hpp"
 
 using namespace udaci;
+using udaci_test::make_cache;
 
 using udaci_test::Golden;
 using udaci_test::load_golden;
 
 namespace {
-
-std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape,
-                                          std::map<std::string, std::string> opts = {}) {
-  return builtin_strategies().caches.create(name, StrategyOptions(std::move(opts)), shape);
-}
 
 // Prompts of 1..46 tokens over the fixture's vocabulary, some sharing a
 // leading part (so a prefix-sharing cache has something to share).

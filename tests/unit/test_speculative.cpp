@@ -17,15 +17,12 @@
 #include "test_util.hpp"
 
 using namespace udaci;
+using udaci_test::make_cache;
 
 using udaci_test::Golden;
 using udaci_test::load_golden;
 
 namespace {
-
-std::unique_ptr<CacheStrategy> make_cache(const std::string& name, const CacheShape& shape) {
-  return builtin_strategies().caches.create(name, StrategyOptions{}, shape);
-}
 
 // Proposes k random tokens: almost never what the target would choose.
 class WrongDraft final : public DraftSource {
