@@ -305,10 +305,14 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
     d.drafted -= dec_before.drafted;
     d.accepted -= dec_before.accepted;
     d.emitted -= dec_before.emitted;
+    d.draft_computed -= dec_before.draft_computed;
+    d.draft_reused -= dec_before.draft_reused;
     out["decoder_stats"] = {{"rounds", d.rounds},
                             {"drafted", d.drafted},
                             {"accepted", d.accepted},
                             {"emitted", d.emitted},
+                            {"draft_computed_tokens", d.draft_computed},
+                            {"draft_reused_prompt_tokens", d.draft_reused},
                             {"acceptance_rate", d.acceptance_rate()},
                             {"tokens_per_round", d.tokens_per_round()}};
   }

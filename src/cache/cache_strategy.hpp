@@ -57,6 +57,9 @@ class CacheStrategy {
   //   result: [cached_length + n_new, n_kv_heads, head_dim] each
   virtual std::pair<at::Tensor, at::Tensor> append(int64_t layer, SeqId seq, const at::Tensor& k,
                                                    const at::Tensor& v) = 0;
+  // K/V of the committed tokens of `seq` in `layer`, [cached_length, kv_heads,
+  // head_dim] each (views or copies; read only).
+  virtual std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId seq) = 0;
   // Called once per sequence after every layer appended: the new tokens become
   // part of the cached prefix.
   virtual void commit(SeqId seq, int64_t n_new) = 0;

@@ -38,6 +38,12 @@ class ContiguousCache final : public CacheStrategy {
     vl.narrow(0, s.length, n).copy_(v);
     return {kl.narrow(0, 0, end), vl.narrow(0, 0, end)};
   }
+  std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId seq) override {
+    const Seq& s = get(seq);
+    UDACI_CHECK(layer >= 0 && layer < shape_.num_layers, "contiguous cache: layer {} outside 0..{}", layer,
+                shape_.num_layers - 1);
+    return {s.buffer[layer][0].narrow(0, 0, s.length), s.buffer[layer][1].narrow(0, 0, s.length)};
+  }
   void commit(SeqId seq, int64_t n_new) override { get(seq).length += n_new; }
   void truncate(SeqId seq, int64_t length) override {
     Seq& s = get(seq);

@@ -28,6 +28,12 @@ class NoCache final : public CacheStrategy {
     UDACI_CHECK(has_sequence(seq), "unknown sequence {}", seq);
     return {k, v};
   }
+  std::pair<at::Tensor, at::Tensor> committed_kv(int64_t, SeqId seq) override {
+    UDACI_CHECK(has_sequence(seq), "unknown sequence {}", seq);
+    const at::Tensor none = at::empty({0, shape_.num_kv_heads, shape_.head_dim},
+                                      at::TensorOptions().dtype(shape_.dtype).device(shape_.device));
+    return {none, none};
+  }
   void commit(SeqId, int64_t) override {}
   void truncate(SeqId, int64_t) override {}
   void fork(SeqId parent, SeqId child) override {

@@ -391,6 +391,12 @@ std::pair<at::Tensor, at::Tensor> PagedCache::append(int64_t layer, SeqId seq, c
   return {read(layer, s, end, kKey), read(layer, s, end, kValue)};
 }
 
+std::pair<at::Tensor, at::Tensor> PagedCache::committed_kv(int64_t layer, SeqId seq) {
+  const at::Tensor none = at::empty({0, shape_.num_kv_heads, shape_.head_dim},
+                                    at::TensorOptions().dtype(shape_.dtype).device(shape_.device));
+  return append(layer, seq, none, none);  // appends nothing, gathers the committed rows
+}
+
 void PagedCache::commit(SeqId seq, int64_t n_new) {
   Seq& s = get(seq);
   UDACI_CHECK(n_new >= 0 && s.length + n_new <= static_cast<int64_t>(s.table.size()) * options_.block,

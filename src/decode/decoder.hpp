@@ -20,6 +20,8 @@ struct DecoderStats {
   int64_t drafted = 0;   // tokens proposed by the draft source
   int64_t accepted = 0;  // proposed tokens the target kept
   int64_t emitted = 0;   // tokens produced by those passes (accepted + one each)
+  int64_t draft_computed = 0;  // tokens a draft model ran forward passes on
+  int64_t draft_reused = 0;    // prompt tokens whose K/V a draft took from the target
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
   double tokens_per_round() const { return rounds ? static_cast<double>(emitted) / rounds : 0.0; }
 };

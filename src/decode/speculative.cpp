@@ -11,7 +11,7 @@ namespace udaci {
 SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   const std::string owner = "decoder 'speculative'";
   o.expect_only(owner, {"draft", "draft_model", "draft_quantizer", "k", "k_min", "k_max", "adaptive",
-                        "ngram_max", "ngram_min"});
+                        "ngram_max", "ngram_min", "reuse_prompt_kv"});
   SpeculativeOptions s;
   s.draft = o.get_string(owner, "draft", s.draft);
   UDACI_CHECK(s.draft == "prompt-lookup" || s.draft == "draft-model" || s.draft == "self-int4",
@@ -32,6 +32,13 @@ SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   const int64_t adaptive = o.get_int(owner, "adaptive", 1);
   UDACI_CHECK(adaptive == 0 || adaptive == 1, "{}: adaptive must be 0 or 1, got {}", owner, adaptive);
   s.adaptive = adaptive == 1;
+  const int64_t reuse = o.get_int(owner, "reuse_prompt_kv", s.draft == "self-int4" ? 1 : 0);
+  UDACI_CHECK(reuse == 0 || reuse == 1, "{}: reuse_prompt_kv must be 0 or 1, got {}", owner, reuse);
+  UDACI_CHECK(reuse == 0 || s.draft == "self-int4",
+              "{}: reuse_prompt_kv=1 needs draft=self-int4 (only the target's own weights, quantised, "
+              "read the target's K/V the same way)",
+              owner);
+  s.reuse_prompt_kv = reuse == 1;
   s.ngram_max = o.get_int(owner, "ngram_max", s.ngram_max);
   s.ngram_min = o.get_int(owner, "ngram_min", s.ngram_min);
   UDACI_CHECK(s.ngram_min >= 1 && s.ngram_max >= s.ngram_min,
@@ -68,18 +75,40 @@ class PromptLookupDraft final : public DraftSource {
 
 class ModelDraft final : public DraftSource {
  public:
-  ModelDraft(const LlamaModel& model, const SamplingOptions& sampling)
-      : model_(model), sampler_(sampling), cache_(make_contiguous_cache(model.cache_shape())) {
+  ModelDraft(const LlamaModel& model, const SamplingOptions& sampling, bool reuse_prompt_kv)
+      : model_(model),
+        sampler_(sampling),
+        cache_(make_contiguous_cache(model.cache_shape())),
+        reuse_prompt_kv_(reuse_prompt_kv) {
     row_.resize(static_cast<size_t>(model.config().vocab_size));
   }
   ~ModelDraft() override { end(); }
 
-  void begin(const std::vector<int64_t>& prompt) override {
+  void begin(const std::vector<int64_t>& prompt, const TargetPrompt& target) override {
     end();
     cache_->add_sequence(kSeq, static_cast<int64_t>(prompt.size()) + 64);
     fed_.clear();
     active_ = true;
+    if (!reuse_prompt_kv_ || target.cache == nullptr) return;
+    // The target has just computed the prompt: take its K/V instead of
+    // computing (roughly) the same numbers a second time.
+    const int64_t held = std::min<int64_t>(target.cache->cached_length(target.seq),
+                                           static_cast<int64_t>(prompt.size()));
+    if (held == 0) return;
+    const CacheShape ds = model_.cache_shape();
+    for (int64_t l = 0; l < ds.num_layers; ++l) {
+      auto [k, v] = target.cache->committed_kv(l, target.seq);
+      UDACI_CHECK_S(Status::kInternal, k.size(1) == ds.num_kv_heads && k.size(2) == ds.head_dim,
+                    "draft: the target's K/V [{}, {}] do not fit the draft's [{}, {}]", k.size(1),
+                    k.size(2), ds.num_kv_heads, ds.head_dim);
+      cache_->append(l, kSeq, k.narrow(0, 0, held).to(ds.dtype), v.narrow(0, 0, held).to(ds.dtype));
+    }
+    cache_->commit(kSeq, held);
+    fed_.assign(prompt.begin(), prompt.begin() + held);
+    reused_ += held;
   }
+  int64_t computed_tokens() const override { return computed_; }
+  int64_t reused_tokens() const override { return reused_; }
   void end() override {
     if (active_ && cache_->has_sequence(kSeq)) cache_->free_sequence(kSeq);
     active_ = false;
@@ -97,6 +126,7 @@ class ModelDraft final : public DraftSource {
     cache_->truncate(kSeq, static_cast<int64_t>(common));
     ForwardBatch b;
     b.add(kSeq, std::vector<int64_t>(tokens.begin() + static_cast<int64_t>(common), tokens.end()));
+    computed_ += static_cast<int64_t>(tokens.size() - common);
     at::Tensor logits = model_.forward(b, *cache_).contiguous();
     fed_ = tokens;
     std::vector<int64_t> out;
@@ -119,6 +149,7 @@ class ModelDraft final : public DraftSource {
       if (i + 1 < k) {
         ForwardBatch next;
         next.add(kSeq, {tok});
+        ++computed_;
         logits = model_.forward(next, *cache_).contiguous();
         fed_.push_back(tok);
       }
@@ -134,6 +165,9 @@ class ModelDraft final : public DraftSource {
   std::vector<int64_t> fed_;  // tokens whose K/V the draft cache holds
   std::vector<float> row_;
   bool active_ = false;
+  bool reuse_prompt_kv_ = false;
+  int64_t computed_ = 0;  // tokens the draft model ran forward
+  int64_t reused_ = 0;    // prompt tokens taken from the target's cache
 };
 
 }  // namespace
@@ -142,8 +176,9 @@ std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t
   return std::make_unique<PromptLookupDraft>(ngram_max, ngram_min);
 }
 
-std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling) {
-  return std::make_unique<ModelDraft>(draft, sampling);
+std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling,
+                                              bool reuse_prompt_kv) {
+  return std::make_unique<ModelDraft>(draft, sampling, reuse_prompt_kv);
 }
 
 SpeculativeDecoder::SpeculativeDecoder(const SpeculativeOptions& options, DraftFactory make_draft)
@@ -169,7 +204,8 @@ void SpeculativeDecoder::prepare(const DecoderContext& context) {
               "a draft must share the target's vocabulary",
               dv, tv);
   const LlamaModel* dm = draft_model_.get();
-  make_draft_ = [dm](const SamplingOptions& s) { return make_model_draft(*dm, s); };
+  const bool reuse = options_.reuse_prompt_kv;
+  make_draft_ = [dm, reuse](const SamplingOptions& s) { return make_model_draft(*dm, s, reuse); };
 }
 
 namespace {
@@ -208,7 +244,6 @@ std::vector<GenerationResult> SpeculativeDecoder::generate(const LlamaModel& mod
     cache.begin_prompt(slot, prompts[i]);
     Sampler target(options.sampling);
     std::unique_ptr<DraftSource> draft = make_draft_(options.sampling);
-    draft->begin(prompts[i]);
     std::vector<int64_t> tokens = prompts[i];
     bool live = true;
     // Appends one token; false once the sequence has ended.
@@ -253,6 +288,7 @@ std::vector<GenerationResult> SpeculativeDecoder::generate(const LlamaModel& mod
       res.prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       emit(target.sample(row_of(logits, 0), vocab, tokens));
     }
+    draft->begin(prompts[i], TargetPrompt{&cache, slot});
     t0 = Clock::now();
     int64_t k = options_.k;
     while (live) {
@@ -313,6 +349,8 @@ std::vector<GenerationResult> SpeculativeDecoder::generate(const LlamaModel& mod
     }
     res.decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     draft->end();
+    stats_.draft_computed += draft->computed_tokens();
+    stats_.draft_reused += draft->reused_tokens();
   }
   return results;
 }

@@ -19,7 +19,10 @@
 //                  decoding", 2023); q is one-hot;
 //   draft-model:   a smaller model with the same vocabulary (draft_model=PATH);
 //   self-int4:     the target model's own weights quantised to int4 (or
-//                  draft_quantizer=...), loaded a second time.
+//                  draft_quantizer=...), loaded a second time. It takes the
+//                  prompt's K/V from the target's cache (reuse_prompt_kv=1,
+//                  the default) instead of prefilling the prompt itself: the
+//                  K/V of the same layers, computed with the exact weights.
 // Adaptive k: k grows by one after a round that kept every draft and
 // shrinks by one after a round that kept none, within [k_min, k_max].
 #pragma once
@@ -47,16 +50,33 @@ struct SpeculativeOptions {
   bool adaptive = true;
   int64_t ngram_max = 3;                // prompt-lookup: longest suffix matched
   int64_t ngram_min = 1;
+  // self-int4: the draft takes the prompt's K/V from the target's cache
+  // instead of computing its own (default on; a draft-model has K/V of its own).
+  bool reuse_prompt_kv = false;
 
   static SpeculativeOptions from(const StrategyOptions& o);
 };
 
+// The target's cache and slot right after it computed a prompt.
+struct TargetPrompt {
+  CacheStrategy* cache = nullptr;
+  SeqId seq = 0;
+};
+
 // Proposes tokens to continue a sequence. One source serves one sequence at a
-// time: begin() starts it, propose() is called once per round.
+// time: begin() starts it (after the target computed the prompt), propose()
+// is called once per round.
 class DraftSource {
  public:
   virtual ~DraftSource() = default;
-  virtual void begin(const std::vector<int64_t>& prompt) { (void)prompt; }
+  virtual void begin(const std::vector<int64_t>& prompt, const TargetPrompt& target) {
+    (void)prompt;
+    (void)target;
+  }
+  // Tokens a model draft ran forward passes on, and prompt tokens whose K/V it
+  // took from the target instead (0 for sources without a model).
+  virtual int64_t computed_tokens() const { return 0; }
+  virtual int64_t reused_tokens() const { return 0; }
   // Up to k tokens to follow `tokens` (prompt and accepted tokens so far);
   // `probs`, when the source is probabilistic, receives per drafted token its
   // draft distribution over the vocabulary (else left empty: one-hot).
@@ -69,7 +89,10 @@ class DraftSource {
 std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min);
 // A draft model driven greedily (or by `sampling`, whose distribution is then
 // reported) over its own contiguous cache. The model must outlive the source.
-std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling);
+// reuse_prompt_kv: begin() copies the prompt's K/V from the target's cache
+// (for a draft that is the target model itself, quantised).
+std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling,
+                                              bool reuse_prompt_kv = false);
 
 class SpeculativeDecoder final : public Decoder {
  public:

@@ -56,6 +56,9 @@ class CountingCache final : public CacheStrategy {
     if (layer == 0) computed += k.size(0);
     return inner_.append(layer, s, k, v);
   }
+  std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId s) override {
+    return inner_.committed_kv(layer, s);
+  }
   void commit(SeqId s, int64_t n) override { inner_.commit(s, n); }
   void truncate(SeqId s, int64_t n) override { inner_.truncate(s, n); }
   int64_t bytes_reserved() const override { return inner_.bytes_reserved(); }

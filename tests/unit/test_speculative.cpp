@@ -67,6 +67,12 @@ TEST_CASE("speculative: options are checked", "[speculative]") {
   expect_error([&] { parse({{"k_max", "100"}}); }, Status::kInvalidArgument, "k_max");
   expect_error([&] { parse({{"ngram_min", "0"}}); }, Status::kInvalidArgument, "ngram_min");
   expect_error([&] { parse({{"adaptive", "yes"}}); }, Status::kInvalidArgument, "adaptive");
+  expect_error([&] { parse({{"reuse_prompt_kv", "2"}}); }, Status::kInvalidArgument, "reuse_prompt_kv");
+  expect_error([&] { parse({{"draft", "draft-model"}, {"draft_model", "x.gguf"}, {"reuse_prompt_kv", "1"}}); },
+               Status::kInvalidArgument, "reuse_prompt_kv");
+  CHECK(parse({{"draft", "self-int4"}}).reuse_prompt_kv);
+  CHECK(!parse({{"draft", "self-int4"}, {"reuse_prompt_kv", "0"}}).reuse_prompt_kv);
+  CHECK(!parse({{"draft", "prompt-lookup"}}).reuse_prompt_kv);
   expect_error([&] { parse({{"colour", "red"}}); }, Status::kInvalidArgument, "colour");
   const SpeculativeOptions o = parse({{"k", "6"}, {"k_max", "10"}, {"adaptive", "0"}});
   CHECK(o.k == 6);
@@ -105,6 +111,7 @@ TEST_CASE("speculative: greedy output equals plain greedy with every draft and c
     std::map<std::string, SpeculativeDecoder::DraftFactory> drafts = {
         {"prompt-lookup", [](const SamplingOptions&) { return make_prompt_lookup_draft(3, 1); }},
         {"self", [&model](const SamplingOptions& s) { return make_model_draft(model, s); }},
+        {"self-reuse", [&model](const SamplingOptions& s) { return make_model_draft(model, s, true); }},
         {"wrong", [vocab](const SamplingOptions&) { return std::make_unique<WrongDraft>(vocab); }},
     };
     for (const auto& [draft_name, factory] : drafts) {
@@ -119,8 +126,21 @@ TEST_CASE("speculative: greedy output equals plain greedy with every draft and c
           const DecoderStats st = dec.stats();
           CHECK(st.rounds > 0);
           CHECK(st.accepted <= st.drafted);
-          if (draft_name == "self") CHECK(st.acceptance_rate() == Approx(1.0));
+          if (draft_name.rfind("self", 0) == 0) CHECK(st.acceptance_rate() == Approx(1.0));
           if (draft_name == "wrong") CHECK(st.acceptance_rate() < 0.2);
+          int64_t prompt_tokens = 0;
+          for (const auto& p : prompts) prompt_tokens += static_cast<int64_t>(p.size());
+          if (draft_name == "self") {
+            // The draft prefilled every prompt itself.
+            CHECK(st.draft_reused == 0);
+            CHECK(st.draft_computed >= prompt_tokens);
+          }
+          if (draft_name == "self-reuse") {
+            // It took every prompt's K/V from the target (none when the target
+            // keeps no K/V) and computed only the tokens after it.
+            CHECK(st.draft_reused == (cache_name == "none" ? 0 : prompt_tokens));
+            if (cache_name != "none") CHECK(st.draft_computed < prompt_tokens);
+          }
         }
       }
     }
