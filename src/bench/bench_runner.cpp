@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "eval/news_dataset.hpp"
 #include "eval/rouge.hpp"
+#include "parallel/communicator.hpp"
 #include "udaci/version.h"
 
 namespace udaci {
@@ -210,6 +211,17 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   const auto t_load = Clock::now();
   HeadlineEngine engine(ec);
   const double load_ms = ms_since(t_load);
+  if (!engine.leader()) {
+    // Another rank of a parallel plan: compute what rank 0 asks, then report
+    // this rank's share.
+    engine.serve();
+    const ParallelStats ps = engine.parallel_stats();
+    return json{{"rank", dist_env_from_environment().rank},
+                {"weight_bytes", engine.model().weight_bytes()},
+                {"peak_rss_bytes", peak_rss_bytes()},
+                {"comm_seconds", ps.comm_seconds},
+                {"comm_calls", ps.comm_calls}};
+  }
 
   HeadlineOptions ho;
   ho.max_new_tokens = s.max_new_tokens;
@@ -325,6 +337,17 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   out["peak_rss_bytes"] = peak_rss_bytes();
   out["peak_cuda_bytes"] = nullptr;
   out["weight_bytes"] = engine.model().weight_bytes();
+  {
+    const ParallelStats ps = engine.parallel_stats();
+    const DistEnv env = dist_env_from_environment();
+    out["parallel"] = {{"plan", ec.parallel},
+                       {"world_size", env.world_size},
+                       {"ranks", json::array({{{"rank", 0},
+                                               {"weight_bytes", engine.model().weight_bytes()},
+                                               {"peak_rss_bytes", peak_rss_bytes()},
+                                               {"comm_seconds", ps.comm_seconds},
+                                               {"comm_calls", ps.comm_calls}}})}};
+  }
   out["stored_weight_bytes"] = engine.quantize_report().bytes_after;
   out["kv_cache_bytes"] = engine.cache_peak_bytes();
   out["prune_sparsity"] = engine.prune_report().sparsity();
@@ -443,32 +466,59 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
     spec["settings"] = {{"input", settings.input},       {"samples", settings.samples},
                         {"seed", settings.seed},         {"category", settings.category},
                         {"batch", settings.batch},       {"max_new_tokens", settings.max_new_tokens},
-                        {"warmup", settings.warmup},     {"threads", settings.threads},
+                        {"warmup", settings.warmup},
+                        // The ranks of a parallel plan share the cores.
+                        {"threads", std::max(1, settings.threads / std::max(1, t.config.world_size))},
                         {"progress", settings.progress}};
     write_text(spec_path, spec.dump());
 
-    // A fresh process per configuration: its peak RSS is its own.
+    // A fresh process per configuration (its peak RSS is its own); one per
+    // rank for a parallel plan, rendezvousing on a free local port.
+    const int world = std::max(1, t.config.world_size);
+    const int port = world > 1 ? free_local_port() : 0;
+    auto rank_out = [&](int r) { return r == 0 ? out_path : fmt::format("{}.rank{}", out_path, r); };
     std::fflush(nullptr);
-    const pid_t pid = fork();
-    UDACI_CHECK_S(Status::kInternal, pid >= 0, "bench: fork failed");
-    if (pid == 0) {
-      execl(exe.c_str(), exe.c_str(), "bench-worker", "--spec", spec_path.c_str(), "--out",
-            out_path.c_str(), static_cast<char*>(nullptr));
-      std::fprintf(stderr, "udaci bench: cannot run '%s'\n", exe.c_str());
-      _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    std::vector<pid_t> pids;
+    for (int r = 0; r < world; ++r) {
+      const pid_t pid = fork();
+      UDACI_CHECK_S(Status::kInternal, pid >= 0, "bench: fork failed");
+      if (pid == 0) {
+        if (world > 1) {
+          setenv("RANK", std::to_string(r).c_str(), 1);
+          setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+          setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
+          setenv("MASTER_ADDR", "127.0.0.1", 1);
+          setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+        }
+        const std::string out = rank_out(r);
+        execl(exe.c_str(), exe.c_str(), "bench-worker", "--spec", spec_path.c_str(), "--out", out.c_str(),
+              static_cast<char*>(nullptr));
+        std::fprintf(stderr, "udaci bench: cannot run '%s'\n", exe.c_str());
+        _exit(127);
+      }
+      pids.push_back(pid);
     }
     std::string error;
-    if (WIFSIGNALED(status)) {
-      error = fmt::format("worker killed by signal {}", WTERMSIG(status));
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      error = fmt::format("worker exited with status {}", WEXITSTATUS(status));
+    for (int r = 0; r < world; ++r) {
+      int status = 0;
+      while (waitpid(pids[static_cast<size_t>(r)], &status, 0) < 0 && errno == EINTR) {
+      }
+      const std::string who = world > 1 ? fmt::format("worker of rank {}", r) : "worker";
+      if (!error.empty()) continue;
+      if (WIFSIGNALED(status)) {
+        error = fmt::format("{} killed by signal {}", who, WTERMSIG(status));
+      } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        error = fmt::format("{} exited with status {}", who, WEXITSTATUS(status));
+      }
     }
     if (error.empty()) {
       try {
-        doc["results"].push_back(json::parse(read_text(out_path)));
+        json result = json::parse(read_text(out_path));
+        for (int r = 1; r < world; ++r) {
+          result["parallel"]["ranks"].push_back(json::parse(read_text(rank_out(r))));
+          std::remove(rank_out(r).c_str());
+        }
+        doc["results"].push_back(std::move(result));
       } catch (const std::exception& e) {
         error = std::string("worker result unreadable: ") + e.what();
       }

@@ -30,6 +30,10 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   config.scheduler.validate();
   // Strategies first: a wrong name or option fails before any file is read.
   const StrategyRegistry& reg = builtin_strategies();
+  UDACI_CHECK_S(Status::kUnsupported, config.parallel == "single-device" || config.quantizer != "gguf-native",
+                "parallel plan '{}' gives each rank slices of the weights; quantizer 'gguf-native' runs a GGUF "
+                "file's blocks in place and cannot run on slices: use int8, int4, nf4 or none",
+                config.parallel);
   parallel_ = reg.parallel_plans.create(config.parallel, config.parallel_options);
   pruner_ = reg.pruners.create(config.pruner, config.pruner_options);
   quantizer_ = reg.quantizers.create(config.quantizer, config.quantizer_options);
@@ -46,11 +50,12 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   ModelOptions model_options{config.dtype, device, {}};
   const Quantizer* q = quantizer_.get();
   const Pruner* pr = pruner_.get();
-  model_options.linear_factory = [q, pr](const LinearSpec& spec, const WeightStore& store,
-                                         const ModelOptions& opt) {
+  model_options.linear_factory = parallel_->wrap([q, pr](const LinearSpec& spec, const WeightStore& store,
+                                                         const ModelOptions& opt) {
     std::unique_ptr<LinearKernel> k = q->make_kernel(spec, store, opt);
     return k ? std::move(k) : pr->make_kernel(spec, store, opt);
-  };
+  });
+  model_options.listener = parallel_->listener();
   model_ = std::make_unique<LlamaModel>(files.config, files.weights, model_options);
   tokenizer_ = std::make_unique<Tokenizer>(
       load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
@@ -85,9 +90,20 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
     return std::shared_ptr<const LlamaModel>(m, [q](const LlamaModel* p) { delete p; });
   };
   decoder_->prepare(dc);
-  cache_ = reg.caches.create(config.cache, config.cache_options, model_->cache_shape());
+  cache_ = parallel_->wrap_cache(reg.caches.create(config.cache, config.cache_options, model_->cache_shape()));
   scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, config.scheduler);
 }
+
+HeadlineEngine::~HeadlineEngine() {
+  scheduler_.reset();  // finishes or cancels every request first
+  if (parallel_) parallel_->shutdown();
+}
+
+bool HeadlineEngine::leader() const { return parallel_->leader(); }
+
+void HeadlineEngine::serve() { parallel_->serve(*model_, *cache_); }
+
+ParallelStats HeadlineEngine::parallel_stats() const { return parallel_->stats(); }
 
 std::vector<std::string> HeadlineEngine::strategy_names() const {
   return {cache_->name(), quantizer_->name(), pruner_->name(), decoder_->name(), parallel_->name()};

@@ -100,6 +100,19 @@ class HeadlineRequest {
 class HeadlineEngine {
  public:
   explicit HeadlineEngine(const EngineConfig& config);
+  // Finishes or cancels every request, then releases the other ranks of a
+  // parallel plan.
+  ~HeadlineEngine();
+  HeadlineEngine(const HeadlineEngine&) = delete;
+  HeadlineEngine& operator=(const HeadlineEngine&) = delete;
+
+  // Under a parallel plan over several processes, rank 0 is the leader: it
+  // alone takes requests. Every other rank calls serve(), which runs the
+  // leader's forward passes until the leader's engine is destroyed (then it
+  // returns) or dies (Error(kDistributed) within the plan's timeout).
+  bool leader() const;
+  void serve();
+  ParallelStats parallel_stats() const;
 
   // Prompt token ids for a summary (chat template or completion prompt, BOS
   // as the tokenizer's config says, special tokens in the template parsed).

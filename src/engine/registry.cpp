@@ -7,6 +7,8 @@
 
 #include "core/error.hpp"
 #include "model/llama_model.hpp"
+#include "parallel/communicator.hpp"
+#include "parallel/tensor_parallel.hpp"
 
 namespace udaci {
 
@@ -115,7 +117,7 @@ class SingleDevicePlan final : public ParallelPlan {
   const char* name() const override { return "single-device"; }
   int world_size() const override { return 1; }
   int rank() const override { return 0; }
-  void shard(const ModelConfig&, WeightStore&) const override {}
+  void shard(ModelConfig&, WeightStore&) override {}
 };
 
 }  // namespace
@@ -158,6 +160,11 @@ void register_builtin_strategies(StrategyRegistry& r) {
     o.expect_only("parallel plan 'single-device'", {});
     return std::make_unique<SingleDevicePlan>();
   });
+  if (distributed_available()) {
+    r.parallel_plans.add("tensor-parallel", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
+      return make_tensor_parallel_plan(TensorParallelOptions::from(o));
+    });
+  }
 }
 
 const StrategyRegistry& builtin_strategies() {

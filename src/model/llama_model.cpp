@@ -180,6 +180,17 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
                 c.vocab_size);
   }
 
+  struct ListenerScope {
+    ForwardListener* l;
+    ~ListenerScope() {
+      if (l) l->end_forward();
+    }
+  } scope{nullptr};
+  if (options_.listener) {
+    options_.listener->begin_forward(batch);
+    scope.l = options_.listener.get();
+  }
+
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   at::Tensor ids = at::tensor(batch.tokens, long_opts).to(options_.device);
   at::Tensor pos = at::tensor(positions, long_opts).to(options_.device);

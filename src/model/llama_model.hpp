@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,12 +21,23 @@
 
 namespace udaci {
 
+// Told about every forward pass once its batch has been checked, and when it
+// ends (normally or by an exception). A parallel plan's leader uses it to
+// make the other ranks run the same pass.
+class ForwardListener {
+ public:
+  virtual ~ForwardListener() = default;
+  virtual void begin_forward(const ForwardBatch& batch) = 0;
+  virtual void end_forward() noexcept = 0;
+};
+
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // compute and weight dtype (fp32, bf16, fp16)
   at::Device device = at::kCPU;
   // Builds quantised or sparse kernels (a Quantizer's); unset or returning
   // nullptr means dense weights in `dtype`.
   LinearFactory linear_factory;
+  std::shared_ptr<ForwardListener> listener;
 };
 
 class LlamaModel {

@@ -26,8 +26,14 @@
 #include "io/convert.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
+#include "parallel/communicator.hpp"
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <optional>
 
 #include <deque>
 #include <fstream>
@@ -180,6 +186,8 @@ struct HeadlineArgs : RunArgs {
   std::vector<std::string> scheduler_opts;
   std::string decoder = "sampling";
   std::vector<std::string> decoder_opts;
+  std::string parallel = "single-device";
+  std::vector<std::string> parallel_opts;
 };
 
 int cmd_headline(const HeadlineArgs& a) {
@@ -197,10 +205,16 @@ int cmd_headline(const HeadlineArgs& a) {
   ec.prompt.use_chat_template = !a.completion;
   ec.decoder = a.decoder;
   ec.decoder_options = parse_strategy_options(a.decoder_opts, "--decoder-opt");
+  ec.parallel = a.parallel;
+  ec.parallel_options = parse_strategy_options(a.parallel_opts, "--parallel-opt");
   const StrategyOptions sched = parse_strategy_options(a.scheduler_opts, "--scheduler-opt");
   ec.scheduler = SchedulerOptions::from(sched);
   if (!sched.has("max_sequences")) ec.scheduler.max_sequences = static_cast<int64_t>(a.batch);
   HeadlineEngine engine(ec);
+  if (!engine.leader()) {  // another rank of a parallel plan: rank 0 reads and writes
+    engine.serve();
+    return 0;
+  }
   HeadlineOptions ho;
   ho.max_new_tokens = a.max_new_tokens;
   ho.sampling = a.sampling;
@@ -516,6 +530,8 @@ struct PerplexityArgs {
   size_t samples = 50;
   uint64_t seed = 2024;
   int64_t batch = 8;
+  std::string parallel = "single-device";
+  std::vector<std::string> parallel_opts;
 };
 
 json options_object(const StrategyOptions& o) {
@@ -535,6 +551,8 @@ int cmd_perplexity(const PerplexityArgs& a) {
   ec.quantizer_options = parse_strategy_options(a.quantizer_opts, "--quantizer-opt");
   ec.pruner = a.pruner;
   ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
+  ec.parallel = a.parallel;
+  ec.parallel_options = parse_strategy_options(a.parallel_opts, "--parallel-opt");
   const std::string input = a.input.empty() ? default_bench_input() : a.input;
   NewsReadOptions ro;
   ro.required = {"short_description", "headline"};
@@ -546,6 +564,10 @@ int cmd_perplexity(const PerplexityArgs& a) {
   const auto t_load = std::chrono::steady_clock::now();
   HeadlineEngine engine(ec);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  if (!engine.leader()) {
+    engine.serve();
+    return 0;
+  }
   const int64_t max_len = engine.model().config().max_position_embeddings;
   std::vector<std::vector<int64_t>> seqs;
   for (const NewsRecord& r : recs) {
@@ -638,6 +660,78 @@ int cmd_bench(const BenchRunArgs& a, int threads, const std::string& exe) {
 
 }  // namespace
 
+struct LaunchArgs {
+  int nproc = 2;
+  int port = 0;
+  double grace_s = 10;
+  std::vector<std::string> command;
+};
+
+// `udaci launch`: starts the ranks as children running this executable, waits
+// for all of them; when one fails the others get --grace seconds (they notice
+// a dead peer within their plan's timeout) and are then stopped. Exit status:
+// 0 when every rank succeeded, else the first failing rank's (128 + signal
+// for a signal).
+int cmd_launch(const LaunchArgs& a, int threads) {
+  const int port = a.port > 0 ? a.port : free_local_port();
+  // The ranks share this machine's cores unless --threads says otherwise.
+  const int per_rank = threads > 0 ? threads : std::max(1, default_threads() / a.nproc);
+  std::vector<std::string> args{"/proc/self/exe", "--threads", std::to_string(per_rank)};
+  args.insert(args.end(), a.command.begin(), a.command.end());
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < a.nproc; ++r) {
+    const pid_t pid = fork();
+    UDACI_CHECK_S(Status::kInternal, pid >= 0, "launch: fork failed");
+    if (pid == 0) {
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(a.nproc).c_str(), 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      execv("/proc/self/exe", argv.data());
+      std::fprintf(stderr, "udaci launch: cannot start rank %d\n", r);
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  int result = 0;
+  size_t alive = pids.size();
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  while (alive > 0) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, deadline ? WNOHANG : 0);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid < 0) break;
+    if (pid == 0) {  // a rank failed: the others have until the deadline
+      if (std::chrono::steady_clock::now() > *deadline) {
+        for (pid_t p : pids)
+          if (p > 0) kill(p, SIGTERM);
+        deadline.reset();
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      continue;
+    }
+    auto it = std::find(pids.begin(), pids.end(), pid);
+    if (it == pids.end()) continue;
+    const int rank = static_cast<int>(it - pids.begin());
+    *it = -1;
+    --alive;
+    const int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+    if (code != 0 && result == 0) {
+      result = code;
+      std::fprintf(stderr, "udaci launch: rank %d exited with status %d\n", rank, code);
+      deadline = std::chrono::steady_clock::now() +
+                 std::chrono::milliseconds(static_cast<int64_t>(a.grace_s * 1000));
+    }
+  }
+  return result;
+}
+
 int main(int argc, char** argv) {
   // LibTorch's OpenMP threads spin after each parallel region and then fight
   // OpenBLAS's own threads for the cores: measured here (2 cores), prefill
@@ -651,8 +745,8 @@ int main(int argc, char** argv) {
   CLI::App app{"udaci: news headlines with Llama-architecture models"};
   app.require_subcommand(1);
   int threads = default_threads();
-  app.add_option("--threads", threads, "ATen intra-op threads (default: all cores)")
-      ->check(CLI::Range(1, 1024));
+  auto* threads_opt = app.add_option("--threads", threads, "ATen intra-op threads (default: all cores)")
+                          ->check(CLI::Range(1, 1024));
 
   std::string info_model;
   auto* info = app.add_subcommand("info", "print a model's config, parameter count and bytes by dtype");
@@ -768,6 +862,23 @@ int main(int argc, char** argv) {
   ppl->add_option("--pruner", pa.pruner, "magnitude, 2:4, structured or none");
   ppl->add_option("--pruner-opt", pa.pruner_opts, "pruner option key=value (repeatable)")
       ->allow_extra_args(false);
+  ppl->add_option("--parallel", pa.parallel, "single-device or tensor-parallel (run under `udaci launch`)");
+  ppl->add_option("--parallel-opt", pa.parallel_opts, "parallel plan option key=value, e.g. timeout_s=60")
+      ->allow_extra_args(false);
+
+  LaunchArgs la;
+  auto* launch = app.add_subcommand(
+      "launch",
+      "run a udaci command as the N ranks of one parallel job on this machine, e.g. "
+      "`udaci launch --nproc 2 -- headline --parallel tensor-parallel ...` (sets RANK, WORLD_SIZE, "
+      "LOCAL_RANK, MASTER_ADDR, MASTER_PORT as torchrun does)");
+  launch->add_option("--nproc", la.nproc, "processes")->check(CLI::Range(1, 64));
+  launch->add_option("--master-port", la.port, "rendezvous port on 127.0.0.1 (default: a free one)")
+      ->check(CLI::Range(0, 65535));
+  launch->add_option("--grace", la.grace_s,
+                     "seconds the other ranks get to finish after one fails, before they are stopped")
+      ->check(CLI::Range(0.0, 3600.0));
+  launch->add_option("command", la.command, "the udaci command and its options (after --)")->required();
 
   std::string worker_spec, worker_out;
   auto* worker = app.add_subcommand("bench-worker", "one configuration of `udaci bench` (internal)");
@@ -786,13 +897,19 @@ int main(int argc, char** argv) {
   head->add_option("--pruner", ha.pruner, "magnitude, 2:4, structured or none");
   head->add_option("--pruner-opt", ha.pruner_opts, "pruner option key=value (repeatable)")
       ->allow_extra_args(false);
+  head->add_option("--parallel", ha.parallel,
+                   "single-device (default) or tensor-parallel (run under `udaci launch --nproc N` or torchrun)");
+  head->add_option("--parallel-opt", ha.parallel_opts, "parallel plan option key=value, e.g. timeout_s=60")
+      ->allow_extra_args(false);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  const bool threads_given = threads_opt->count() > 0;
   try {
+    if (*launch) return cmd_launch(la, threads_given ? threads : 0);
     compat::set_threads(threads);
     if (*head) return cmd_headline(ha);
     if (*tokc) return cmd_tokenize(tk_model, tk_tokenizer, tk_input, tk_add_special);
