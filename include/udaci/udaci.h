@@ -143,7 +143,24 @@ typedef struct udaci_engine_params {
    * docs/user_guide.md, section 5). */
   int32_t max_sequences;
   int32_t batch_invariant;
+  /* Parallel plan by name (added after batch_invariant): NULL or
+   * "single-device" (default), or "tensor-parallel": this process is one
+   * rank of a job over several processes, whose ranks come from the
+   * variables torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT;
+   * `udaci launch` sets them too). Every rank creates its engine with the
+   * same parameters; rank 0 generates, the others call udaci_engine_serve. */
+  const char *parallel;
 } udaci_engine_params;
+
+/* Under a parallel plan, this process's rank (0: the leader, the only rank
+ * that generates); 0 without one, and for a NULL engine. */
+UDACI_API int32_t udaci_engine_rank(const udaci_engine *engine);
+
+/* On a rank other than 0 of a parallel plan: computes what rank 0's engine
+ * asks until that engine is destroyed (then returns UDACI_OK) or rank 0 dies
+ * or stops answering (UDACI_ERR_DISTRIBUTED, within the plan's timeout).
+ * On rank 0, and without a plan: returns UDACI_OK at once. */
+UDACI_API udaci_status udaci_engine_serve(udaci_engine *engine);
 
 /* Defaults for udaci_engine_create. Thread safety: any thread. */
 UDACI_API udaci_engine_params udaci_engine_default_params(void);

@@ -220,7 +220,8 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                 {"weight_bytes", engine.model().weight_bytes()},
                 {"peak_rss_bytes", peak_rss_bytes()},
                 {"comm_seconds", ps.comm_seconds},
-                {"comm_calls", ps.comm_calls}};
+                {"comm_calls", ps.comm_calls},
+                {"holds", ps.detail}};
   }
 
   HeadlineOptions ho;
@@ -346,7 +347,8 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                                                {"weight_bytes", engine.model().weight_bytes()},
                                                {"peak_rss_bytes", peak_rss_bytes()},
                                                {"comm_seconds", ps.comm_seconds},
-                                               {"comm_calls", ps.comm_calls}}})}};
+                                               {"comm_calls", ps.comm_calls},
+                                               {"holds", ps.detail}}})}};
   }
   out["stored_weight_bytes"] = engine.quantize_report().bytes_after;
   out["kv_cache_bytes"] = engine.cache_peak_bytes();

@@ -52,6 +52,7 @@ udaci_engine_params engine_defaults() {
   p.instruction = nullptr;
   p.max_sequences = 0;
   p.batch_invariant = 0;
+  p.parallel = nullptr;
   return p;
 }
 
@@ -99,6 +100,7 @@ udaci::EngineConfig to_engine_config(const udaci_engine_params& p) {
               p.max_sequences);
   if (p.max_sequences > 0) c.scheduler.max_sequences = p.max_sequences;
   c.scheduler.batch_invariant = p.batch_invariant != 0;
+  if (p.parallel != nullptr && *p.parallel != '\0') c.parallel = p.parallel;
   return c;
 }
 
@@ -240,6 +242,21 @@ udaci_status udaci_engine_get_model_path(const udaci_engine* engine, char* buf, 
   return guard(__func__, [&] {
     require(engine, "engine");
     udaci::c_api::copy_text(engine->impl->model_path(), buf, inout_len, "the model path");
+  });
+}
+
+int32_t udaci_engine_rank(const udaci_engine* engine) {
+  int32_t rank = 0;
+  guard(__func__, [&] {
+    if (engine != nullptr) rank = engine->impl->rank();
+  }, ErrorSlot::kKeep);
+  return rank;
+}
+
+udaci_status udaci_engine_serve(udaci_engine* engine) {
+  return guard(__func__, [&] {
+    require(engine, "engine");
+    engine->impl->serve();
   });
 }
 

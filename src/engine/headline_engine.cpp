@@ -30,7 +30,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   config.scheduler.validate();
   // Strategies first: a wrong name or option fails before any file is read.
   const StrategyRegistry& reg = builtin_strategies();
-  UDACI_CHECK_S(Status::kUnsupported, config.parallel == "single-device" || config.quantizer != "gguf-native",
+  UDACI_CHECK_S(Status::kUnsupported, config.parallel != "tensor-parallel" || config.quantizer != "gguf-native",
                 "parallel plan '{}' gives each rank slices of the weights; quantizer 'gguf-native' runs a GGUF "
                 "file's blocks in place and cannot run on slices: use int8, int4, nf4 or none",
                 config.parallel);
@@ -56,6 +56,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
     return k ? std::move(k) : pr->make_kernel(spec, store, opt);
   });
   model_options.listener = parallel_->listener();
+  model_options.stage = parallel_->stage();
   model_ = std::make_unique<LlamaModel>(files.config, files.weights, model_options);
   tokenizer_ = std::make_unique<Tokenizer>(
       load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
@@ -101,7 +102,9 @@ HeadlineEngine::~HeadlineEngine() {
 
 bool HeadlineEngine::leader() const { return parallel_->leader(); }
 
-void HeadlineEngine::serve() { parallel_->serve(*model_, *cache_); }
+int HeadlineEngine::rank() const { return parallel_->rank(); }
+
+void HeadlineEngine::serve() const { parallel_->serve(*model_, *cache_); }
 
 ParallelStats HeadlineEngine::parallel_stats() const { return parallel_->stats(); }
 

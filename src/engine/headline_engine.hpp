@@ -111,7 +111,8 @@ class HeadlineEngine {
   // leader's forward passes until the leader's engine is destroyed (then it
   // returns) or dies (Error(kDistributed) within the plan's timeout).
   bool leader() const;
-  void serve();
+  int rank() const;
+  void serve() const;
   ParallelStats parallel_stats() const;
 
   // Prompt token ids for a summary (chat template or completion prompt, BOS

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "model/llama_model.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/pipeline_parallel.hpp"
 #include "parallel/tensor_parallel.hpp"
 
 namespace udaci {
@@ -163,6 +164,9 @@ void register_builtin_strategies(StrategyRegistry& r) {
   if (distributed_available()) {
     r.parallel_plans.add("tensor-parallel", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
       return make_tensor_parallel_plan(TensorParallelOptions::from(o));
+    });
+    r.parallel_plans.add("pipeline-parallel", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
+      return make_pipeline_parallel_plan(PipelineParallelOptions::from(o));
     });
   }
 }

@@ -54,11 +54,17 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
     return make(prefix, prefix, LinearRole::kProjection, out, in, bias);
   };
 
-  embed_ = make("model.embed_tokens", "model.embed_tokens", LinearRole::kEmbedding, c.vocab_size, h,
-                false);
+  // A pipeline stage holds a range of layers, and the embedding or the head
+  // only when it is the first or the last stage.
+  const int64_t first_layer = opt.stage ? opt.stage->first_layer() : 0;
+  first_layer_ = first_layer;
+  const bool has_embedding = !opt.stage || opt.stage->first();
+  const bool has_head = !opt.stage || opt.stage->last();
+  if (has_embedding)
+    embed_ = make("model.embed_tokens", "model.embed_tokens", LinearRole::kEmbedding, c.vocab_size, h, false);
   layers_.resize(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i);
+    const std::string p = "model.layers." + std::to_string(first_layer + i);
     Layer& L = layers_[static_cast<size_t>(i)];
     L.input_norm = load(store, p + ".input_layernorm.weight", {h}, opt);
     L.post_norm = load(store, p + ".post_attention_layernorm.weight", {h}, opt);
@@ -70,6 +76,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
     L.up = dense(p + ".mlp.up_proj", c.intermediate_size, h, c.mlp_bias);
     L.down = dense(p + ".mlp.down_proj", h, c.intermediate_size, c.mlp_bias);
   }
+  if (!has_head) return;
   final_norm_ = load(store, "model.norm.weight", {h}, opt);
   // Tied checkpoints usually omit lm_head.weight (transformers drops it); a
   // tied config whose file still carries it uses the embedding all the same.
@@ -84,7 +91,13 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
     LinearSpec spec{"lm_head", "model.embed_tokens", LinearRole::kLmHead, c.vocab_size, h, false};
     std::unique_ptr<LinearKernel> k =
         opt.linear_factory ? opt.linear_factory(spec, store, opt) : nullptr;
-    lm_head_ = k ? Linear(std::shared_ptr<LinearKernel>(std::move(k))) : embed_;
+    if (k) {
+      lm_head_ = Linear(std::shared_ptr<LinearKernel>(std::move(k)));
+    } else if (embed_.bound()) {
+      lm_head_ = embed_;
+    } else {  // the last stage of a pipeline: the embedding's kernel, built here
+      lm_head_ = make("model.embed_tokens", "model.embed_tokens", LinearRole::kEmbedding, c.vocab_size, h, false);
+    }
   }
 }
 
@@ -100,7 +113,7 @@ CacheShape LlamaModel::cache_shape() const {
 
 void LlamaModel::for_each_linear(const std::function<void(const std::string&, Linear&)>& fn) {
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const std::string p = "model.layers." + std::to_string(i);
+    const std::string p = "model.layers." + std::to_string(first_layer_ + static_cast<int64_t>(i));
     Layer& L = layers_[i];
     fn(p + ".self_attn.q_proj", L.q);
     fn(p + ".self_attn.k_proj", L.k);
@@ -110,18 +123,19 @@ void LlamaModel::for_each_linear(const std::function<void(const std::string&, Li
     fn(p + ".mlp.up_proj", L.up);
     fn(p + ".mlp.down_proj", L.down);
   }
-  fn("lm_head", lm_head_);
+  if (lm_head_.bound()) fn("lm_head", lm_head_);
 }
 
 int64_t LlamaModel::weight_bytes() const {
   auto bytes = [](const at::Tensor& t) { return t.numel() * t.element_size(); };
-  int64_t n = embed_.kernel().weight_bytes() + bytes(final_norm_);
+  int64_t n = (embed_.bound() ? embed_.kernel().weight_bytes() : 0) +
+              (final_norm_.defined() ? bytes(final_norm_) : 0);
   for (const Layer& L : layers_) {
     n += bytes(L.input_norm) + bytes(L.post_norm);
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
       n += l->kernel().weight_bytes();
   }
-  if (lm_head_.kernel_ptr() != embed_.kernel_ptr()) n += lm_head_.kernel().weight_bytes();
+  if (lm_head_.bound() && lm_head_.kernel_ptr() != embed_.kernel_ptr()) n += lm_head_.kernel().weight_bytes();
   return n;
 }
 
@@ -163,14 +177,8 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
   const ModelConfig& c = config_;
   UDACI_CHECK(!batch.seqs.empty(), "forward: empty batch");
   int64_t total = 0;
-  std::vector<int64_t> pasts;
-  std::vector<int64_t> positions;
-  positions.reserve(batch.tokens.size());
   for (const SeqSlice& s : batch.seqs) {
     UDACI_CHECK(s.n_tokens > 0, "forward: sequence {} has no new tokens", s.seq);
-    const int64_t past = cache.cached_length(s.seq);
-    pasts.push_back(past);
-    for (int64_t i = 0; i < s.n_tokens; ++i) positions.push_back(past + i);
     total += s.n_tokens;
   }
   UDACI_CHECK(total == static_cast<int64_t>(batch.tokens.size()),
@@ -179,7 +187,6 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
     UDACI_CHECK(t >= 0 && t < c.vocab_size, "token id {} is outside the vocabulary of {}", t,
                 c.vocab_size);
   }
-
   struct ListenerScope {
     ForwardListener* l;
     ~ListenerScope() {
@@ -190,13 +197,29 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
     options_.listener->begin_forward(batch);
     scope.l = options_.listener.get();
   }
+  if (options_.stage) return forward_pipeline(batch, cache);
+  return head(batch, run_layers(batch, cache, embed(batch)));
+}
 
-  const auto long_opts = at::TensorOptions().dtype(at::kLong);
-  at::Tensor ids = at::tensor(batch.tokens, long_opts).to(options_.device);
-  at::Tensor pos = at::tensor(positions, long_opts).to(options_.device);
+at::Tensor LlamaModel::embed(const ForwardBatch& batch) const {
+  at::Tensor ids = at::tensor(batch.tokens, at::TensorOptions().dtype(at::kLong)).to(options_.device);
+  return embed_.kernel().gather_rows(ids, options_.dtype);  // [total, hidden]
+}
+
+at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cache, at::Tensor x) const {
+  const ModelConfig& c = config_;
+  const int64_t total = static_cast<int64_t>(batch.tokens.size());
+  std::vector<int64_t> pasts;
+  std::vector<int64_t> positions;
+  positions.reserve(batch.tokens.size());
+  for (const SeqSlice& s : batch.seqs) {
+    const int64_t past = cache.cached_length(s.seq);
+    pasts.push_back(past);
+    for (int64_t i = 0; i < s.n_tokens; ++i) positions.push_back(past + i);
+  }
+  at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong)).to(options_.device);
   auto [cos, sin] = rope_.cos_sin(pos);  // [total, head_dim]
 
-  at::Tensor x = embed_.kernel().gather_rows(ids, options_.dtype);  // [total, hidden]
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = layers_[li];
     at::Tensor hn = rms_norm(x, L.input_norm);
@@ -223,7 +246,10 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
     x = x + L.down(at::silu(L.gate(hm)) * L.up(hm));
   }
   for (const SeqSlice& s : batch.seqs) cache.commit(s.seq, s.n_tokens);
+  return x;
+}
 
+at::Tensor LlamaModel::head(const ForwardBatch& batch, const at::Tensor& x) const {
   // Only the rows whose logits were asked for go through the final norm and
   // the LM head: at decode time that is one row per sequence.
   std::vector<int64_t> rows;
@@ -236,10 +262,62 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
     }
     offset += s.n_tokens;
   }
-  at::Tensor sel = static_cast<int64_t>(rows.size()) == total
+  at::Tensor sel = static_cast<int64_t>(rows.size()) == x.size(0)
                        ? x
-                       : x.index_select(0, at::tensor(rows, long_opts).to(options_.device));
+                       : x.index_select(0, at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(options_.device));
   return lm_head_(rms_norm(sel, final_norm_)).to(at::kFloat);
+}
+
+at::Tensor LlamaModel::forward_pipeline(const ForwardBatch& batch, CacheStrategy& cache) const {
+  PipelineStage& st = *options_.stage;
+  // Micro-batches of whole sequences, the same on every stage: while a later
+  // stage works on one, an earlier stage computes the next.
+  const int64_t n_seqs = static_cast<int64_t>(batch.seqs.size());
+  const int64_t m = std::max<int64_t>(1, std::min<int64_t>(st.micro_batches(), n_seqs));
+  std::vector<ForwardBatch> parts(static_cast<size_t>(m));
+  {
+    size_t tok = 0;
+    for (int64_t i = 0; i < n_seqs; ++i) {
+      const SeqSlice& s = batch.seqs[static_cast<size_t>(i)];
+      ForwardBatch& p = parts[static_cast<size_t>(i * m / n_seqs)];
+      p.seqs.push_back(s);
+      p.tokens.insert(p.tokens.end(), batch.tokens.begin() + static_cast<int64_t>(tok),
+                      batch.tokens.begin() + static_cast<int64_t>(tok + static_cast<size_t>(s.n_tokens)));
+      tok += static_cast<size_t>(s.n_tokens);
+    }
+  }
+  struct Finish {
+    PipelineStage& st;
+    bool done = false;
+    ~Finish() {
+      if (!done) {
+        try {
+          st.finish();
+        } catch (...) {
+        }
+      }
+    }
+  } finish{st};
+  std::vector<at::Tensor> logits;
+  for (const ForwardBatch& p : parts) {
+    const int64_t rows = static_cast<int64_t>(p.tokens.size());
+    at::Tensor x = st.first() ? embed(p) : st.receive_hidden(rows, config_.hidden_size, options_.dtype);
+    x = run_layers(p, cache, x);
+    if (!st.last()) {
+      st.send_hidden(x);
+    } else if (st.first()) {
+      logits.push_back(head(p, x));
+    } else {
+      st.send_logits(head(p, x));
+    }
+  }
+  if (st.first() && !st.last()) {
+    for (const ForwardBatch& p : parts) logits.push_back(st.receive_logits(p.logit_rows(), config_.vocab_size));
+  }
+  finish.done = true;
+  st.finish();
+  if (!st.first()) return at::Tensor();
+  return logits.size() == 1 ? logits[0] : at::cat(logits, 0);
 }
 
 }  // namespace udaci

@@ -31,6 +31,31 @@ class ForwardListener {
   virtual void end_forward() noexcept = 0;
 };
 
+// One stage of a pipeline (parallel/pipeline_parallel.hpp): the model holds
+// config.num_layers layers of a deeper model, starting at global layer
+// first_layer(); the embedding only on the first stage, the final norm and
+// LM head only on the last. forward() then splits a batch into micro-batches
+// of whole sequences, takes each one's hidden states from the previous stage
+// (or the embedding) and hands them to the next (or the head); the first
+// stage returns the logits, which the last stage sends it. Other stages
+// return an undefined tensor.
+class PipelineStage {
+ public:
+  virtual ~PipelineStage() = default;
+  virtual int64_t first_layer() const = 0;
+  virtual bool first() const = 0;
+  virtual bool last() const = 0;
+  virtual int64_t micro_batches() const = 0;
+  // Hidden states [rows, hidden] from the previous stage / to the next.
+  virtual at::Tensor receive_hidden(int64_t rows, int64_t hidden, at::ScalarType dtype) = 0;
+  virtual void send_hidden(const at::Tensor& x) = 0;
+  // Logits [rows, vocab] float32 from the last stage to the first.
+  virtual void send_logits(const at::Tensor& logits) = 0;
+  virtual at::Tensor receive_logits(int64_t rows, int64_t vocab) = 0;
+  // Waits for sends still in flight (end of a pass).
+  virtual void finish() = 0;
+};
+
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // compute and weight dtype (fp32, bf16, fp16)
   at::Device device = at::kCPU;
@@ -38,6 +63,7 @@ struct ModelOptions {
   // nullptr means dense weights in `dtype`.
   LinearFactory linear_factory;
   std::shared_ptr<ForwardListener> listener;
+  std::shared_ptr<PipelineStage> stage;
 };
 
 class LlamaModel {
@@ -70,6 +96,12 @@ class LlamaModel {
   };
 
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  // The three parts of a pass: token embeddings, the decoder layers (K/V
+  // appended and committed), the LM head on the rows whose logits are asked.
+  at::Tensor embed(const ForwardBatch& batch) const;
+  at::Tensor run_layers(const ForwardBatch& batch, CacheStrategy& cache, at::Tensor x) const;
+  at::Tensor head(const ForwardBatch& batch, const at::Tensor& x) const;
+  at::Tensor forward_pipeline(const ForwardBatch& batch, CacheStrategy& cache) const;
   at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        int64_t past) const;
 
@@ -81,6 +113,7 @@ class LlamaModel {
   at::Tensor final_norm_;
   Linear lm_head_;
   bool tied_ = false;
+  int64_t first_layer_ = 0;  // global index of layers_[0] (pipeline stages)
 };
 
 }  // namespace udaci

@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 
 #ifdef UDACI_WITH_GLOO
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
@@ -83,11 +84,16 @@ class GlooCommunicator final : public Communicator {
     try {
       c10d::TCPStoreOptions so;
       so.port = static_cast<uint16_t>(env.master_port);
-      so.isServer = env.rank == 0;
+      // Under torchrun the agent already hosts a store on MASTER_PORT and
+      // tells its workers so: then every rank is a client of it.
+      const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+      const bool agent_store = agent != nullptr && std::string(agent) == "True";
+      so.isServer = env.rank == 0 && !agent_store;
       so.numWorkers = static_cast<size_t>(env.world_size);
       so.waitWorkers = true;
       so.timeout = timeout;
-      store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+      store_ = c10::make_intrusive<c10d::PrefixStore>(
+          "udaci/", c10::make_intrusive<c10d::TCPStore>(env.master_addr, so));
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
       pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env.rank, env.world_size, opts);
@@ -127,6 +133,12 @@ class GlooCommunicator final : public Communicator {
     std::vector<at::Tensor> v{t.contiguous()};
     run("send", [&] { pg_->send(v, dst, 0)->wait(); });
   }
+  std::function<void()> isend(const at::Tensor& t, int dst) override {
+    auto v = std::make_shared<std::vector<at::Tensor>>(1, t.contiguous());
+    c10::intrusive_ptr<c10d::Work> work;
+    run("send", [&] { work = pg_->send(*v, dst, 0); });
+    return [this, v, work] { run("send", [&] { work->wait(); }); };
+  }
   void recv(at::Tensor& t, int src) override {
     std::vector<at::Tensor> v{t.is_contiguous() ? t : t.contiguous()};
     run("recv", [&] { pg_->recv(v, src, 0)->wait(); });
@@ -155,7 +167,7 @@ class GlooCommunicator final : public Communicator {
 
   DistEnv env_;
   std::chrono::milliseconds timeout_;
-  c10::intrusive_ptr<c10d::TCPStore> store_;
+  c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
   double seconds_ = 0;
   int64_t calls_ = 0;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -50,6 +51,9 @@ class Communicator {
   // `t` of `root` copied into `t` of every other rank (same shape and dtype).
   virtual void broadcast(at::Tensor& t, int root) = 0;
   virtual void send(const at::Tensor& t, int dst) = 0;
+  // Starts sending `t` to `dst` and returns at once; the returned function
+  // waits until it is sent (`t` is kept alive until then).
+  virtual std::function<void()> isend(const at::Tensor& t, int dst) = 0;
   virtual void recv(at::Tensor& t, int src) = 0;
   virtual void barrier() = 0;
 

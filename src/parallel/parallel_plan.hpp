@@ -1,7 +1,8 @@
 // ParallelPlan: how weights and work are split over processes, applied once at
 // load. "single-device" keeps every weight on one rank. "tensor-parallel"
 // (parallel/tensor_parallel.hpp) splits heads, FFN channels and the
-// vocabulary over the ranks of a c10d process group.
+// vocabulary over the ranks of a c10d process group; "pipeline-parallel"
+// (parallel/pipeline_parallel.hpp) gives each rank a range of layers.
 //
 // Every rank builds the engine the same way; rank 0 (the leader) owns the
 // scheduler and the API, and the plan makes the other ranks (followers) run
@@ -23,8 +24,9 @@
 namespace udaci {
 
 struct ParallelStats {
-  double comm_seconds = 0;  // time this rank spent in collectives
+  double comm_seconds = 0;  // time this rank spent in collectives and transfers
   int64_t comm_calls = 0;
+  std::string detail;       // what this rank holds, e.g. "layers 0-14 + embedding"
 };
 
 class ParallelPlan {
@@ -43,6 +45,8 @@ class ParallelPlan {
   virtual LinearFactory wrap(LinearFactory inner) { return inner; }
   // The model's listener on this rank (nullptr: none).
   virtual std::shared_ptr<ForwardListener> listener() { return nullptr; }
+  // The model's pipeline stage on this rank (nullptr: the whole model).
+  virtual std::shared_ptr<PipelineStage> stage() { return nullptr; }
   // The cache this rank's engine uses, around its own.
   virtual std::unique_ptr<CacheStrategy> wrap_cache(std::unique_ptr<CacheStrategy> cache) { return cache; }
   // Follower: runs what the leader sends until it shuts down; throws

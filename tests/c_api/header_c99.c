@@ -77,6 +77,8 @@ static void check_with_engine(udaci_engine *engine) {
 
   n = 0;
   EXPECT(udaci_engine_get_model_path(engine, NULL, &n) == UDACI_ERR_BUFFER_TOO_SMALL && n > 1);
+  EXPECT(udaci_engine_rank(engine) == 0);
+  EXPECT(udaci_engine_serve(engine) == UDACI_OK); /* rank 0 / no plan: returns at once */
 
   EXPECT(udaci_generate(engine, summaries[0], &gp, &result) == UDACI_OK && result != NULL);
   n = sizeof small;

@@ -41,6 +41,7 @@ TEST_CASE("c_api: default params", "[c_api]") {
   CHECK(ep.dtype == UDACI_DTYPE_F32);
   CHECK(ep.n_threads == 0);
   CHECK(ep.use_chat_template == 1);
+  CHECK(ep.parallel == nullptr);
   const udaci_generate_params gp = udaci_generate_default_params();
   CHECK(gp.struct_size == sizeof(udaci_generate_params));
   CHECK(gp.max_new_tokens == 32);
@@ -168,6 +169,14 @@ TEST_CASE("c_api: missing model or tokenizer and bad engine parameters", "[c_api
   ep.n_threads = -2;
   CHECK(udaci_engine_create(&ep, &engine) == UDACI_ERR_INVALID_ARGUMENT);
   CHECK(std::string(udaci_last_error()).find("n_threads") != std::string::npos);
+
+  ep = udaci_engine_default_params();
+  ep.model_path = tiny.c_str();
+  ep.parallel = "ring-allreduce";
+  CHECK(udaci_engine_create(&ep, &engine) == UDACI_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(udaci_last_error()).find("ring-allreduce") != std::string::npos);
+  CHECK(udaci_engine_rank(nullptr) == 0);
+  CHECK(udaci_engine_serve(nullptr) == UDACI_ERR_INVALID_ARGUMENT);
 }
 
 TEST_CASE("c_api: a successful call clears the last error and destroy keeps it", "[c_api]") {

@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "engine/registry.hpp"
+#include "parallel/communicator.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "test_util.hpp"
@@ -18,7 +19,11 @@ TEST_CASE("registry: built-in strategies are registered by name", "[unit][regist
         std::vector<std::string>{"gguf-native", "int4", "int8", "nf4", "none"});
   CHECK(r.pruners.names() == std::vector<std::string>{"2:4", "magnitude", "none", "structured"});
   CHECK(r.decoders.names() == std::vector<std::string>{"beam", "greedy", "sampling", "speculative"});
-  CHECK(r.parallel_plans.names() == std::vector<std::string>{"single-device"});
+  // The multi-process plans need LibTorch with c10d/Gloo (Debian's has it).
+  CHECK(r.parallel_plans.names() ==
+        (distributed_available()
+             ? std::vector<std::string>{"pipeline-parallel", "single-device", "tensor-parallel"}
+             : std::vector<std::string>{"single-device"}));
   CHECK(std::string(r.decoders.create("greedy", {})->name()) == "greedy");
   CHECK(r.parallel_plans.create("single-device", {})->world_size() == 1);
 }

@@ -180,6 +180,7 @@ class PyEngine {
   }
 
   const HeadlineEngine& engine() const { return *engine_; }
+  HeadlineEngine& engine() { return *engine_; }
   at::ScalarType dtype() const { return dtype_; }
   const std::string& cache() const { return cache_; }
 
@@ -381,6 +382,17 @@ PYBIND11_MODULE(_udaci, m) {
             return d;
           },
           "Names of the bound strategies: {'cache', 'quantizer', 'pruner', 'decoder', 'parallel'}.")
+      .def_property_readonly(
+          "rank", [](const PyEngine& self) { return self.engine().rank(); },
+          "This process's rank under a parallel plan (0: the leader, the only rank that generates).")
+      .def(
+          "serve",
+          [](PyEngine& self) {
+            py::gil_scoped_release release;
+            self.engine().serve();
+          },
+          "On a rank other than 0 of a parallel plan: compute what rank 0 asks until rank 0's engine "
+          "is closed (returns) or dies (raises DistributedError). Returns at once on rank 0.")
       .def_property_readonly(
           "uses_chat_template",
           [](const PyEngine& self) { return self.engine().prompt_builder().uses_chat_template(); })

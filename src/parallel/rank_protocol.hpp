@@ -1,0 +1,50 @@
+// What the parallel plans share: rank 0 (the leader) runs the engine and
+// tells the other ranks (followers) every forward pass and cache change, in
+// order, as broadcasts; a follower replays them on its own model and cache.
+//   Leader        the model's ForwardListener on rank 0: broadcasts each
+//                 batch and holds a lock for the pass (its collectives belong
+//                 to it); sends a heartbeat while idle, every timeout / 4, so
+//                 that a follower can tell a silent leader from a dead one.
+//   MirroredCache rank 0's cache: add, free, truncate, fork and prompt prefix
+//                 lookups are broadcast too (K/V writes happen inside the
+//                 replayed passes).
+//   serve_leader  a follower's loop, until the leader shuts down.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+#include "cache/cache_strategy.hpp"
+#include "io/weight_store.hpp"
+#include "model/llama_model.hpp"
+#include "parallel/communicator.hpp"
+
+namespace udaci {
+
+// The communicator of a job of one process: every collective is the identity.
+std::shared_ptr<Communicator> make_self_communicator();
+
+// The communicator from the environment: Gloo for WORLD_SIZE > 1, else the
+// one-process communicator.
+std::shared_ptr<Communicator> communicator_from_environment(std::chrono::milliseconds timeout);
+
+// Adds or replaces `name` in `store` by `t` (fp32, f16 or bf16), which the
+// store then owns.
+void put_owned_tensor(WeightStore& store, const std::string& name, at::Tensor t, const std::string& source);
+
+
+// The leader's side; created on rank 0 only.
+std::shared_ptr<ForwardListener> make_leader(std::shared_ptr<Communicator> comm);
+// Sends the followers home (their serve_leader returns). Never throws.
+void shutdown_leader(ForwardListener& leader) noexcept;
+// Rank 0's cache around its own; `leader` is make_leader's.
+std::unique_ptr<CacheStrategy> make_mirrored_cache(std::unique_ptr<CacheStrategy> cache,
+                                                   std::shared_ptr<ForwardListener> leader);
+// A follower's loop: replays the leader's passes and cache changes on
+// `model` and `cache` until the leader shuts down. Throws Error(kDistributed)
+// when the leader dies, goes silent past the timeout, or the caches diverge.
+void serve_leader(Communicator& comm, const LlamaModel& model, CacheStrategy& cache, const char* plan);
+
+}  // namespace udaci
