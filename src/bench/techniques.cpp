@@ -187,8 +187,6 @@ ResolvedTechnique resolve_technique(const std::string& name, const BenchConfig& 
     }
     if (part == "spec-draft" && base.draft_model.empty() && r.unavailable.empty())
       r.unavailable = "spec-draft: needs --draft-model PATH (a smaller model with the same vocabulary)";
-    if (t->sets == "parallel" && r.unavailable.empty())
-      r.unavailable = part + ": the benchmark does not start ranks yet (issue #9 (M8))";
   }
   return r;
 }

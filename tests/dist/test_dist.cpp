@@ -177,3 +177,40 @@ TEST_CASE("dist: udaci launch -- headline --parallel tensor-/pipeline-parallel e
   }
   for (const std::string& f : {in, one, two}) std::remove(f.c_str());
 }
+
+TEST_CASE("dist: udaci bench runs tp-2 and pp-2 as two ranks and reports each rank's share", "[dist][smollm2][bench]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  REQUIRE(udaci_test::shared_available());
+  const std::string news = udaci_test::shared_path("assets/news/news_category_sample.jsonl");
+  const std::string out = temp_path("bench.json");
+  const std::string cli = UDACI_CLI_PATH;
+  REQUIRE(sh("'" + cli + "' --threads 2 bench --quiet --techniques kv-cache,tp-2,pp-2 --samples 6 --warmup 1 " +
+             "--max-new-tokens 16 --model '" + model + "' --input '" + news + "' --json '" + out + "' > /dev/null") == 0);
+  const json doc = read_json(out);
+  CHECK(doc.at("failed").empty());
+  CHECK(doc.at("unavailable").empty());
+  REQUIRE(doc.at("results").size() == 3);
+  const json& kv = doc["results"][0];
+  const double full = kv.at("weight_bytes").get<double>();
+  for (size_t t = 1; t < 3; ++t) {
+    const json& r = doc["results"][t];
+    INFO(r.at("technique") << ": " << r.at("parallel").dump());
+    CHECK(r.at("parallel").at("world_size") == 2);
+    REQUIRE(r.at("parallel").at("ranks").size() == 2);
+    double sum = 0;
+    for (const json& rank : r["parallel"]["ranks"]) {
+      const double w = rank.at("weight_bytes").get<double>();
+      CHECK(w < 0.7 * full);  // about half each
+      CHECK(rank.at("comm_calls").get<int64_t>() > 0);
+      CHECK(!rank.at("holds").get<std::string>().empty());
+      sum += w;
+    }
+    CHECK(sum >= 0.95 * full);  // together they hold the model (tied embedding: pp holds it twice)
+    for (size_t i = 0; i < kv["items"].size(); ++i) CHECK(r["items"][i]["headline"] == kv["items"][i]["headline"]);
+  }
+  std::remove(out.c_str());
+}

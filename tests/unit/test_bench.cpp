@@ -17,6 +17,7 @@
 
 #include "bench/bench_runner.hpp"
 #include "bench/techniques.hpp"
+#include "parallel/communicator.hpp"
 #include "test_util.hpp"
 
 using nlohmann::json;
@@ -91,9 +92,14 @@ TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][ben
   CHECK(p.config.engine.pruner_options.get_double("t", "fraction", 0) == Approx(0.3));
   CHECK(p.config.engine.cache == "contiguous");
 
-  // Not delivered yet: listed with the issue that delivers it, never run as something else.
+  // Two ranks of the tensor-parallel plan (unavailable without c10d/Gloo).
   const ResolvedTechnique tp = resolve_technique("tp-2", base, reg);
-  CHECK(tp.unavailable.find("#9 (M8)") != std::string::npos);
+  CHECK(tp.config.engine.parallel == "tensor-parallel");
+  CHECK(tp.config.world_size == 2);
+  CHECK(tp.unavailable.empty() == distributed_available());
+  // What cannot run is listed with the reason, never run as something else.
+  const ResolvedTechnique sd = resolve_technique("spec-draft", base, reg);
+  CHECK(sd.unavailable.find("--draft-model") != std::string::npos);
 
   CHECK_THROWS_WITH(resolve_technique("int8+int4", base, reg),
                     Catch::Matchers::Contains("'int8' and 'int4' in 'int8+int4' both choose the quantizer"));
@@ -255,7 +261,7 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
     WARN("../shared/assets/news is not beside the repository: bench test skipped");
     return;
   }
-  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,spec-lookup,tp-2 --samples 20"
+  Run r = run_cli("--threads 2 bench --quiet --techniques baseline,kv-cache,spec-lookup,spec-draft --samples 20"
                   " --warmup 1 --max-new-tokens 16 --model '" + model + "' --input " + q(news) +
                       " --json " + q(dir.path / "out.json") + " --markdown " + q(dir.path / "out.md"),
                   dir.path);
@@ -267,7 +273,7 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   CHECK(doc["settings"]["samples"] == 20);
   CHECK(doc["failed"].empty());
   REQUIRE(doc["unavailable"].size() == 1);
-  CHECK(doc["unavailable"][0]["technique"] == "tp-2");
+  CHECK(doc["unavailable"][0]["technique"] == "spec-draft");
   REQUIRE(doc["results"].size() == 3);
   for (const json& res : doc["results"]) check_result_sanity(res, 20, 16);
   const json& base = doc["results"][0];
@@ -300,7 +306,7 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   CHECK(kv["decoder_stats"]["rounds"] == 0);
   const std::string md = udaci_test::read_file((dir.path / "out.md").string());
   CHECK(md.find("| kv-cache | Caching |") != std::string::npos);
-  CHECK(md.find("| tp-2 | unavailable:") != std::string::npos);
+  CHECK(md.find("| spec-draft | unavailable:") != std::string::npos);
   CHECK(r.out == md);
 }
 
