@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "engine/model_lookup.hpp"
+#include "parallel/communicator.hpp"
 
 namespace udaci {
 
@@ -26,7 +27,7 @@ at::Device parse_device(const std::string& name) {
 }  // namespace
 
 HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
-  const at::Device device = parse_device(config.device);
+  at::Device device = parse_device(config.device);
   config.scheduler.validate();
   // Strategies first: a wrong name or option fails before any file is read.
   const StrategyRegistry& reg = builtin_strategies();
@@ -35,6 +36,9 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
                 "file's blocks in place and cannot run on slices: use int8, int4, nf4 or none",
                 config.parallel);
   parallel_ = reg.parallel_plans.create(config.parallel, config.parallel_options);
+  // Ranks of one machine share its GPUs: "cuda" means the rank's own one.
+  if (device.is_cuda() && !device.has_index() && parallel_->world_size() > 1)
+    device = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(dist_env_from_environment().local_rank));
   pruner_ = reg.pruners.create(config.pruner, config.pruner_options);
   quantizer_ = reg.quantizers.create(config.quantizer, config.quantizer_options);
   decoder_ = reg.decoders.create(config.decoder, config.decoder_options);
@@ -47,7 +51,9 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   parallel_->shard(files.config, files.weights);
   prune_report_ = pruner_->prune(files.weights, files.config);
   quantize_report_ = quantizer_->quantize(files.weights);
-  ModelOptions model_options{config.dtype, device, {}};
+  ModelOptions model_options;
+  model_options.dtype = config.dtype;
+  model_options.device = device;
   const Quantizer* q = quantizer_.get();
   const Pruner* pr = pruner_.get();
   model_options.linear_factory = parallel_->wrap([q, pr](const LinearSpec& spec, const WeightStore& store,
@@ -81,7 +87,9 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
     ModelFiles f = open_model(resolve_model_path(path));
     std::shared_ptr<Quantizer> q = builtin_strategies().quantizers.create(quantizer, StrategyOptions{});
     q->quantize(f.weights);
-    ModelOptions mo{dtype, device, {}};
+    ModelOptions mo;
+    mo.dtype = dtype;
+    mo.device = device;
     const Quantizer* qp = q.get();
     mo.linear_factory = [qp](const LinearSpec& spec, const WeightStore& store, const ModelOptions& opt) {
       return qp->make_kernel(spec, store, opt);

@@ -69,4 +69,10 @@ class Communicator {
 // when distributed_available() is false.
 std::shared_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout);
 
+// ProcessGroupNCCL for CUDA tensors, with the Gloo communicator for CPU
+// tensors (parallel/communicator_nccl.cpp). Only in builds against a CUDA
+// LibTorch with NCCL (nccl_available()); elsewhere Error(kUnsupported).
+bool nccl_available();
+std::shared_ptr<Communicator> make_nccl_communicator(const DistEnv& env, std::chrono::milliseconds timeout);
+
 }  // namespace udaci

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.hpp"
 #include "parallel/parallel_plan.hpp"
@@ -26,6 +27,7 @@ class StrategyOptions;
 struct PipelineParallelOptions {
   std::chrono::milliseconds timeout{60000};  // timeout_s
   int64_t micro_batches = 0;                 // per pass; 0 = the number of stages
+  std::string backend = "gloo";              // gloo (CPU tensors) or nccl (CUDA tensors; CUDA builds)
 
   static PipelineParallelOptions from(const StrategyOptions& o);
 };

@@ -265,9 +265,11 @@ class MirroredCache final : public CacheStrategy {
 
 std::shared_ptr<Communicator> make_self_communicator() { return std::make_shared<SelfCommunicator>(); }
 
-std::shared_ptr<Communicator> communicator_from_environment(std::chrono::milliseconds timeout) {
+std::shared_ptr<Communicator> communicator_from_environment(std::chrono::milliseconds timeout,
+                                                            const std::string& backend) {
   const DistEnv env = dist_env_from_environment();
-  return env.world_size == 1 ? make_self_communicator() : make_gloo_communicator(env, timeout);
+  if (env.world_size == 1) return make_self_communicator();
+  return backend == "nccl" ? make_nccl_communicator(env, timeout) : make_gloo_communicator(env, timeout);
 }
 
 void put_owned_tensor(WeightStore& store, const std::string& name, at::Tensor t, const std::string& source) {

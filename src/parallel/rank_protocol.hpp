@@ -26,9 +26,11 @@ namespace udaci {
 // The communicator of a job of one process: every collective is the identity.
 std::shared_ptr<Communicator> make_self_communicator();
 
-// The communicator from the environment: Gloo for WORLD_SIZE > 1, else the
-// one-process communicator.
-std::shared_ptr<Communicator> communicator_from_environment(std::chrono::milliseconds timeout);
+// The communicator from the environment: for WORLD_SIZE > 1 Gloo (backend
+// "gloo") or NCCL with Gloo beside it ("nccl"), else the one-process
+// communicator.
+std::shared_ptr<Communicator> communicator_from_environment(std::chrono::milliseconds timeout,
+                                                            const std::string& backend = "gloo");
 
 // Adds or replaces `name` in `store` by `t` (fp32, f16 or bf16), which the
 // store then owns.

@@ -21,11 +21,14 @@ std::pair<int64_t, int64_t> split_range(int64_t n, int world, int rank) {
 
 TensorParallelOptions TensorParallelOptions::from(const StrategyOptions& o) {
   const std::string owner = "parallel plan 'tensor-parallel'";
-  o.expect_only(owner, {"timeout_s"});
+  o.expect_only(owner, {"timeout_s", "backend"});
   TensorParallelOptions t;
   const double s = o.get_double(owner, "timeout_s", 60.0);
   UDACI_CHECK(s >= 0.1 && s <= 86400, "{}: timeout_s must be in [0.1, 86400], got {}", owner, s);
   t.timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  t.backend = o.get_string(owner, "backend", t.backend);
+  UDACI_CHECK(t.backend == "gloo" || t.backend == "nccl", "{}: backend must be gloo or nccl, got '{}'", owner,
+              t.backend);
   return t;
 }
 
@@ -133,7 +136,7 @@ class TensorParallelPlan final : public ParallelPlan {
  public:
   TensorParallelPlan(const TensorParallelOptions& options, std::shared_ptr<Communicator> comm)
       : options_(options), comm_(std::move(comm)) {
-    if (!comm_) comm_ = communicator_from_environment(options.timeout);
+    if (!comm_) comm_ = communicator_from_environment(options.timeout, options.backend);
     if (comm_->rank() == 0) leader_ = make_leader(comm_);
   }
   ~TensorParallelPlan() override { shutdown(); }

@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.hpp"
 #include "parallel/parallel_plan.hpp"
@@ -37,6 +38,7 @@ class StrategyOptions;
 
 struct TensorParallelOptions {
   std::chrono::milliseconds timeout{60000};  // timeout_s: collectives and rendezvous
+  std::string backend = "gloo";               // gloo (CPU tensors) or nccl (CUDA tensors; CUDA builds)
 
   static TensorParallelOptions from(const StrategyOptions& o);
 };

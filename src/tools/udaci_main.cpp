@@ -426,7 +426,8 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
   auto quantizer = builtin_strategies().quantizers.create(
       a.quantizer, parse_strategy_options(a.quantizer_opts, "--quantizer-opt"));
   quantizer->quantize(store);
-  ModelOptions mo{dt, at::kCPU, {}};
+  ModelOptions mo;
+  mo.dtype = dt;
   const Quantizer* q = quantizer.get();
   mo.linear_factory = [q](const LinearSpec& spec, const WeightStore& ws, const ModelOptions& opt) {
     return q->make_kernel(spec, ws, opt);

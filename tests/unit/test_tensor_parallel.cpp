@@ -199,6 +199,17 @@ TEST_CASE("tensor-parallel: torchrun variables are read and checked", "[parallel
                Status::kInvalidArgument, "timeout_s");
   expect_error([] { TensorParallelOptions::from(StrategyOptions(std::map<std::string, std::string>{{"ranks", "2"}})); },
                Status::kInvalidArgument, "ranks");
+  expect_error([] { TensorParallelOptions::from(StrategyOptions(std::map<std::string, std::string>{{"backend", "mpi"}})); },
+               Status::kInvalidArgument, "backend");
+  CHECK(TensorParallelOptions::from(StrategyOptions(std::map<std::string, std::string>{{"backend", "nccl"}})).backend ==
+        "nccl");
+  // NCCL needs a CUDA LibTorch (issue #10's build); here it is refused by name.
+  if (!nccl_available()) {
+    DistEnv two;
+    two.world_size = 2;
+    expect_error([&] { make_nccl_communicator(two, std::chrono::milliseconds(1000)); }, Status::kUnsupported,
+                 "backend=nccl");
+  }
 }
 
 TEST_CASE("tensor-parallel: a plan of one rank computes what no plan computes", "[parallel]") {
