@@ -16,6 +16,8 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "parallel/c10d_communicator.hpp"
 #endif
 
 namespace udaci {
@@ -78,9 +80,9 @@ bool distributed_available() { return true; }
 
 namespace {
 
-class GlooCommunicator final : public Communicator {
+class GlooCommunicator final : public detail::C10dCommunicator<c10d::ProcessGroupGloo> {
  public:
-  GlooCommunicator(const DistEnv& env, std::chrono::milliseconds timeout) : env_(env), timeout_(timeout) {
+  GlooCommunicator(const DistEnv& env, std::chrono::milliseconds timeout) : C10dCommunicator(env, timeout, "Gloo") {
     try {
       c10d::TCPStoreOptions so;
       so.port = static_cast<uint16_t>(env.master_port);
@@ -92,11 +94,11 @@ class GlooCommunicator final : public Communicator {
       so.numWorkers = static_cast<size_t>(env.world_size);
       so.waitWorkers = true;
       so.timeout = timeout;
-      store_ = c10::make_intrusive<c10d::PrefixStore>(
+      auto store = c10::make_intrusive<c10d::PrefixStore>(
           "udaci/", c10::make_intrusive<c10d::TCPStore>(env.master_addr, so));
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
-      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env.rank, env.world_size, opts);
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -105,72 +107,6 @@ class GlooCommunicator final : public Communicator {
            env.world_size, env.master_addr, env.master_port, timeout.count() / 1000.0, e.what());
     }
   }
-  ~GlooCommunicator() override = default;
-
-  int rank() const override { return env_.rank; }
-  int world_size() const override { return env_.world_size; }
-
-  void all_reduce_sum(at::Tensor& t) override {
-    std::vector<at::Tensor> v{t.is_contiguous() ? t : t.contiguous()};
-    run("all_reduce", [&] { pg_->allreduce(v)->wait(); });
-    if (!v[0].is_same(t)) t.copy_(v[0]);
-  }
-  at::Tensor all_gather_cat(const at::Tensor& t, int64_t dim) override {
-    std::vector<at::Tensor> in{t.contiguous()};
-    std::vector<std::vector<at::Tensor>> out(1);
-    for (int r = 0; r < env_.world_size; ++r) out[0].push_back(at::empty_like(in[0]));
-    run("all_gather", [&] { pg_->allgather(out, in)->wait(); });
-    return at::cat(out[0], dim);
-  }
-  void broadcast(at::Tensor& t, int root) override {
-    std::vector<at::Tensor> v{t.is_contiguous() ? t : t.contiguous()};
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    run("broadcast", [&] { pg_->broadcast(v, o)->wait(); });
-    if (!v[0].is_same(t)) t.copy_(v[0]);
-  }
-  void send(const at::Tensor& t, int dst) override {
-    std::vector<at::Tensor> v{t.contiguous()};
-    run("send", [&] { pg_->send(v, dst, 0)->wait(); });
-  }
-  std::function<void()> isend(const at::Tensor& t, int dst) override {
-    auto v = std::make_shared<std::vector<at::Tensor>>(1, t.contiguous());
-    c10::intrusive_ptr<c10d::Work> work;
-    run("send", [&] { work = pg_->send(*v, dst, 0); });
-    return [this, v, work] { run("send", [&] { work->wait(); }); };
-  }
-  void recv(at::Tensor& t, int src) override {
-    std::vector<at::Tensor> v{t.is_contiguous() ? t : t.contiguous()};
-    run("recv", [&] { pg_->recv(v, src, 0)->wait(); });
-    if (!v[0].is_same(t)) t.copy_(v[0]);
-  }
-  void barrier() override {
-    run("barrier", [&] { pg_->barrier()->wait(); });
-  }
-  double seconds() const override { return seconds_; }
-  int64_t calls() const override { return calls_; }
-  std::chrono::milliseconds timeout() const override { return timeout_; }
-
- private:
-  template <typename F>
-  void run(const char* what, F&& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-      f();
-    } catch (const std::exception& e) {
-      fail(Status::kDistributed, "rank {} of {}: {} failed (a peer died, or did not answer within {} s): {}",
-           env_.rank, env_.world_size, what, timeout_.count() / 1000.0, e.what());
-    }
-    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ++calls_;
-  }
-
-  DistEnv env_;
-  std::chrono::milliseconds timeout_;
-  c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
-  double seconds_ = 0;
-  int64_t calls_ = 0;
 };
 
 }  // namespace

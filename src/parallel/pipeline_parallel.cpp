@@ -61,18 +61,12 @@ class Stage final : public PipelineStage {
   std::vector<std::function<void()>> pending_;
 };
 
-class PipelineParallelPlan final : public ParallelPlan {
+class PipelineParallelPlan final : public RankedPlan {
  public:
   PipelineParallelPlan(const PipelineParallelOptions& options, std::shared_ptr<Communicator> comm)
-      : options_(options), comm_(std::move(comm)) {
-    if (!comm_) comm_ = communicator_from_environment(options.timeout, options.backend);
-    if (comm_->rank() == 0) leader_ = make_leader(comm_);
-  }
-  ~PipelineParallelPlan() override { shutdown(); }
+      : RankedPlan(std::move(comm), options.timeout, options.backend), options_(options) {}
 
   const char* name() const override { return "pipeline-parallel"; }
-  int world_size() const override { return comm_->world_size(); }
-  int rank() const override { return comm_->rank(); }
 
   void shard(ModelConfig& c, WeightStore& store) override {
     const int world = world_size(), r = rank();
@@ -101,28 +95,11 @@ class PipelineParallelPlan final : public ParallelPlan {
               (last ? " + head" : "");
   }
 
-  LinearFactory wrap(LinearFactory inner) override { return inner; }
-  std::shared_ptr<ForwardListener> listener() override { return leader_; }
   std::shared_ptr<PipelineStage> stage() override { return world_size() > 1 ? stage_ : nullptr; }
-
-  std::unique_ptr<CacheStrategy> wrap_cache(std::unique_ptr<CacheStrategy> cache) override {
-    if (!leader_ || world_size() == 1) return cache;
-    return make_mirrored_cache(std::move(cache), leader_);
-  }
-  void serve(const LlamaModel& model, CacheStrategy& cache) override {
-    if (!leader()) serve_leader(*comm_, model, cache, "pipeline-parallel");
-  }
-  void shutdown() noexcept override {
-    if (leader_) shutdown_leader(*leader_);
-  }
-  ParallelStats stats() const override { return {comm_->seconds(), comm_->calls(), detail_}; }
 
  private:
   PipelineParallelOptions options_;
-  std::shared_ptr<Communicator> comm_;
-  std::shared_ptr<ForwardListener> leader_;
   std::shared_ptr<Stage> stage_;
-  std::string detail_;
 };
 
 }  // namespace

@@ -311,4 +311,25 @@ void serve_leader(Communicator& comm, const LlamaModel& model, CacheStrategy& ca
   }
 }
 
+RankedPlan::RankedPlan(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout,
+                       const std::string& backend)
+    : comm_(comm ? std::move(comm) : communicator_from_environment(timeout, backend)) {
+  if (comm_->rank() == 0) leader_ = make_leader(comm_);
+}
+
+RankedPlan::~RankedPlan() { RankedPlan::shutdown(); }
+
+std::unique_ptr<CacheStrategy> RankedPlan::wrap_cache(std::unique_ptr<CacheStrategy> cache) {
+  if (!leader_ || world_size() == 1) return cache;
+  return make_mirrored_cache(std::move(cache), leader_);
+}
+
+void RankedPlan::serve(const LlamaModel& model, CacheStrategy& cache) {
+  if (!leader()) serve_leader(*comm_, model, cache, name());
+}
+
+void RankedPlan::shutdown() noexcept {
+  if (leader_) shutdown_leader(*leader_);
+}
+
 }  // namespace udaci

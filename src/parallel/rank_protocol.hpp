@@ -13,6 +13,7 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,7 @@
 #include "io/weight_store.hpp"
 #include "model/llama_model.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/parallel_plan.hpp"
 
 namespace udaci {
 
@@ -48,5 +50,28 @@ std::unique_ptr<CacheStrategy> make_mirrored_cache(std::unique_ptr<CacheStrategy
 // `model` and `cache` until the leader shuts down. Throws Error(kDistributed)
 // when the leader dies, goes silent past the timeout, or the caches diverge.
 void serve_leader(Communicator& comm, const LlamaModel& model, CacheStrategy& cache, const char* plan);
+
+// What every multi-process plan shares: its communicator (from the
+// environment unless given), rank 0's leader and mirrored cache, the
+// followers' loop and the statistics. A plan adds shard() and, if it needs
+// them, wrap() and stage().
+class RankedPlan : public ParallelPlan {
+ public:
+  ~RankedPlan() override;
+  int world_size() const override { return comm_->world_size(); }
+  int rank() const override { return comm_->rank(); }
+  std::shared_ptr<ForwardListener> listener() override { return leader_; }
+  std::unique_ptr<CacheStrategy> wrap_cache(std::unique_ptr<CacheStrategy> cache) override;
+  void serve(const LlamaModel& model, CacheStrategy& cache) override;
+  void shutdown() noexcept override;
+  ParallelStats stats() const override { return {comm_->seconds(), comm_->calls(), detail_}; }
+
+ protected:
+  RankedPlan(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout, const std::string& backend);
+
+  std::shared_ptr<Communicator> comm_;
+  std::shared_ptr<ForwardListener> leader_;  // rank 0 only
+  std::string detail_;                       // what this rank holds, set by shard()
+};
 
 }  // namespace udaci

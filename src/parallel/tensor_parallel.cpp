@@ -132,18 +132,12 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 // ---------------------------------------------------------------- the plan
 
-class TensorParallelPlan final : public ParallelPlan {
+class TensorParallelPlan final : public RankedPlan {
  public:
   TensorParallelPlan(const TensorParallelOptions& options, std::shared_ptr<Communicator> comm)
-      : options_(options), comm_(std::move(comm)) {
-    if (!comm_) comm_ = communicator_from_environment(options.timeout, options.backend);
-    if (comm_->rank() == 0) leader_ = make_leader(comm_);
-  }
-  ~TensorParallelPlan() override { shutdown(); }
+      : RankedPlan(std::move(comm), options.timeout, options.backend) {}
 
   const char* name() const override { return "tensor-parallel"; }
-  int world_size() const override { return comm_->world_size(); }
-  int rank() const override { return comm_->rank(); }
 
   void shard(ModelConfig& c, WeightStore& store) override {
     const int world = world_size(), r = rank();
@@ -210,30 +204,9 @@ class TensorParallelPlan final : public ParallelPlan {
     };
   }
 
-  std::shared_ptr<ForwardListener> listener() override { return leader_; }
-
-  std::unique_ptr<CacheStrategy> wrap_cache(std::unique_ptr<CacheStrategy> cache) override {
-    if (!leader_ || world_size() == 1) return cache;
-    return make_mirrored_cache(std::move(cache), leader_);
-  }
-
-  void serve(const LlamaModel& model, CacheStrategy& cache) override {
-    if (!leader()) serve_leader(*comm_, model, cache, "tensor-parallel");
-  }
-
-  void shutdown() noexcept override {
-    if (leader_) shutdown_leader(*leader_);
-  }
-
-  ParallelStats stats() const override { return {comm_->seconds(), comm_->calls(), detail_}; }
-
  private:
-  TensorParallelOptions options_;
-  std::shared_ptr<Communicator> comm_;
-  std::shared_ptr<ForwardListener> leader_;
   int64_t vocab_ = 0, vocab_offset_ = 0;
   bool sharded_ = false;
-  std::string detail_;
 };
 
 }  // namespace
