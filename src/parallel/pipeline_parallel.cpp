@@ -14,12 +14,7 @@ PipelineParallelOptions PipelineParallelOptions::from(const StrategyOptions& o) 
   const std::string owner = "parallel plan 'pipeline-parallel'";
   o.expect_only(owner, {"timeout_s", "micro_batches", "backend"});
   PipelineParallelOptions p;
-  const double s = o.get_double(owner, "timeout_s", 60.0);
-  UDACI_CHECK(s >= 0.1 && s <= 86400, "{}: timeout_s must be in [0.1, 86400], got {}", owner, s);
-  p.timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
-  p.backend = o.get_string(owner, "backend", p.backend);
-  UDACI_CHECK(p.backend == "gloo" || p.backend == "nccl", "{}: backend must be gloo or nccl, got '{}'", owner,
-              p.backend);
+  read_rank_options(o, owner, p.timeout, p.backend);
   p.micro_batches = o.get_int(owner, "micro_batches", 0);
   UDACI_CHECK(p.micro_batches >= 0 && p.micro_batches <= 1024,
               "{}: micro_batches must be in [0, 1024] (0 = the number of stages), got {}", owner, p.micro_batches);

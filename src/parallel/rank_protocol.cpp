@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "engine/strategy_options.hpp"
 
 namespace udaci {
 
@@ -309,6 +310,15 @@ void serve_leader(Communicator& comm, const LlamaModel& model, CacheStrategy& ca
       default: fail(Status::kDistributed, "{}: unknown command {} from rank 0", plan, cmd.op);
     }
   }
+}
+
+void read_rank_options(const StrategyOptions& o, const std::string& owner, std::chrono::milliseconds& timeout,
+                       std::string& backend) {
+  const double s = o.get_double(owner, "timeout_s", static_cast<double>(timeout.count()) / 1000.0);
+  UDACI_CHECK(s >= 0.1 && s <= 86400, "{}: timeout_s must be in [0.1, 86400], got {}", owner, s);
+  timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+  backend = o.get_string(owner, "backend", backend);
+  UDACI_CHECK(backend == "gloo" || backend == "nccl", "{}: backend must be gloo or nccl, got '{}'", owner, backend);
 }
 
 RankedPlan::RankedPlan(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout,

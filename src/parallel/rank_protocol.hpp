@@ -25,6 +25,8 @@
 
 namespace udaci {
 
+class StrategyOptions;
+
 // The communicator of a job of one process: every collective is the identity.
 std::shared_ptr<Communicator> make_self_communicator();
 
@@ -50,6 +52,11 @@ std::unique_ptr<CacheStrategy> make_mirrored_cache(std::unique_ptr<CacheStrategy
 // `model` and `cache` until the leader shuts down. Throws Error(kDistributed)
 // when the leader dies, goes silent past the timeout, or the caches diverge.
 void serve_leader(Communicator& comm, const LlamaModel& model, CacheStrategy& cache, const char* plan);
+
+// The options every multi-process plan takes: timeout_s (0.1 .. 86400) and
+// backend (gloo | nccl); the values passed in are the defaults.
+void read_rank_options(const StrategyOptions& o, const std::string& owner, std::chrono::milliseconds& timeout,
+                       std::string& backend);
 
 // What every multi-process plan shares: its communicator (from the
 // environment unless given), rank 0's leader and mirrored cache, the

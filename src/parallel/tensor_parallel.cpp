@@ -23,12 +23,7 @@ TensorParallelOptions TensorParallelOptions::from(const StrategyOptions& o) {
   const std::string owner = "parallel plan 'tensor-parallel'";
   o.expect_only(owner, {"timeout_s", "backend"});
   TensorParallelOptions t;
-  const double s = o.get_double(owner, "timeout_s", 60.0);
-  UDACI_CHECK(s >= 0.1 && s <= 86400, "{}: timeout_s must be in [0.1, 86400], got {}", owner, s);
-  t.timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
-  t.backend = o.get_string(owner, "backend", t.backend);
-  UDACI_CHECK(t.backend == "gloo" || t.backend == "nccl", "{}: backend must be gloo or nccl, got '{}'", owner,
-              t.backend);
+  read_rank_options(o, owner, t.timeout, t.backend);
   return t;
 }
 
