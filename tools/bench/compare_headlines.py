@@ -20,7 +20,8 @@ def fail(message):
     sys.exit(2)
 
 
-def load(path, technique):
+def read_results(path, fail=fail):
+    """The `results` of a `udaci bench --json` document; fail(message) otherwise."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -29,6 +30,11 @@ def load(path, technique):
     results = doc.get("results") if isinstance(doc, dict) else None
     if not isinstance(results, list) or not results:
         fail(f"'{path}' holds no bench results")
+    return results
+
+
+def load(path, technique):
+    results = read_results(path)
     if technique is None:
         result = results[0]
     else:

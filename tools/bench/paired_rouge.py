@@ -19,6 +19,8 @@ import json
 import random
 import sys
 
+from compare_headlines import read_results
+
 
 def fail(message):
     print(f"paired_rouge: {message}", file=sys.stderr)
@@ -26,15 +28,7 @@ def fail(message):
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        fail(f"cannot read '{path}': {e}")
-    results = doc.get("results") if isinstance(doc, dict) else None
-    if not isinstance(results, list) or not results:
-        fail(f"'{path}' has no results (not a `udaci bench --json` document?)")
-    return {r.get("technique"): r for r in results}
+    return {r.get("technique"): r for r in read_results(path, fail)}
 
 
 def scores(result, metric):

@@ -48,6 +48,6 @@ def test_unknown_technique_and_bad_input_exit_2(tmp_path):
     rc, _, err = run(tmp_path, doc, "--techniques", "int3")
     assert rc == 2 and "int3" in err
     rc, _, err = run(tmp_path, {"results": []})
-    assert rc == 2 and "no results" in err
+    assert rc == 2 and "no bench results" in err
     rc, _, err = run(tmp_path, {"results": [{"technique": "kv-cache", "items": [{"id": 0}]}]}, "--baseline", "kv-cache")
     assert rc == 2 and "rougeL" in err
