@@ -1,5 +1,7 @@
 #include "model/llama_model.hpp"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 
 #include "core/error.hpp"
@@ -140,6 +142,29 @@ int64_t LlamaModel::weight_bytes() const {
 }
 
 at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+  if (x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && x.dim() == 2 &&
+      x.is_contiguous() && weight.is_contiguous()) {
+    // One pass per row instead of five ATen ops (at decode time each op's
+    // dispatch costs more than its arithmetic): sum of squares in double,
+    // then x * rsqrt(mean + eps) * w, as the formula below in fp32.
+    at::Tensor out = at::empty_like(x);
+    const int64_t rows = x.size(0), cols = x.size(1);
+    const float* src = x.data_ptr<float>();
+    const float* w = weight.data_ptr<float>();
+    float* dst = out.data_ptr<float>();
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+    at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = src + r * cols;
+        float* yr = dst + r * cols;
+        double ss = 0.0;
+        for (int64_t i = 0; i < cols; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+        const float inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(cols)) + eps);
+        for (int64_t i = 0; i < cols; ++i) yr[i] = w[i] * (xr[i] * inv);
+      }
+    });
+    return out;
+  }
   // As HF LlamaRMSNorm: normalise in float32, cast back, then scale.
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
