@@ -2,7 +2,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.hpp"
 
@@ -182,6 +184,47 @@ at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const
   const int64_t kvh = k.size(1);
   const int64_t group = heads / kvh;
   const int64_t total = k.size(0);
+  if (n == 1 && q.is_cpu() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
+      v.scalar_type() == at::kFloat && k.is_contiguous() && v.is_contiguous()) {
+    // One decoding token: scores, softmax and the weighted sum of V in one
+    // loop per head (the ATen path below is ten ops, each costing more to
+    // dispatch than its arithmetic at this size). Same formula, fp32.
+    at::Tensor qc = q.contiguous();
+    at::Tensor out = at::empty({1, heads * d}, q.options());
+    const float* qp = qc.data_ptr<float>();
+    const float* kp = k.data_ptr<float>();
+    const float* vp = v.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    at::parallel_for(0, heads, 1, [&](int64_t h0, int64_t h1) {
+      std::vector<float> p(static_cast<size_t>(total));
+      for (int64_t h = h0; h < h1; ++h) {
+        const int64_t g = h / group;
+        const float* qh = qp + h * d;
+        float mx = -INFINITY;
+        for (int64_t t = 0; t < total; ++t) {
+          const float* kt = kp + (t * kvh + g) * d;
+          float s = 0.0f;
+          for (int64_t i = 0; i < d; ++i) s += qh[i] * kt[i];
+          p[static_cast<size_t>(t)] = s * scale;
+          mx = std::max(mx, p[static_cast<size_t>(t)]);
+        }
+        float sum = 0.0f;
+        for (int64_t t = 0; t < total; ++t) {
+          p[static_cast<size_t>(t)] = std::exp(p[static_cast<size_t>(t)] - mx);
+          sum += p[static_cast<size_t>(t)];
+        }
+        float* oh = op + h * d;
+        std::fill(oh, oh + d, 0.0f);
+        for (int64_t t = 0; t < total; ++t) {
+          const float w = p[static_cast<size_t>(t)] / sum;
+          const float* vt = vp + (t * kvh + g) * d;
+          for (int64_t i = 0; i < d; ++i) oh[i] += w * vt[i];
+        }
+      }
+    });
+    return out;
+  }
   at::Tensor qg = q.reshape({n, kvh, group, d}).permute({1, 2, 0, 3}).reshape({kvh, group * n, d});
   at::Tensor kt = k.permute({1, 2, 0});  // [kv_heads, d, total]
   at::Tensor vt = v.permute({1, 0, 2});  // [kv_heads, total, d]
