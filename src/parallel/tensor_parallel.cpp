@@ -1,10 +1,6 @@
 #include "parallel/tensor_parallel.hpp"
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
