@@ -5,9 +5,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "core/error.hpp"
 #include "engine/registry.hpp"
+#include "engine/model_lookup.hpp"
+#include "io/gguf_writer.hpp"
 #include "io/mapped_file.hpp"
 #include "prune/pruner.hpp"
 #include "quant/quantizer.hpp"
@@ -280,10 +283,14 @@ ModelFiles read_artefact(const std::string& path, std::map<std::string, std::str
 }
 
 std::string ConvertReport::to_json() const {
-  return json{{"output", output_path},     {"bytes_before", bytes_before},
-              {"bytes_after", bytes_after}, {"file_bytes", file_bytes},
-              {"tensors", tensors},         {"sparsity", sparsity}}
-      .dump();
+  json j{{"output", output_path},     {"bytes_before", bytes_before},
+         {"bytes_after", bytes_after}, {"file_bytes", file_bytes},
+         {"tensors", tensors},         {"sparsity", sparsity}};
+  if (!file_type.empty()) {
+    j["gguf_file_type"] = file_type;
+    j["tokenizer"] = tokenizer;
+  }
+  return j.dump();
 }
 
 ConvertReport convert_model(const std::string& input_path, const std::string& output_path,
@@ -329,6 +336,26 @@ ConvertReport convert_model(const std::string& input_path, const std::string& ou
     else if (fs::is_regular_file(tok, ec)) fs::copy_file(tok, fs::path(output_path) / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
     r.tensors = static_cast<int64_t>(out.size());
     r.file_bytes = static_cast<int64_t>(fs::file_size(model));
+    return r;
+  }
+  if (fs::path(output_path).extension() == ".gguf") {
+    // One self-contained file: the tokenizer goes into its metadata.
+    std::optional<Tokenizer> tok;
+    const std::string tok_path = o.tokenizer.empty() ? input_path : o.tokenizer;
+    try {
+      tok.emplace(load_tokenizer(tok_path));
+    } catch (const Error& e) {
+      UDACI_CHECK_S(Status::kNotFound, o.tokenizer.empty() && e.status() == Status::kNotFound,
+                    "convert: cannot read the tokenizer for the GGUF output: {}", e.what());
+    }
+    const GgufExportReport g =
+        write_model_gguf(output_path, files.config, files.weights, tok ? &tok->spec() : nullptr,
+                         fs::path(input_path).filename().string());
+    r.bytes_after = g.tensor_bytes;
+    r.tensors = g.tensors;
+    r.file_bytes = static_cast<int64_t>(fs::file_size(output_path));
+    r.file_type = g.file_type;
+    r.tokenizer = tok.has_value();
     return r;
   }
   std::map<std::string, std::string> meta;

@@ -757,7 +757,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> cv_qopts, cv_popts;
   auto* conv = app.add_subcommand("convert", "save a pruned / quantised udaci artefact, or --dequantize to an HF folder");
   conv->add_option("--model", cv_model, "input: Hugging Face folder, .safetensors or .gguf")->required();
-  conv->add_option("--output", cv_output, "artefact .safetensors file (HF folder with --dequantize)")->required();
+  conv->add_option("--output", cv_output,
+                   "artefact .safetensors file, or a .gguf file (formats GGUF has: float, Q4_1 from "
+                   "int4 group 32, Q8_0 from int8), or an HF folder with --dequantize")
+      ->required();
+  std::string cv_tokenizer;
+  conv->add_option("--tokenizer", cv_tokenizer, "GGUF output: tokenizer.json or model to take the tokenizer from (default: the input's)");
   conv->add_option("--quantizer", cv_quantizer, "int8, int4, nf4, gguf-native or none");
   conv->add_option("--quantizer-opt", cv_qopts, "quantizer option key=value (repeatable)")->allow_extra_args(false);
   conv->add_option("--pruner", cv_pruner, "magnitude, 2:4, structured or none");
@@ -924,6 +929,7 @@ int main(int argc, char** argv) {
       co.pruner = cv_pruner;
       co.pruner_options = parse_strategy_options(cv_popts, "--pruner-opt").values();
       co.dequantize = cv_dequantize;
+      co.tokenizer = cv_tokenizer;
       std::cout << udaci::convert_model(cv_model, cv_output, co).to_json() << std::endl;
       return 0;
     }
