@@ -176,7 +176,14 @@ UDACI_API udaci_status udaci_engine_create(const udaci_engine_params *params,
                                            udaci_engine **out_engine);
 
 /* Frees an engine. NULL is a no-op. Results created by the engine stay valid.
- * Thread safety: no other call may be using the engine, or use it after. */
+ * Calls that other threads are making on the engine (generation, tokenize,
+ * detokenize) are ended first: their unfinished summaries are cancelled
+ * (UDACI_OK, finish reason UDACI_FINISH_CANCELLED, text so far kept), calls
+ * that have not got in yet return UDACI_ERR_CANCELLED, and destroy returns
+ * once none is left inside. Called from an on_text callback of the same
+ * engine it destroys nothing (that would wait for itself).
+ * Thread safety: any thread; no call may start on the engine after destroy
+ * has returned. */
 UDACI_API void udaci_engine_destroy(udaci_engine *engine);
 
 /* The resolved model path (text output protocol above).

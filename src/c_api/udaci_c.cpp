@@ -6,8 +6,10 @@
 
 #include <ATen/ATen.h>
 
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,12 @@
 
 struct udaci_engine {
   std::unique_ptr<const udaci::HeadlineEngine> impl;
+  // Calls inside the engine now, so that udaci_engine_destroy can cancel and
+  // wait for them rather than pull the engine from under them.
+  mutable std::mutex mu;
+  mutable std::condition_variable idle;
+  mutable int in_flight = 0;
+  bool closing = false;
 };
 
 struct udaci_result {
@@ -142,6 +150,26 @@ class GeneratingScope {
   GeneratingScope& operator=(const GeneratingScope&) = delete;
 };
 
+// Marks a call as inside the engine for its lifetime; refused with
+// kCancelled once udaci_engine_destroy has begun.
+class EngineCall {
+ public:
+  explicit EngineCall(const udaci_engine* e) : e_(e) {
+    std::lock_guard<std::mutex> lock(e_->mu);
+    UDACI_CHECK_S(udaci::Status::kCancelled, !e_->closing, "the engine is being destroyed");
+    ++e_->in_flight;
+  }
+  ~EngineCall() {
+    std::lock_guard<std::mutex> lock(e_->mu);
+    if (--e_->in_flight == 0) e_->idle.notify_all();
+  }
+  EngineCall(const EngineCall&) = delete;
+  EngineCall& operator=(const EngineCall&) = delete;
+
+ private:
+  const udaci_engine* e_;
+};
+
 // The body shared by the three generation entry points. out_results is
 // cleared first so that every failure leaves NULLs behind.
 void generate_into(udaci_engine* engine, const char* const* summaries, size_t n,
@@ -156,6 +184,7 @@ void generate_into(udaci_engine* engine, const char* const* summaries, size_t n,
       udaci::c_api::read_params(params, generate_defaults(), kGenerateParamsMinSize, "params");
   udaci::HeadlineOptions options = to_headline_options(p);
   if (n == 0) return;
+  EngineCall call(engine);
   require(summaries, "summaries");
   std::vector<std::string> texts;
   texts.reserve(n);
@@ -235,7 +264,26 @@ udaci_status udaci_engine_create(const udaci_engine_params* params, udaci_engine
 }
 
 void udaci_engine_destroy(udaci_engine* engine) {
-  guard(__func__, [&] { delete engine; }, ErrorSlot::kKeep);
+  guard(__func__, [&] {
+    if (engine == nullptr) return;
+    for (const udaci_engine* g : t_generating) {
+      // Waiting for the calls to end would wait for this very callback.
+      UDACI_CHECK(g != engine,
+                  "called from inside an on_text callback of the same engine; the engine was "
+                  "not destroyed");
+    }
+    {
+      std::lock_guard<std::mutex> lock(engine->mu);
+      engine->closing = true;
+    }
+    // Calls in flight end soon, their summaries cancelled; then none is left.
+    engine->impl->cancel_all();
+    {
+      std::unique_lock<std::mutex> lock(engine->mu);
+      engine->idle.wait(lock, [&] { return engine->in_flight == 0; });
+    }
+    delete engine;
+  }, ErrorSlot::kKeep);
 }
 
 udaci_status udaci_engine_get_model_path(const udaci_engine* engine, char* buf, size_t* inout_len) {
@@ -380,6 +428,7 @@ udaci_status udaci_tokenize(const udaci_engine* engine, const char* text, size_t
                             size_t* inout_len) {
   return guard(__func__, [&] {
     require(engine, "engine");
+    EngineCall call(engine);
     UDACI_CHECK(text != nullptr || text_len == 0, "text is NULL but text_len is {}", text_len);
     const std::vector<int32_t> out = engine->impl->tokenizer().encode(
         text_len == 0 ? std::string_view() : std::string_view(text, text_len), add_special != 0,
@@ -392,6 +441,7 @@ udaci_status udaci_detokenize(const udaci_engine* engine, const int32_t* ids, si
                               int32_t skip_special, char* buf, size_t* inout_len) {
   return guard(__func__, [&] {
     require(engine, "engine");
+    EngineCall call(engine);
     UDACI_CHECK(ids != nullptr || n_ids == 0, "ids is NULL but n_ids is {}", n_ids);
     const std::vector<int32_t> v(ids, ids + n_ids);
     udaci::c_api::copy_text(engine->impl->tokenizer().decode(v, skip_special != 0), buf, inout_len,

@@ -112,6 +112,8 @@ bool HeadlineEngine::leader() const { return parallel_->leader(); }
 
 int HeadlineEngine::rank() const { return parallel_->rank(); }
 
+void HeadlineEngine::cancel_all() const { scheduler_->cancel_all(); }
+
 void HeadlineEngine::serve() const { parallel_->serve(*model_, *cache_); }
 
 ParallelStats HeadlineEngine::parallel_stats() const { return parallel_->stats(); }

@@ -113,6 +113,10 @@ class HeadlineEngine {
   bool leader() const;
   int rank() const;
   void serve() const;
+
+  // Every request, running, queued or made later, ends at its next step with
+  // FinishReason::kCancelled: for shutting an engine down with calls in flight.
+  void cancel_all() const;
   ParallelStats parallel_stats() const;
 
   // Prompt token ids for a summary (chat template or completion prompt, BOS

@@ -147,6 +147,11 @@ void Scheduler::submit_exclusive(std::function<void(CacheStrategy&)> fn) {
   cv_.notify_all();
 }
 
+void Scheduler::cancel_all() {
+  cancel_all_.store(true);
+  cv_.notify_all();
+}
+
 SchedulerStats Scheduler::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -193,7 +198,7 @@ void Scheduler::sweep() {
       if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
       reserved_ -= s.charged;
       it = live_.erase(it);
-    } else if (s.request->is_cancelled()) {
+    } else if (s.request->is_cancelled() || cancel_all_.load()) {
       finish(s, FinishReason::kCancelled);
       it = live_.erase(it);
     } else {
@@ -223,7 +228,7 @@ bool Scheduler::admit() {
       continue;
     }
     std::shared_ptr<Request> r = q.request;
-    if (r->completed || r->is_cancelled()) {
+    if (r->completed || r->is_cancelled() || cancel_all_.load()) {
       // Sequences never admitted finish empty.
       const int64_t left = static_cast<int64_t>(r->jobs.size() - q.next);
       stats_.queued -= left;

@@ -115,6 +115,10 @@ class Scheduler {
   // True on the thread that runs the steps (and so the token callbacks).
   bool on_scheduler_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
+  // From now on every request, running, queued or submitted later, ends at
+  // its next step with FinishReason::kCancelled (before an engine goes away).
+  void cancel_all();
+
   SchedulerStats stats() const;
   const SchedulerOptions& options() const { return options_; }
 
@@ -122,6 +126,8 @@ class Scheduler {
   struct Request;
   struct Live;
   struct Queued;
+
+  std::atomic<bool> cancel_all_{false};
 
   void loop();
   bool admit();                      // step_mu_ held; true when something is live

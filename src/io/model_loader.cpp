@@ -104,9 +104,25 @@ ModelConfig preset_config(const std::string& name) {
     c.tie_word_embeddings = true;
     c.bos_token_id = 1;
     c.eos_token_ids = {2};
+  } else if (name == "tiny") {
+    // SmolLM2's vocabulary on a toy body: for load and fuzz tests that need a
+    // real tokenizer but not a real model's cost.
+    c.vocab_size = 49152;
+    c.hidden_size = 64;
+    c.intermediate_size = 128;
+    c.num_layers = 2;
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.head_dim = 16;
+    c.max_position_embeddings = 2048;
+    c.rms_norm_eps = 1e-5;
+    c.rope_theta = 10000.0;
+    c.tie_word_embeddings = true;
+    c.bos_token_id = 1;
+    c.eos_token_ids = {2};
   } else {
-    fail(Status::kInvalidArgument, "unknown model shape '{}' (expected llama-3.2-1b or smollm2-135m)",
-         name);
+    fail(Status::kInvalidArgument,
+         "unknown model shape '{}' (expected llama-3.2-1b, smollm2-135m or tiny)", name);
   }
   c.validate("preset " + name);
   return c;

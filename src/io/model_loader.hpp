@@ -22,7 +22,8 @@ struct ModelFiles {
 ModelFiles open_model(const std::string& path);
 
 // Shapes of well-known models, for benchmarks with random weights:
-// "llama-3.2-1b", "smollm2-135m". Throws for an unknown name.
+// "llama-3.2-1b", "smollm2-135m", "tiny" (SmolLM2's vocabulary, 2 layers of
+// width 64). Throws for an unknown name.
 ModelConfig preset_config(const std::string& name);
 
 // N(0, std) weights for every tensor of `config` (norm weights 1), in `dtype`.

@@ -24,6 +24,7 @@
 #include "eval/perplexity.hpp"
 #include "eval/rouge_cli.hpp"
 #include "io/convert.hpp"
+#include "io/gguf_writer.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "parallel/communicator.hpp"
@@ -36,6 +37,7 @@
 #include <optional>
 
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -322,6 +324,38 @@ int cmd_detokenize(const std::string& model, const std::string& tokenizer, const
     }
     return json{{"text", tok.decode(ids, skip_special)}};
   });
+}
+
+// A model of a preset shape with N(0, 0.02) weights, written as GGUF (with a
+// real tokenizer when given): benchmarks and load tests without a download.
+int cmd_random_model(const std::string& shape, const std::string& dtype_name, uint64_t seed,
+                     const std::string& tokenizer_path, const std::string& output) {
+  UDACI_CHECK(std::filesystem::path(output).extension() == ".gguf",
+              "--output must name a .gguf file, got '{}'", output);
+  ModelConfig c = preset_config(shape);
+  std::optional<Tokenizer> tok;
+  if (!tokenizer_path.empty()) {
+    tok.emplace(load_tokenizer(tokenizer_path));
+    c.vocab_size = tok->vocab_size();
+    c.bos_token_id = tok->spec().bos_id;
+    c.eos_token_ids = tok->spec().eos_ids;
+  }
+  at::ScalarType dt = at::kFloat;
+  if (dtype_name == "f16") dt = at::kHalf;
+  else if (dtype_name == "bf16") dt = at::kBFloat16;
+  else UDACI_CHECK(dtype_name == "f32", "--dtype wants f32, f16 or bf16, got '{}'", dtype_name);
+  const WeightStore w = random_weights(c, dt, seed);
+  const GgufExportReport r =
+      write_model_gguf(output, c, w, tok ? &tok->spec() : nullptr, "udaci random " + shape);
+  std::cout << json{{"output", output},
+                    {"shape", shape},
+                    {"parameters", c.parameter_count()},
+                    {"tensors", r.tensors},
+                    {"file_bytes", std::filesystem::file_size(output)},
+                    {"tokenizer", tok.has_value()}}
+                   .dump()
+            << std::endl;
+  return 0;
 }
 
 int cmd_info(const std::string& model_path) {
@@ -750,6 +784,14 @@ int main(int argc, char** argv) {
                           ->check(CLI::Range(1, 1024));
 
   std::string info_model;
+  std::string rm_shape = "tiny", rm_dtype = "f32", rm_tokenizer, rm_output;
+  uint64_t rm_seed = 0;
+  auto* rmodel = app.add_subcommand("random-model", "write a GGUF of a preset shape with random weights");
+  rmodel->add_option("--shape", rm_shape, "llama-3.2-1b, smollm2-135m or tiny (default)");
+  rmodel->add_option("--dtype", rm_dtype, "f32 (default), f16 or bf16");
+  rmodel->add_option("--seed", rm_seed, "random seed (default 0)");
+  rmodel->add_option("--tokenizer", rm_tokenizer, "model or tokenizer.json whose tokenizer to include (its vocabulary sets the size)");
+  rmodel->add_option("--output", rm_output, "the .gguf file to write")->required();
   auto* info = app.add_subcommand("info", "print a model's config, parameter count and bytes by dtype");
   info->add_option("--model", info_model, "Hugging Face folder, .safetensors or .gguf (default: see README)");
 
@@ -921,6 +963,7 @@ int main(int argc, char** argv) {
     if (*tokc) return cmd_tokenize(tk_model, tk_tokenizer, tk_input, tk_add_special);
     if (*detok) return cmd_detokenize(tk_model, tk_tokenizer, tk_input, tk_skip_special);
     if (*info) return cmd_info(info_model);
+    if (*rmodel) return cmd_random_model(rm_shape, rm_dtype, rm_seed, rm_tokenizer, rm_output);
     if (*ppl) return cmd_perplexity(pa);
     if (*conv) {
       udaci::ConvertOptions co;
