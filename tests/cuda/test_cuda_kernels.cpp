@@ -22,6 +22,7 @@
 
 #include "cache/cache_strategy.hpp"
 #include "io/model_loader.hpp"
+#include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/kernels.hpp"
 #include "model/llama_model.hpp"
@@ -363,4 +364,26 @@ TEST_CASE("cuda: a golden model on the GPU matches the CPU (dense, int8, int4)",
       tokens = {lc.argmax(-1).item<int64_t>()};  // both continue with the CPU's token
     }
   }
+}
+
+// A captured step replays on new input values in its static tensors, and a
+// second bucket gets a graph of its own.
+TEST_CASE("cuda: DecodeGraphs captures once per bucket and replays", "[cuda]") {
+  CHECK(cuda::DecodeGraphs::bucket(1) == 1);
+  CHECK(cuda::DecodeGraphs::bucket(3) == 4);
+  CHECK(cuda::DecodeGraphs::bucket(64) == 64);
+  CHECK(cuda::DecodeGraphs::bucket(129) == 0);
+  UDACI_REQUIRE_GPU();
+  cuda::DecodeGraphs graphs;
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(gpu());
+  at::Tensor x = at::zeros({4, 64}, opts), w = at::randn({64, 64}, opts), y = at::zeros({4, 64}, opts);
+  auto step = [&] { y.copy_(at::matmul(x, w).add_(1.0f)); };
+  for (int i = 0; i < 3; ++i) {
+    x.copy_(at::randn({4, 64}, opts));
+    graphs.run(4, gpu(), step);
+    CHECK(at::allclose(y, at::matmul(x, w) + 1.0f, 1e-4, 1e-4));
+  }
+  CHECK(graphs.captured() == 1);
+  graphs.run(8, gpu(), step);
+  CHECK(graphs.captured() == 2);
 }
