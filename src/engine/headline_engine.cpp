@@ -9,8 +9,6 @@
 
 namespace udaci {
 
-namespace {
-
 at::Device parse_device(const std::string& name) {
   if (name == "cpu") return at::kCPU;
   UDACI_CHECK(name == "cuda" || name.rfind("cuda:", 0) == 0,
@@ -23,8 +21,6 @@ at::Device parse_device(const std::string& name) {
     fail(Status::kInvalidArgument, "device \"{}\": {}", name, e.what());
   }
 }
-
-}  // namespace
 
 HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   at::Device device = parse_device(config.device);

@@ -27,6 +27,10 @@
 
 namespace udaci {
 
+// "cpu", "cuda" or "cuda:N" as an at::Device; Error(kInvalidArgument) for
+// another string, Error(kUnsupported) for CUDA where LibTorch has none.
+at::Device parse_device(const std::string& name);
+
 // What an engine is built from. Each strategy is one name from the
 // StrategyRegistry (engine/registry.hpp) plus its options.
 struct EngineConfig {

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "core/error.hpp"
+#ifdef UDACI_WITH_CUDA
+#include "kernels/cuda/cuda_ops.hpp"
+#endif
 
 namespace udaci {
 
@@ -144,6 +147,11 @@ int64_t LlamaModel::weight_bytes() const {
 }
 
 at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+#ifdef UDACI_WITH_CUDA
+  // One kernel instead of five ATen ops, the same formula (issue #10).
+  if (x.is_cuda() && weight.scalar_type() == x.scalar_type())
+    return cuda::rms_norm(x, weight, config_.rms_norm_eps);
+#endif
   if (x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && x.dim() == 2 &&
       x.is_contiguous() && weight.is_contiguous()) {
     // One pass per row instead of five ATen ops (at decode time each op's
@@ -184,6 +192,21 @@ at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const
   const int64_t kvh = k.size(1);
   const int64_t group = heads / kvh;
   const int64_t total = k.size(0);
+#ifdef UDACI_WITH_CUDA
+  auto aligned = [](const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; };
+  if (n == 1 && q.is_cuda() && (d == 64 || d == 128) && k.is_contiguous() && v.is_contiguous() &&
+      aligned(k) && aligned(v) && k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type()) {
+    // One decoding token on the GPU: the paged-attention kernel reads this
+    // sequence's K/V as a contiguous cache of one slot (issue #10).
+    cuda::KvCacheTensors kv;
+    kv.k = k;
+    kv.v = v;
+    kv.seq_capacity = std::max<int64_t>(total, 1);
+    at::Tensor o = cuda::attention_decode(q.contiguous(), kv, at::Tensor(), total,
+                                          1.0 / std::sqrt(static_cast<double>(d)));
+    return o.view({1, heads * d});
+  }
+#endif
   if (n == 1 && q.is_cpu() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
       v.scalar_type() == at::kFloat && k.is_contiguous() && v.is_contiguous()) {
     // One decoding token: scores, softmax and the weighted sum of V in one

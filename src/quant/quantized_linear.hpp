@@ -25,6 +25,15 @@ struct QuantizedKernelParts {
 
 std::unique_ptr<LinearKernel> make_quantized_kernel(QuantizedKernelParts parts);
 
+// The same weight on a CUDA device (issue #10): the quants and scales are
+// copied there once (rows in HF order), forward() runs the CUDA GEMV for up to
+// 8 input rows and dequantise + cuBLAS above, gather_rows() dequantises the
+// looked-up rows on the device. kI8Row, kI4Affine and kNF4 only (GGUF blocks:
+// Error(kUnsupported)). Defined in kernels/cuda/cuda_linear.cpp, only in a
+// build with UDACI_WITH_CUDA; callers guard the call with that macro.
+std::unique_ptr<LinearKernel> make_quantized_cuda_kernel(const QuantizedKernelParts& parts,
+                                                         at::Device device);
+
 // Input rows from which forward() dequantises the weight to fp32 and calls
 // at::linear (BLAS GEMM) instead of the integer kernel: prefill-sized batches
 // of small weights. Measured (2 cores, 64-token prefill): SmolLM2-135M, whose

@@ -137,9 +137,16 @@ class WeightQuantizer final : public Quantizer {
       }
       return nullptr;
     }
+#ifdef UDACI_WITH_CUDA
+    // CUDA builds (issue #10): the kernel is built on the host, then uploaded.
+    UDACI_CHECK_S(Status::kUnsupported, opt.device.is_cpu() || opt.device.is_cuda(),
+                  "quantizer '{}' has CPU and CUDA kernels only (model device {})", o_.name,
+                  opt.device.str());
+#else
     UDACI_CHECK_S(Status::kUnsupported, opt.device.is_cpu(),
                   "quantizer '{}' has CPU kernels only (model device {})", o_.name,
                   opt.device.str());
+#endif
     const std::string stem = stem_of(spec.weight, role, tied);
     QuantizedKernelParts parts;
     if (has_format(store, stem, fmt)) {
@@ -159,6 +166,9 @@ class WeightQuantizer final : public Quantizer {
       parts.bias = store.tensor(spec.weight + ".bias", at::kFloat).contiguous();
       parts.bytes += parts.bias.numel() * 4;
     }
+#ifdef UDACI_WITH_CUDA
+    if (opt.device.is_cuda()) return make_quantized_cuda_kernel(parts, opt.device);
+#endif
     return make_quantized_kernel(std::move(parts));
   }
 

@@ -445,14 +445,17 @@ struct BenchArgs {
   uint64_t seed = 0;
   std::string quantizer = "none";
   std::vector<std::string> quantizer_opts;
+  std::string device = "cpu";
+  int64_t batch = 1;
 };
 
 int cmd_bench_forward(const BenchArgs& a, int threads) {
   using Clock = std::chrono::steady_clock;
   const ModelConfig c = preset_config(a.shape);
   const at::ScalarType dt = parse_dtype(a.dtype);
-  UDACI_CHECK(a.prompt > 0 && a.gen > 0 && a.repeats > 0,
-              "--prompt, --gen and --repeats must be positive");
+  UDACI_CHECK(a.prompt > 0 && a.gen > 0 && a.repeats > 0 && a.batch > 0,
+              "--prompt, --gen, --repeats and --batch must be positive");
+  const at::Device device = parse_device(a.device);
   auto t_load = Clock::now();
   WeightStore store = random_weights(c, dt, a.seed);
   // The engine's load pipeline for the quantizer: rewrite the store, then let
@@ -462,6 +465,7 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
   quantizer->quantize(store);
   ModelOptions mo;
   mo.dtype = dt;
+  mo.device = device;
   const Quantizer* q = quantizer.get();
   mo.linear_factory = [q](const LinearSpec& spec, const WeightStore& ws, const ModelOptions& opt) {
     return q->make_kernel(spec, ws, opt);
@@ -470,31 +474,46 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
   auto cache = make_contiguous_cache(model.cache_shape());
 
-  std::vector<int64_t> prompt(static_cast<size_t>(a.prompt));
-  for (int64_t i = 0; i < a.prompt; ++i) prompt[static_cast<size_t>(i)] = (i * 7919 + 13) % c.vocab_size;
+  // --batch sequences, each with its own prompt, prefilled in one pass and
+  // then decoded together one token each per step. Next tokens are read back
+  // to the host every step (as generation does), which also synchronises a
+  // GPU, so the clocks measure finished work.
+  std::vector<std::vector<int64_t>> prompts(static_cast<size_t>(a.batch));
+  for (int64_t s = 0; s < a.batch; ++s)
+    for (int64_t i = 0; i < a.prompt; ++i)
+      prompts[static_cast<size_t>(s)].push_back((i * 7919 + 13 + s * 104729) % c.vocab_size);
+  auto next_tokens = [](const at::Tensor& logits) {
+    at::Tensor ids = logits.argmax(-1).to(at::kCPU).contiguous();
+    return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  };
 
-  std::vector<double> prefill_tps, decode_tps;
+  std::vector<double> prefill_tps, decode_tps, prefill_s;
   for (int rep = 0; rep < a.repeats + 1; ++rep) {  // first pass warms up
-    cache->add_sequence(0, a.prompt + a.gen);
     ForwardBatch pb;
-    pb.add(0, prompt);
+    for (int64_t s = 0; s < a.batch; ++s) {
+      cache->add_sequence(s, a.prompt + a.gen);
+      pb.add(s, prompts[static_cast<size_t>(s)]);
+    }
     auto t0 = Clock::now();
-    at::Tensor logits = model.forward(pb, *cache);
+    std::vector<int64_t> tok = next_tokens(model.forward(pb, *cache));
     auto t1 = Clock::now();
-    int64_t tok = logits.argmax(-1).item<int64_t>();
     for (int64_t g = 0; g < a.gen; ++g) {
       ForwardBatch db;
-      db.add(0, {tok});
-      tok = model.forward(db, *cache).argmax(-1).item<int64_t>();
+      for (int64_t s = 0; s < a.batch; ++s) db.add(s, {tok[static_cast<size_t>(s)]});
+      tok = next_tokens(model.forward(db, *cache));
     }
     auto t2 = Clock::now();
-    cache->free_sequence(0);
+    for (int64_t s = 0; s < a.batch; ++s) cache->free_sequence(s);
     if (rep == 0) continue;
-    prefill_tps.push_back(a.prompt / std::chrono::duration<double>(t1 - t0).count());
-    decode_tps.push_back(a.gen / std::chrono::duration<double>(t2 - t1).count());
+    const double ps = std::chrono::duration<double>(t1 - t0).count();
+    prefill_s.push_back(ps);
+    prefill_tps.push_back(static_cast<double>(a.batch * a.prompt) / ps);
+    decode_tps.push_back(static_cast<double>(a.batch * a.gen) / std::chrono::duration<double>(t2 - t1).count());
   }
   json out = {{"shape", a.shape},
               {"dtype", a.dtype},
+              {"device", device.str()},
+              {"batch", a.batch},
               {"quantizer", a.quantizer},
               {"parameters", c.parameter_count()},
               {"weight_bytes", model.weight_bytes()},
@@ -504,6 +523,8 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
               {"repeats", a.repeats},
               {"load_s", load_s},
               {"prefill_tok_s_median", median(prefill_tps)},
+              // At --batch 1: time to first token (prefill + the first argmax).
+              {"prefill_s_median", median(prefill_s)},
               {"decode_tok_s_median", median(decode_tps)},
               {"prefill_tok_s", prefill_tps},
               {"decode_tok_s", decode_tps}};
@@ -858,6 +879,9 @@ int main(int argc, char** argv) {
   bench->add_option("--quantizer", ba.quantizer, "int8, int4, nf4 or none (gguf-native needs a GGUF)");
   bench->add_option("--quantizer-opt", ba.quantizer_opts, "quantizer option key=value (repeatable)")
       ->allow_extra_args(false);
+  bench->add_option("--device", ba.device, "cpu, cuda or cuda:N");
+  bench->add_option("--batch", ba.batch, "sequences prefilled and decoded together")
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
 
   std::string rouge_input;
   bool rouge_stem = false;

