@@ -150,6 +150,16 @@ typedef struct udaci_engine_params {
    * `udaci launch` sets them too). Every rank creates its engine with the
    * same parameters; rank 0 generates, the others call udaci_engine_serve. */
   const char *parallel;
+  /* Limits (added after parallel; docs/SECURITY.md). A summary whose prompt
+   * is longer than max_prompt_tokens tokens is refused with
+   * UDACI_ERR_INVALID_ARGUMENT (default 2048; 0: no cap beyond the model's
+   * context). max_memory_bytes > 0 caps the weights plus the K/V cache: a
+   * model whose weights would not fit is refused at create with
+   * UDACI_ERR_OUT_OF_MEMORY before they are loaded, and the rest bounds the
+   * cache (summaries wait for room, or fail with UDACI_ERR_OUT_OF_MEMORY if
+   * one alone cannot fit). Default 0: no cap. */
+  int32_t max_prompt_tokens;
+  int64_t max_memory_bytes;
 } udaci_engine_params;
 
 /* Under a parallel plan, this process's rank (0: the leader, the only rank

@@ -61,6 +61,8 @@ udaci_engine_params engine_defaults() {
   p.max_sequences = 0;
   p.batch_invariant = 0;
   p.parallel = nullptr;
+  p.max_prompt_tokens = static_cast<int32_t>(udaci::EngineConfig{}.max_prompt_tokens);
+  p.max_memory_bytes = 0;
   return p;
 }
 
@@ -109,6 +111,12 @@ udaci::EngineConfig to_engine_config(const udaci_engine_params& p) {
   if (p.max_sequences > 0) c.scheduler.max_sequences = p.max_sequences;
   c.scheduler.batch_invariant = p.batch_invariant != 0;
   if (p.parallel != nullptr && *p.parallel != '\0') c.parallel = p.parallel;
+  UDACI_CHECK(p.max_prompt_tokens >= 0, "params->max_prompt_tokens must be >= 0 (0 = no cap), got {}",
+              p.max_prompt_tokens);
+  UDACI_CHECK(p.max_memory_bytes >= 0, "params->max_memory_bytes must be >= 0 (0 = no cap), got {}",
+              p.max_memory_bytes);
+  c.max_prompt_tokens = p.max_prompt_tokens;
+  c.max_memory_bytes = p.max_memory_bytes;
   return c;
 }
 

@@ -1,5 +1,7 @@
 #include "engine/headline_engine.hpp"
 
+#include <cstring>
+
 #include <algorithm>
 #include <chrono>
 
@@ -47,6 +49,28 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   parallel_->shard(files.config, files.weights);
   prune_report_ = pruner_->prune(files.weights, files.config);
   quantize_report_ = quantizer_->quantize(files.weights);
+  UDACI_CHECK(config.max_prompt_tokens >= 0 && config.max_memory_bytes >= 0,
+              "max_prompt_tokens and max_memory_bytes must be >= 0 (0: no cap), got {} and {}",
+              config.max_prompt_tokens, config.max_memory_bytes);
+  max_prompt_tokens_ = config.max_prompt_tokens;
+  SchedulerOptions scheduler_options = config.scheduler;
+  if (config.max_memory_bytes > 0) {
+    // Before anything is materialised: refuse what does not fit, and leave
+    // the rest to the K/V cache.
+    const int64_t weights = estimate_resident_weight_bytes(files.weights, config.dtype,
+                                                           config.quantizer == "gguf-native");
+    const double mib = 1024.0 * 1024.0;
+    UDACI_CHECK_S(Status::kOutOfMemory, weights < config.max_memory_bytes,
+                  "model '{}' needs about {:.1f} MiB for its weights (quantizer '{}', dtype {}), "
+                  "over the memory cap of {:.1f} MiB (max_memory_bytes): use a quantizer or raise "
+                  "the cap",
+                  model_path_, weights / mib, config.quantizer, c10::toString(config.dtype),
+                  config.max_memory_bytes / mib);
+    const int64_t left = config.max_memory_bytes - weights;
+    scheduler_options.max_cache_bytes = scheduler_options.max_cache_bytes > 0
+                                            ? std::min(scheduler_options.max_cache_bytes, left)
+                                            : left;
+  }
   ModelOptions model_options;
   model_options.dtype = config.dtype;
   model_options.device = device;
@@ -96,7 +120,42 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   };
   decoder_->prepare(dc);
   cache_ = parallel_->wrap_cache(reg.caches.create(config.cache, config.cache_options, model_->cache_shape()));
-  scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, config.scheduler);
+  if (config.max_memory_bytes > 0) {
+    // One sequence of a short prompt and headline must fit, or nothing ever would.
+    const int64_t one = cache_->bytes_for_tokens(256);
+    UDACI_CHECK_S(Status::kOutOfMemory, one <= scheduler_options.max_cache_bytes,
+                  "the memory cap (max_memory_bytes {}) leaves {} bytes for the K/V cache after the "
+                  "weights, less than one sequence of 256 tokens needs ({} bytes)",
+                  config.max_memory_bytes, scheduler_options.max_cache_bytes, one);
+  }
+  scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, scheduler_options);
+}
+
+int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType dtype,
+                                       bool native_gguf_blocks) {
+  auto ends_with = [](const std::string& s, const char* p) {
+    const size_t n = std::strlen(p);
+    return s.size() >= n && s.compare(s.size() - n, n, p) == 0;
+  };
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype));
+  int64_t total = 0;
+  for (const std::string& name : store.names()) {
+    const TensorEntry& e = store.entry(name);
+    bool as_stored = false;
+    switch (e.type) {
+      case WeightType::kI8:
+      case WeightType::kU8: as_stored = true; break;  // int8 / int4 / nf4 / 2:4 parts
+      case WeightType::kQ4_0:
+      case WeightType::kQ4_1:
+      case WeightType::kQ8_0: as_stored = native_gguf_blocks; break;
+      default: break;
+    }
+    // Scales and minimums of the quantised formats stay as they are.
+    for (const char* suffix : {"_scale", "_scales", "_mins", "_sparse_values"})
+      if (ends_with(name, suffix)) as_stored = true;
+    total += as_stored ? static_cast<int64_t>(e.nbytes) : e.numel() * elem;
+  }
+  return total;
 }
 
 HeadlineEngine::~HeadlineEngine() {
@@ -130,7 +189,12 @@ std::vector<int32_t> HeadlineEngine::prompt_ids(const std::string& summary) cons
   // A chat template prints BOS itself when the model wants it; the completion
   // prompt relies on the tokenizer's add_bos rule.
   const bool add_special = !prompt_->uses_chat_template();
-  return tokenizer_->encode(text, add_special, /*parse_special=*/true);
+  std::vector<int32_t> ids = tokenizer_->encode(text, add_special, /*parse_special=*/true);
+  UDACI_CHECK(max_prompt_tokens_ == 0 || static_cast<int64_t>(ids.size()) <= max_prompt_tokens_,
+              "the prompt is {} tokens (a summary of {} bytes), over the limit of {} "
+              "(max_prompt_tokens)",
+              ids.size(), summary.size(), max_prompt_tokens_);
+  return ids;
 }
 
 std::vector<GenerationResult> HeadlineEngine::generate_ids(

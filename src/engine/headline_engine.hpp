@@ -54,7 +54,23 @@ struct EngineConfig {
   // Continuous batching: caps on live sequences and K/V memory, prefill
   // chunk, batch-invariant mode.
   SchedulerOptions scheduler;
+  // Limits (docs/SECURITY.md). A prompt of more tokens is refused with
+  // kInvalidArgument before any work (0: no cap beyond the model's context).
+  int64_t max_prompt_tokens = 2048;
+  // Weights + K/V cache, in bytes (0: no cap). The weights' resident size is
+  // estimated before they are materialised: a model that does not fit is
+  // refused with kOutOfMemory at load, and what is left bounds the cache
+  // (the scheduler's max_cache_bytes), so requests wait or fail instead of
+  // the process being killed.
+  int64_t max_memory_bytes = 0;
 };
+
+// Bytes the weights of `store` will hold once bound to kernels in `dtype`:
+// formats that run as stored (int8/int4/nf4 parts, packed 2:4, GGUF blocks
+// under gguf-native) at their size, everything else at numel x dtype size.
+// An upper-bound estimate, computed from the (memory-mapped) store alone.
+int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType dtype,
+                                       bool native_gguf_blocks);
 
 struct HeadlineOptions {
   int64_t max_new_tokens = 32;
@@ -173,6 +189,7 @@ class HeadlineEngine {
  private:
   std::string model_path_;
   std::string model_format_;
+  int64_t max_prompt_tokens_ = 0;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<PromptBuilder> prompt_;

@@ -1,5 +1,7 @@
 #include "io/safetensors_reader.hpp"
 
+#include "core/limits.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstring>
@@ -46,6 +48,9 @@ void read_safetensors_file(const std::string& path, WeightStore& store) {
   UDACI_CHECK_S(Status::kBadModelFile, size >= 8,
                 "{}: truncated safetensors file ({} bytes, the header length alone needs 8)", path,
                 size);
+  UDACI_CHECK_S(Status::kBadModelFile, size <= kMaxModelFileBytes,
+                "{}: {} bytes, over the limit of {} bytes for one model file", path, size,
+                kMaxModelFileBytes);
   const uint64_t header_len = read_u64_le(file->data());
   UDACI_CHECK_S(Status::kBadModelFile, header_len <= size - 8,
                 "{}: header length {} runs past the end of the file ({} bytes)", path, header_len,
@@ -61,6 +66,10 @@ void read_safetensors_file(const std::string& path, WeightStore& store) {
   }
   UDACI_CHECK_S(Status::kBadModelFile, header.is_object(), "{}: header is not a JSON object",
                 path);
+  const size_t tensors = header.size() - (header.contains("__metadata__") ? 1 : 0);
+  UDACI_CHECK_S(Status::kBadModelFile, tensors <= kMaxSafetensorsTensors,
+                "{}: header lists {} tensors, over the limit of {} tensors", path, tensors,
+                kMaxSafetensorsTensors);
 
   const uint8_t* base = file->data() + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
@@ -83,6 +92,9 @@ void read_safetensors_file(const std::string& path, WeightStore& store) {
     e.name = name;
     e.source = path;
     e.type = parse_dtype(path, name, t["dtype"].get<std::string>());
+    UDACI_CHECK_S(Status::kBadModelFile, t["shape"].size() <= kMaxTensorRank,
+                  "{}: tensor '{}' has {} dimensions, over the limit of {}", path, name,
+                  t["shape"].size(), kMaxTensorRank);
     uint64_t numel = 1;
     for (const json& d : t["shape"]) {
       UDACI_CHECK_S(Status::kBadModelFile, d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
@@ -116,11 +128,10 @@ void read_safetensors_file(const std::string& path, WeightStore& store) {
 }
 
 void read_safetensors_index(const std::string& index_path, WeightStore& store) {
-  std::ifstream in(index_path);
-  UDACI_CHECK_S(Status::kNotFound, in.good(), "cannot open '{}'", index_path);
+  const std::string text = read_file_capped(index_path, kMaxConfigFileBytes, "the shard index");
   json index;
   try {
-    index = json::parse(in);
+    index = json::parse(text);
   } catch (const json::exception& e) {
     fail(Status::kBadModelFile, "{}: not valid JSON: {}", index_path, e.what());
   }

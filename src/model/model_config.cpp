@@ -1,5 +1,7 @@
 #include "model/model_config.hpp"
 
+#include "core/limits.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -144,11 +146,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {
-  std::ifstream in(path);
-  UDACI_CHECK_S(Status::kNotFound, in.good(), "cannot open model config '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json_text(ss.str(), path);
+  return from_json_text(read_file_capped(path, kMaxConfigFileBytes, "the model config"), path);
 }
 
 void ModelConfig::validate(const std::string& src) const {
@@ -164,6 +162,17 @@ void ModelConfig::validate(const std::string& src) const {
   positive(num_kv_heads, "num_key_value_heads");
   positive(head_dim, "head_dim");
   positive(max_position_embeddings, "max_position_embeddings");
+  auto at_most = [&](int64_t v, int64_t limit, const char* key) {
+    UDACI_CHECK_S(Status::kBadModelFile, v <= limit, "{}: \"{}\" is {}, over the limit of {}", src,
+                  key, v, limit);
+  };
+  at_most(vocab_size, kMaxVocabSize, "vocab_size");
+  at_most(hidden_size, kMaxHiddenSize, "hidden_size");
+  at_most(intermediate_size, kMaxIntermediateSize, "intermediate_size");
+  at_most(num_layers, kMaxLayers, "num_hidden_layers");
+  at_most(num_heads, kMaxHeads, "num_attention_heads");
+  at_most(head_dim, kMaxHeadDim, "head_dim");
+  at_most(max_position_embeddings, kMaxContext, "max_position_embeddings");
   UDACI_CHECK_S(Status::kBadModelFile, num_heads % num_kv_heads == 0,
                 "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", src,
                 num_heads, num_kv_heads);

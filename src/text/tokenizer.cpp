@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 
 namespace udaci {
 
@@ -436,7 +437,13 @@ Tokenizer Tokenizer::build(TokenizerSpec spec, std::vector<PreTokenizerStep> ste
   const TokenizerSpec& s = m.spec;
   const size_t n = s.tokens.size();
   UDACI_CHECK_S(Status::kBadModelFile, n > 0, "tokenizer: the vocabulary is empty");
-  UDACI_CHECK_S(Status::kBadModelFile, n < (1u << 31), "tokenizer: {} tokens is too many", n);
+  UDACI_CHECK_S(Status::kBadModelFile, n <= kMaxVocabTokens,
+                "tokenizer: {} tokens, over the limit of {}", n, kMaxVocabTokens);
+  UDACI_CHECK_S(Status::kBadModelFile, s.merges.size() <= kMaxMerges,
+                "tokenizer: {} merges, over the limit of {}", s.merges.size(), kMaxMerges);
+  UDACI_CHECK_S(Status::kBadModelFile, s.chat_template.size() <= kMaxChatTemplateBytes,
+                "tokenizer: the chat template is {} bytes, over the limit of {}",
+                s.chat_template.size(), kMaxChatTemplateBytes);
   UDACI_CHECK_S(Status::kBadModelFile, s.token_types.empty() || s.token_types.size() == n,
                 "tokenizer: {} token types for {} tokens", s.token_types.size(), n);
   auto check_id = [n](int64_t id, const char* what) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "text/tokenizer.hpp"
 
 namespace udaci {
@@ -20,13 +21,10 @@ namespace {
 
 using nlohmann::json;
 
-json read_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  UDACI_CHECK_S(Status::kNotFound, in.good(), "{}: cannot open file", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+json read_json(const std::string& path, uint64_t max_bytes = kMaxConfigFileBytes) {
+  const std::string text = read_file_capped(path, max_bytes, "the JSON file");
   try {
-    return json::parse(ss.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail(Status::kBadModelFile, "{}: not valid JSON: {}", path, e.what());
   }
@@ -93,7 +91,7 @@ std::string config_token(const std::string& path, const json& cfg, const char* k
 }  // namespace
 
 Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
-  const json j = read_json(path);
+  const json j = read_json(path, kMaxTokenizerJsonBytes);
   UDACI_CHECK_S(Status::kBadModelFile, j.is_object(), "{}: the top level must be a JSON object", path);
   UDACI_CHECK_S(Status::kBadModelFile, j.contains("model") && j["model"].is_object(),
                 "{}: missing key 'model'", path);
@@ -284,10 +282,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   }
   const std::string jinja_path = (dir / "chat_template.jinja").string();
   if (spec.chat_template.empty() && std::filesystem::exists(jinja_path)) {
-    std::ifstream in(jinja_path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    spec.chat_template = ss.str();
+    spec.chat_template = read_file_capped(jinja_path, kMaxChatTemplateBytes, "the chat template");
   }
   const std::string gen_path = (dir / "generation_config.json").string();
   if (std::filesystem::exists(gen_path)) {

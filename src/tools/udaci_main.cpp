@@ -190,6 +190,8 @@ struct HeadlineArgs : RunArgs {
   std::vector<std::string> decoder_opts;
   std::string parallel = "single-device";
   std::vector<std::string> parallel_opts;
+  int64_t max_prompt_tokens = EngineConfig{}.max_prompt_tokens;
+  double max_memory_mb = 0;
 };
 
 int cmd_headline(const HeadlineArgs& a) {
@@ -212,6 +214,8 @@ int cmd_headline(const HeadlineArgs& a) {
   const StrategyOptions sched = parse_strategy_options(a.scheduler_opts, "--scheduler-opt");
   ec.scheduler = SchedulerOptions::from(sched);
   if (!sched.has("max_sequences")) ec.scheduler.max_sequences = static_cast<int64_t>(a.batch);
+  ec.max_prompt_tokens = a.max_prompt_tokens;
+  ec.max_memory_bytes = static_cast<int64_t>(a.max_memory_mb * 1024 * 1024);
   HeadlineEngine engine(ec);
   if (!engine.leader()) {  // another rank of a parallel plan: rank 0 reads and writes
     engine.serve();
@@ -845,6 +849,10 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   head->add_option("--limit", ha.limit, "only the first N records of --input");
   head->add_flag("--completion", ha.completion, "use the completion prompt even if the model has a chat template");
+  head->add_option("--max-prompt-tokens", ha.max_prompt_tokens, "refuse longer prompts (0: no cap; default 2048)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  head->add_option("--max-memory-mb", ha.max_memory_mb, "cap on weights + K/V cache in MiB (0: none)")
+      ->check(CLI::Range(0.0, 1e9));
 
   std::string tk_model, tk_tokenizer, tk_input;
   bool tk_add_special = false, tk_skip_special = false;

@@ -231,3 +231,30 @@ TEST_CASE("c_api load: destroying an engine with 32 calls in flight cancels them
   }
   CHECK(cancelled > 0);
 }
+
+TEST_CASE("c_api limits: max_prompt_tokens and max_memory_bytes", "[c_api][limits]") {
+  const std::string model = tiny_model();
+  if (model.empty()) return;
+  udaci_engine_params p = udaci_engine_default_params();
+  CHECK(p.max_prompt_tokens == 2048);
+  CHECK(p.max_memory_bytes == 0);
+  p.model_path = model.c_str();
+  p.max_prompt_tokens = 8;
+  udaci_engine* e = nullptr;
+  REQUIRE(udaci_engine_create(&p, &e) == UDACI_OK);
+  EnginePtr engine(e);
+  const udaci_generate_params gp = udaci_generate_default_params();
+  udaci_result* r = nullptr;
+  CHECK(udaci_generate(engine.get(), "A summary long enough to need more than eight tokens.", &gp,
+                       &r) == UDACI_ERR_INVALID_ARGUMENT);
+  CHECK(r == nullptr);
+  CHECK(std::string(udaci_last_error()).find("max_prompt_tokens") != std::string::npos);
+
+  p.max_prompt_tokens = -1;
+  CHECK(udaci_engine_create(&p, &e) == UDACI_ERR_INVALID_ARGUMENT);
+  p.max_prompt_tokens = 2048;
+  p.max_memory_bytes = 1 << 20;  // the toy's embedding alone is 12 MiB
+  CHECK(udaci_engine_create(&p, &e) == UDACI_ERR_OUT_OF_MEMORY);
+  CHECK(e == nullptr);
+  CHECK(std::string(udaci_last_error()).find("max_memory_bytes") != std::string::npos);
+}

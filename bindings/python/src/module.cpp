@@ -81,6 +81,10 @@ struct StrategyNames {
   std::string parallel = EngineConfig{}.parallel;
 };
 using OptionMap = std::map<std::string, std::string>;
+struct Limits {
+  int64_t max_prompt_tokens = EngineConfig{}.max_prompt_tokens;
+  int64_t max_memory_bytes = EngineConfig{}.max_memory_bytes;
+};
 struct StrategyOptionMaps {
   OptionMap cache, quantizer, pruner, decoder, parallel, scheduler;
 };
@@ -92,8 +96,10 @@ class PyEngine {
            std::optional<int> threads, const std::optional<std::string>& system,
            const std::optional<std::string>& instruction, bool use_chat_template,
            const std::optional<std::string>& tokenizer, const StrategyNames& names,
-           const StrategyOptionMaps& options) {
+           const StrategyOptionMaps& options, const Limits& limits) {
     EngineConfig config;
+    config.max_prompt_tokens = limits.max_prompt_tokens;
+    config.max_memory_bytes = limits.max_memory_bytes;
     if (model) {
       // An empty string would silently mean "the default model"; say None.
       UDACI_CHECK(!model->empty(), "model path is empty (pass None for the default model)");
@@ -279,12 +285,14 @@ PYBIND11_MODULE(_udaci, m) {
                        const std::string& parallel, const OptionMap& cache_options,
                        const OptionMap& quantizer_options, const OptionMap& pruner_options,
                        const OptionMap& decoder_options, const OptionMap& parallel_options,
-                       const OptionMap& scheduler_options) {
+                       const OptionMap& scheduler_options, int64_t max_prompt_tokens,
+                       int64_t max_memory_bytes) {
              return std::make_unique<PyEngine>(
                  model, dtype, cache, threads, system, instruction, use_chat_template, tokenizer,
                  StrategyNames{decoder, quantizer, pruner, parallel},
                  StrategyOptionMaps{cache_options, quantizer_options, pruner_options, decoder_options,
-                                    parallel_options, scheduler_options});
+                                    parallel_options, scheduler_options},
+                 Limits{max_prompt_tokens, max_memory_bytes});
            }),
            arg("model") = py::none(), arg("dtype") = "fp32", arg("cache") = "contiguous",
            arg("threads") = py::none(), arg("system") = py::none(), arg("instruction") = py::none(),
@@ -294,6 +302,8 @@ PYBIND11_MODULE(_udaci, m) {
            arg("cache_options") = OptionMap{}, arg("quantizer_options") = OptionMap{},
            arg("pruner_options") = OptionMap{}, arg("decoder_options") = OptionMap{},
            arg("parallel_options") = OptionMap{}, arg("scheduler_options") = OptionMap{},
+           arg("max_prompt_tokens") = EngineConfig{}.max_prompt_tokens,
+           arg("max_memory_bytes") = EngineConfig{}.max_memory_bytes,
            "model: GGUF file or Hugging Face folder (None: default_model_path()). dtype: 'fp32' or "
            "'bf16'. cache: 'contiguous' or 'none'. threads: ATen intra-op threads for the whole "
            "process (None: unchanged). system / instruction: chat prompt texts (None: udaci's "
@@ -302,7 +312,9 @@ PYBIND11_MODULE(_udaci, m) {
            "tokenizer.json to use instead of the model's own. decoder ('sampling' or 'greedy'), "
            "quantizer, pruner, parallel: strategy names from udaci's registries; *_options: "
            "their options as str -> str dicts. scheduler_options: max_sequences, max_cache_bytes, "
-           "prefill_chunk, batch_invariant (continuous batching). Prefer udaci.HeadlineEngine(udaci.EngineConfig(...)).")
+           "prefill_chunk, batch_invariant (continuous batching). max_prompt_tokens: longer prompts are "
+           "refused (0: no cap); max_memory_bytes: cap on weights + K/V cache (0: none; "
+           "docs/SECURITY.md). Prefer udaci.HeadlineEngine(udaci.EngineConfig(...)).")
       .def(
           "headline",
           [gen_args](const PyEngine& self, const std::string& summary, int64_t max_new_tokens,

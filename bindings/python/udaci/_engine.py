@@ -62,6 +62,9 @@ class EngineConfig:
     as strings and unknown keys are refused by the strategy (``udaci.InvalidArgument``).
     scheduler_options: continuous batching (``max_sequences``, ``max_cache_bytes``,
     ``prefill_chunk``, ``batch_invariant``); see docs/user_guide.md, section 5.
+    max_prompt_tokens: a summary whose prompt is longer is refused (0: no cap).
+    max_memory_bytes: cap on weights + K/V cache in bytes (0: none); a model that
+    does not fit raises ``udaci.OutOfMemory`` at load (docs/SECURITY.md).
     """
 
     model: Optional[Union[str, "os.PathLike[str]"]] = None
@@ -82,6 +85,8 @@ class EngineConfig:
     decoder_options: Dict[str, Any] = field(default_factory=dict)
     parallel_options: Dict[str, Any] = field(default_factory=dict)
     scheduler_options: Dict[str, Any] = field(default_factory=dict)
+    max_prompt_tokens: int = 2048
+    max_memory_bytes: int = 0
 
     def replace(self, **changes: Any) -> "EngineConfig":
         """A copy with some fields changed (``dataclasses.replace``)."""
