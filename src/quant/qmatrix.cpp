@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "io/gguf_quants.hpp"
+#include "quant/nf4_levels.hpp"
 
 namespace udaci {
 
@@ -14,24 +15,7 @@ namespace udaci {
 // 8 positive and 7 negative quantiles of N(0, 1) plus an exact zero,
 // normalised by the largest), as in QLoRA, arXiv:2305.14314, appendix E.
 // tests/unit/test_quant_formats.cpp recomputes them from that construction.
-const float kNF4Levels[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+const float kNF4Levels[16] = UDACI_NF4_LEVELS;
 const int8_t kNF4LevelsI8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
                                  10,   20,  31,  43,  56,  71,  92,  127};
 

@@ -9,6 +9,7 @@
 // sums meet in a warp-shuffle reduction. The 4-bit affine form is applied per
 // block as s * dot(q, x) + m * sum(x), so the min costs one multiply per block.
 #include "kernels/cuda/common.cuh"
+#include "quant/nf4_levels.hpp"
 
 namespace udaci::cuda {
 
@@ -23,44 +24,10 @@ using detail::warp_sum;
 
 constexpr int kWarpsPerBlock = 4;  // output rows per thread block
 
-// bitsandbytes' NF4 code book; quant/qmatrix.cpp's kNF4Levels (a test checks
-// that the two agree).
-__constant__ float kNF4[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
-const float kNF4Host[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+// bitsandbytes' NF4 code book (quant/nf4_levels.hpp), in constant memory and
+// on the host.
+__constant__ float kNF4[16] = UDACI_NF4_LEVELS;
+const float kNF4Host[16] = UDACI_NF4_LEVELS;
 
 // 4-bit formats. kMaxN: activation rows held in registers (n <= kMaxN).
 template <typename T, int kMaxN, bool kNf4>
