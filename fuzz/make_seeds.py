@@ -273,7 +273,7 @@ def q4_0_block(scale, nibbles):
     return struct.pack("<e", scale) + packed
 
 
-def llama_gguf(n_vocab_extra=0):
+def llama_gguf(full_vocab):
     hidden, heads, kv_heads, ff, layers = 32, 4, 2, 64, 1
     head_dim = hidden // heads
     g = Gguf()
@@ -292,21 +292,36 @@ def llama_gguf(n_vocab_extra=0):
     g.add("llama.rope.dimension_count", 4, head_dim)
     g.add("llama.rope.scaling.type", 8, "linear")
     g.add("llama.rope.scaling.factor", 6, 2.0)
-    tokens = ["!", "\"", "a", "b", "c", "ab", "Ġ", "Ġa", "<|im_start|>", "<|im_end|>"]
-    types = [1] * 8 + [3, 3]
+    if full_vocab:
+        # The tokenizer of fuzz/data/tokenizer.json: every byte has a token,
+        # so Tokenizer::from_spec accepts it.
+        tokens = sorted(VOCAB, key=VOCAB.get) + SPECIAL + ADDED_PLAIN
+        types = [1] * len(VOCAB) + [3] * len(SPECIAL) + [4] * len(ADDED_PLAIN)
+        merges = [f"{a} {b}" for a, b in MERGES]
+    else:
+        # Too few tokens for a byte-level vocabulary: rejected when built.
+        tokens = ["!", "\"", "a", "b", "c", "ab", "Ġ", "Ġa", "<|im_start|>", "<|im_end|>"]
+        types = [1] * 8 + [3, 3]
+        merges = ["a b", "Ġ a"]
     g.add("tokenizer.ggml.model", 8, "gpt2")
     g.add("tokenizer.ggml.pre", 8, "smollm")
     g.add("tokenizer.ggml.tokens", 9, (8, tokens))
     g.add("tokenizer.ggml.token_type", 9, (5, types))
-    g.add("tokenizer.ggml.merges", 9, (8, ["a b", "Ġ a"]))
-    g.add("tokenizer.ggml.bos_token_id", 4, 8)
-    g.add("tokenizer.ggml.eos_token_id", 4, 9)
+    g.add("tokenizer.ggml.merges", 9, (8, merges))
+    g.add("tokenizer.ggml.bos_token_id", 4, tokens.index("<|im_start|>"))
+    g.add("tokenizer.ggml.eos_token_id", 4, tokens.index("<|im_end|>"))
     g.add("tokenizer.ggml.add_bos_token", 7, False)
     g.add("tokenizer.chat_template", 8,
           "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
           "{% endfor %}")
-    vocab = len(tokens) + n_vocab_extra
-    g.tensor("token_embd.weight", [hidden, vocab], 1, f16([0.01 * i for i in range(hidden * vocab)]))
+    vocab = len(tokens)
+    if full_vocab:
+        g.tensor("token_embd.weight", [hidden, vocab], 2,
+                 b"".join(q4_0_block(0.125, [(i * 3 + r) % 16 for i in range(32)])
+                          for r in range(vocab)))
+    else:
+        g.tensor("token_embd.weight", [hidden, vocab], 1,
+                 f16([0.01 * i for i in range(hidden * vocab)]))
     g.tensor("output_norm.weight", [hidden], 0, f32([1.0] * hidden))
     g.tensor("rope_freqs.weight", [head_dim // 2], 0, f32([1.0, 2.0, 4.0, 8.0]))
     q8 = b"".join(q8_0_block(0.5, [(i * 7 + r) % 255 - 127 for i in range(32)])
@@ -321,8 +336,8 @@ def llama_gguf(n_vocab_extra=0):
 
 
 def gguf_seeds():
-    write("gguf", "tiny_llama_v3", llama_gguf().bytes(3))
-    write("gguf", "tiny_llama_v2", llama_gguf().bytes(2))
+    write("gguf", "tiny_llama_v3", llama_gguf(full_vocab=True).bytes(3))
+    write("gguf", "tiny_llama_v2", llama_gguf(full_vocab=False).bytes(2))
     # Every metadata value type, an array of arrays, an empty string and array.
     g = Gguf(alignment=64)
     g.add("general.alignment", 4, 64)
@@ -457,8 +472,12 @@ def jsonl_seeds():
 
 
 def main():
-    if os.path.isdir(CORPUS):
-        shutil.rmtree(CORPUS)
+    # Seeds named regress_* are inputs that once found a bug, added by hand
+    # with the fix; they are kept.
+    for target in os.listdir(CORPUS) if os.path.isdir(CORPUS) else []:
+        for name in os.listdir(os.path.join(CORPUS, target)):
+            if not name.startswith("regress_"):
+                os.remove(os.path.join(CORPUS, target, name))
     tokenizer_seeds()
     tokenize_seeds()
     gguf_seeds()
