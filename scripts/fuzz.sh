@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_PER_TARGET="$2"; shift 2 ;;
     --target) TARGETS+=("${2#fuzz_}"); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
