@@ -680,6 +680,18 @@ class Parser {
 
  private:
   const Token& cur() const { return toks_[pos_]; }
+
+  // A decimal integer token as int64: Python's integers are unbounded, ours
+  // refuse to wrap. (`x.<digits>` used std::stoll, whose std::out_of_range
+  // escaped for 20 digits; found by fuzz/fuzz_chat_template, issue #12.)
+  static int64_t int_literal(const Token& t) {
+    int64_t v = 0;
+    for (const char c : t.text) {
+      if (v > (INT64_MAX - 9) / 10) unsupported(t.line, "an integer literal beyond 64 bits");
+      v = v * 10 + (c - '0');
+    }
+    return v;
+  }
   const Token& peek(size_t k = 1) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
   void advance() {
     if (pos_ + 1 < toks_.size()) ++pos_;
@@ -1043,12 +1055,7 @@ class Parser {
       return e;
     }
     if (t.type == Tok::kInt) {
-      int64_t v = 0;
-      for (const char c : t.text) {
-        if (v > (INT64_MAX - 9) / 10) unsupported(t.line, "an integer literal beyond 64 bits");
-        v = v * 10 + (c - '0');
-      }
-      e->literal = Value::integer(v);
+      e->literal = Value::integer(int_literal(t));
       advance();
       return e;
     }
@@ -1101,7 +1108,7 @@ class Parser {
         } else if (cur().type == Tok::kInt) {
           auto g = node(Expr::Kind::kGetItem, e->line);
           auto idx = node(Expr::Kind::kLiteral, e->line);
-          idx->literal = Value::integer(std::stoll(cur().text));
+          idx->literal = Value::integer(int_literal(cur()));
           g->args = {e, idx};
           advance();
           e = g;

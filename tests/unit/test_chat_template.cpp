@@ -270,6 +270,10 @@ TEST_CASE("hostile templates fail cleanly", "[chat]") {
   for (int k = 0; k < 5000; ++k) nots += "not ";
   CHECK(status_of([&] { ChatTemplate t(nots + "x }}"); }) == Status::kInvalidArgument);
   CHECK(status_of([] { ChatTemplate t("{{ 99999999999999999999999 }}"); }) == Status::kUnsupported);
+  // Found by fuzz/fuzz_chat_template: `.<digits>` beyond int64 threw
+  // std::out_of_range out of the parser.
+  CHECK(status_of([] { ChatTemplate t("{{ loop.11111111111111111111 }}"); }) == Status::kUnsupported);
+  CHECK(ChatTemplate("{% set x = [5, 6] %}{{ x.1 }}").render({}) == "6");
   // int64 arithmetic refuses to wrap (Python's integers would grow).
   for (const char* src : {"{{ 9223372036854775807 + 1 }}", "{{ 2 ** 63 }}", "{{ 3037000500 * 3037000500 }}",
                           "{{ -9223372036854775807 - 2 }}"})
