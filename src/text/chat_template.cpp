@@ -1227,6 +1227,16 @@ enum class Flow { kNormal, kBreak, kContinue };
 class Renderer {
  public:
   explicit Renderer(std::map<std::string, Value> globals) { frames_.push_back(std::move(globals)); }
+  // Namespaces are the only mutable values, so the only way to make a
+  // reference cycle (`set ns.self = ns`, or a list holding ns), which shared
+  // ownership never frees: every render leaked it (found by
+  // fuzz/fuzz_chat_template, issue #12). No value outlives the render, so
+  // emptying every namespace it made breaks all cycles.
+  ~Renderer() {
+    for (const auto& ns : namespaces_) ns->clear();
+  }
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
 
   Flow render(const Body& body, std::string& out) {
     for (const auto& n : body) {
@@ -1773,6 +1783,7 @@ class Renderer {
         Value v;
         v.kind = Value::Kind::kNamespace;
         v.ns = std::make_shared<Dict>(a.kw);
+        namespaces_.push_back(v.ns);
         return v;
       }
       if (name == "range") {
@@ -2011,6 +2022,7 @@ class Renderer {
   std::vector<std::map<std::string, Value>> frames_;
   int loop_depth_ = 0;
   uint64_t steps_ = 0;  // charged against kMaxRenderSteps
+  std::vector<std::shared_ptr<Dict>> namespaces_;  // every namespace() made, see ~Renderer
 };
 
 }  // namespace
