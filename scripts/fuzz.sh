@@ -76,7 +76,7 @@ for t in "${TARGETS[@]}"; do
     result="FINDING (exit $rc): ${artifact:-see $run/log}"
     grep -E '^==[0-9]+==ERROR|^SUMMARY|fuzz invariant broken|terminate called|what\(\)' "$run/log" | head -5 || true
   fi
-  summary+=("$(printf '%-15s %10s runs %7s exec/s  %-34s %s' "fuzz_$t" "${runs:-?}" "${speed:-?}" "${cov:-}" "$result")")
+  summary+=("$(printf '%-20s %10s runs %7s exec/s  %-34s %s' "fuzz_$t" "${runs:-?}" "${speed:-?}" "${cov:-}" "$result")")
 done
 
 echo "fuzz.sh: ${SECONDS_PER_TARGET}s per target"
