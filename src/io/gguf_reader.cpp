@@ -266,8 +266,13 @@ std::vector<int64_t> GgufTensorInfo::shape() const {
 }
 
 std::shared_ptr<GgufFile> GgufFile::open(const std::string& path) {
+  return open(MappedFile::open(path));
+}
+
+std::shared_ptr<GgufFile> GgufFile::open(std::shared_ptr<MappedFile> file) {
+  UDACI_CHECK(file != nullptr, "GgufFile::open: null mapping");
   std::shared_ptr<GgufFile> g(new GgufFile());
-  g->file_ = MappedFile::open(path);
+  g->file_ = std::move(file);
   g->parse();
   return g;
 }

@@ -116,6 +116,9 @@ class GgufFile {
   // Maps and validates the file. Throws Error(kNotFound) when it cannot be
   // opened and Error(kBadModelFile) naming the problem when it is malformed.
   static std::shared_ptr<GgufFile> open(const std::string& path);
+  // The same over a mapping already made (MappedFile::from_bytes for bytes in
+  // memory); throws Error(kBadModelFile) when it is malformed.
+  static std::shared_ptr<GgufFile> open(std::shared_ptr<MappedFile> file);
 
   const std::string& path() const { return file_->path(); }
   uint32_t version() const { return version_; }

@@ -43,7 +43,12 @@ uint64_t read_u64_le(const uint8_t* p) {
 }  // namespace
 
 void read_safetensors_file(const std::string& path, WeightStore& store) {
-  std::shared_ptr<MappedFile> file = MappedFile::open(path);
+  read_safetensors_file(MappedFile::open(path), store);
+}
+
+void read_safetensors_file(const std::shared_ptr<MappedFile>& file, WeightStore& store) {
+  UDACI_CHECK(file != nullptr, "read_safetensors_file: null mapping");
+  const std::string& path = file->path();
   const uint64_t size = file->size();
   UDACI_CHECK_S(Status::kBadModelFile, size >= 8,
                 "{}: truncated safetensors file ({} bytes, the header length alone needs 8)", path,

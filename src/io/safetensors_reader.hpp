@@ -4,8 +4,10 @@
 // is validated against the file before any tensor is exposed.
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include "io/mapped_file.hpp"
 #include "io/weight_store.hpp"
 
 namespace udaci {
@@ -16,6 +18,9 @@ inline constexpr uint64_t kMaxSafetensorsHeader = 100ull << 20;
 
 // Adds every tensor of one .safetensors file to `store`.
 void read_safetensors_file(const std::string& path, WeightStore& store);
+// The same over a mapping already made (MappedFile::from_bytes for bytes in
+// memory); its path() names it in messages and in TensorEntry::source.
+void read_safetensors_file(const std::shared_ptr<MappedFile>& file, WeightStore& store);
 
 // Reads a sharded checkpoint from its index (model.safetensors.index.json):
 // every shard named in "weight_map" is opened once, and each tensor must be in

@@ -20,6 +20,15 @@ constexpr const char* kFallbackHint = "; use the completion prompt";
 constexpr int kMaxDepth = 256;                    // nesting of expressions / blocks
 constexpr size_t kMaxValueSize = size_t{1} << 24;  // bytes of one string an operation may build
 constexpr size_t kMaxListSize = size_t{1} << 20;   // elements of one list an operation may build
+// Work of one render (issue #12): each rendered node and evaluated expression
+// is a step, a loop iteration (a scope and a loop object) kLoopSteps, and
+// each list element and each 64 bytes of string an operation produces or
+// walks one more. The size limits above bound one operation; without this a
+// few nested loops over range() ran for hours (fuzz/corpus/chat_template/
+// regress_*). The SmolLM2 and Llama 3.x templates take well under a hundred
+// steps per message.
+constexpr uint64_t kMaxRenderSteps = uint64_t{1} << 21;
+constexpr uint64_t kLoopSteps = 4;
 
 // ---------------------------------------------------------------- UTF-8 ----
 
@@ -671,6 +680,18 @@ class Parser {
 
  private:
   const Token& cur() const { return toks_[pos_]; }
+
+  // A decimal integer token as int64: Python's integers are unbounded, ours
+  // refuse to wrap. (`x.<digits>` used std::stoll, whose std::out_of_range
+  // escaped for 20 digits; found by fuzz/fuzz_chat_template, issue #12.)
+  static int64_t int_literal(const Token& t) {
+    int64_t v = 0;
+    for (const char c : t.text) {
+      if (v > (INT64_MAX - 9) / 10) unsupported(t.line, "an integer literal beyond 64 bits");
+      v = v * 10 + (c - '0');
+    }
+    return v;
+  }
   const Token& peek(size_t k = 1) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
   void advance() {
     if (pos_ + 1 < toks_.size()) ++pos_;
@@ -1034,12 +1055,7 @@ class Parser {
       return e;
     }
     if (t.type == Tok::kInt) {
-      int64_t v = 0;
-      for (const char c : t.text) {
-        if (v > (INT64_MAX - 9) / 10) unsupported(t.line, "an integer literal beyond 64 bits");
-        v = v * 10 + (c - '0');
-      }
-      e->literal = Value::integer(v);
+      e->literal = Value::integer(int_literal(t));
       advance();
       return e;
     }
@@ -1092,7 +1108,7 @@ class Parser {
         } else if (cur().type == Tok::kInt) {
           auto g = node(Expr::Kind::kGetItem, e->line);
           auto idx = node(Expr::Kind::kLiteral, e->line);
-          idx->literal = Value::integer(std::stoll(cur().text));
+          idx->literal = Value::integer(int_literal(cur()));
           g->args = {e, idx};
           advance();
           e = g;
@@ -1211,6 +1227,16 @@ enum class Flow { kNormal, kBreak, kContinue };
 class Renderer {
  public:
   explicit Renderer(std::map<std::string, Value> globals) { frames_.push_back(std::move(globals)); }
+  // Namespaces are the only mutable values, so the only way to make a
+  // reference cycle (`set ns.self = ns`, or a list holding ns), which shared
+  // ownership never frees: every render leaked it (found by
+  // fuzz/fuzz_chat_template, issue #12). No value outlives the render, so
+  // emptying every namespace it made breaks all cycles.
+  ~Renderer() {
+    for (const auto& ns : namespaces_) ns->clear();
+  }
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
 
   Flow render(const Body& body, std::string& out) {
     for (const auto& n : body) {
@@ -1239,10 +1265,24 @@ class Renderer {
     return Value::undefined("'" + name + "' is undefined");
   }
 
+  void charge(uint64_t steps, int line) {
+    steps_ += steps;
+    if (steps_ > kMaxRenderSteps)
+      runtime_error(line, fmt::format("rendering needs more than {} steps", kMaxRenderSteps));
+  }
+  static uint64_t string_steps(const std::string& s) { return s.size() / 64; }
+
+  void append(std::string& out, const std::string& text, int line) {
+    charge(string_steps(text), line);
+    if (out.size() + text.size() > kMaxValueSize) runtime_error(line, "rendered text too large");
+    out += text;
+  }
+
   Flow render_node(const Node& n, std::string& out) {
+    charge(1, n.line);
     switch (n.kind) {
-      case Node::Kind::kText: out += n.text; return Flow::kNormal;
-      case Node::Kind::kPrint: out += to_str_at(eval(*n.expr), n.line); return Flow::kNormal;
+      case Node::Kind::kText: append(out, n.text, n.line); return Flow::kNormal;
+      case Node::Kind::kPrint: append(out, to_str_at(eval(*n.expr), n.line), n.line); return Flow::kNormal;
       case Node::Kind::kIf:
         for (const auto& br : n.branches)
           if (truthy(eval(*br.first))) return render(br.second, out);
@@ -1308,6 +1348,7 @@ class Renderer {
 
   Flow render_for(const Node& n, std::string& out) {
     List items = iterate(eval(*n.expr), n.line);
+    charge(items.size(), n.line);
     if (n.filter) {
       // The filter sees the loop variable but not `loop` (jinja evaluates it
       // before the loop context exists).
@@ -1325,6 +1366,7 @@ class Renderer {
     ++loop_depth_;
     const auto len = static_cast<int64_t>(items.size());
     for (int64_t k = 0; k < len; ++k) {
+      charge(kLoopSteps, n.line);
       frames_.emplace_back();  // a fresh scope per iteration, as jinja's
       bind_targets(n, items[static_cast<size_t>(k)]);
       Dict loop{{"index", Value::integer(k + 1)},
@@ -1468,6 +1510,19 @@ class Renderer {
   }
 
   Value eval(const Expr& e) {
+    charge(1, e.line);
+    Value v = eval_node(e);
+    // What the node produced: strings are copied by value; lists are shared,
+    // so only nodes that may build one pay for its elements.
+    uint64_t steps = string_steps(v.s);
+    if (v.list && e.kind != Expr::Kind::kName && e.kind != Expr::Kind::kLiteral &&
+        e.kind != Expr::Kind::kGetAttr && e.kind != Expr::Kind::kGetItem)
+      steps += v.list->size();
+    charge(steps, e.line);
+    return v;
+  }
+
+  Value eval_node(const Expr& e) {
     switch (e.kind) {
       case Expr::Kind::kLiteral: return e.literal;
       case Expr::Kind::kName: return lookup(e.name);
@@ -1543,6 +1598,7 @@ class Renderer {
           runtime_error(line, fmt::format("'in <string>' requires string as left operand, not {}", type_name(item)));
         return container.s.find(item.s) != std::string::npos;
       case Value::Kind::kList:
+        charge(container.list->size(), line);
         for (const auto& x : *container.list)
           if (equal(x, item)) return true;
         return false;
@@ -1611,6 +1667,9 @@ class Renderer {
         const size_t unit = seq->kind == Value::Kind::kString ? seq->s.size() : seq->list->size();
         const size_t limit = seq->kind == Value::Kind::kString ? kMaxValueSize : kMaxListSize;
         if (unit > 0 && static_cast<uint64_t>(times) > limit / unit) runtime_error(line, "result too large");
+        // An empty sequence times anything is empty: no loop over `times`
+        // (a huge count made the loops below spin; issue #12).
+        if (unit == 0) return seq->kind == Value::Kind::kString ? Value::string("") : Value::make_list({});
         if (seq->kind == Value::Kind::kString) {
           std::string s;
           for (int64_t k = 0; k < times; ++k) s += seq->s;
@@ -1724,6 +1783,7 @@ class Renderer {
         Value v;
         v.kind = Value::Kind::kNamespace;
         v.ns = std::make_shared<Dict>(a.kw);
+        namespaces_.push_back(v.ns);
         return v;
       }
       if (name == "range") {
@@ -1961,6 +2021,8 @@ class Renderer {
 
   std::vector<std::map<std::string, Value>> frames_;
   int loop_depth_ = 0;
+  uint64_t steps_ = 0;  // charged against kMaxRenderSteps
+  std::vector<std::shared_ptr<Dict>> namespaces_;  // every namespace() made, see ~Renderer
 };
 
 }  // namespace

@@ -21,10 +21,22 @@ namespace {
 
 using nlohmann::json;
 
+// Real tokenizer files nest a handful of levels. Deeper nesting is refused
+// while parsing: the readers below recurse into pre-tokenizer and
+// post-processor sequences, and json::dump (in messages) recurses per level,
+// so a hostile file nested ~10^4 deep overflowed the stack (issue #12;
+// fuzz/corpus/tokenizer_json/regress_deep_nesting).
+constexpr int kMaxJsonDepth = 64;
+
 json read_json(const std::string& path, uint64_t max_bytes = kMaxConfigFileBytes) {
   const std::string text = read_file_capped(path, max_bytes, "the JSON file");
+  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t, json&) {
+    UDACI_CHECK_S(Status::kBadModelFile, depth <= kMaxJsonDepth,
+                  "{}: JSON nested deeper than {} levels", path, kMaxJsonDepth);
+    return true;
+  };
   try {
-    return json::parse(text);
+    return json::parse(text, limit_depth);
   } catch (const json::exception& e) {
     fail(Status::kBadModelFile, "{}: not valid JSON: {}", path, e.what());
   }
@@ -90,7 +102,11 @@ std::string config_token(const std::string& path, const json& cfg, const char* k
 
 }  // namespace
 
-Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
+// A function-try-block: a value of the wrong JSON type anywhere below (e.g.
+// "model": {"type": 5}, "special": "yes") makes nlohmann::json throw its own
+// type_error, which becomes Error(kBadModelFile) naming the file (issue #12;
+// it escaped as json::type_error before).
+Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) try {
   const json j = read_json(path, kMaxTokenizerJsonBytes);
   UDACI_CHECK_S(Status::kBadModelFile, j.is_object(), "{}: the top level must be a JSON object", path);
   UDACI_CHECK_S(Status::kBadModelFile, j.contains("model") && j["model"].is_object(),
@@ -166,6 +182,8 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
       ++i;
     }
   }
+  UDACI_CHECK_S(Status::kBadModelFile, !by_id.empty(),
+                "{}: the vocabulary is empty (model.vocab and added_tokens hold no token)", path);
   const int64_t n = by_id.rbegin()->first + 1;
   spec.tokens.assign(n, std::string());
   spec.token_types.assign(n, TokenType::kUnused);  // holes stay unused
@@ -323,6 +341,8 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
     // Name the file: build() only knows the spec.
     throw Error(e.status(), fmt::format("{}: {}", path, e.what()));
   }
+} catch (const json::exception& e) {
+  fail(Status::kBadModelFile, "{}: a value has the wrong JSON type: {}", path, e.what());
 }
 
 }  // namespace udaci

@@ -270,6 +270,10 @@ TEST_CASE("hostile templates fail cleanly", "[chat]") {
   for (int k = 0; k < 5000; ++k) nots += "not ";
   CHECK(status_of([&] { ChatTemplate t(nots + "x }}"); }) == Status::kInvalidArgument);
   CHECK(status_of([] { ChatTemplate t("{{ 99999999999999999999999 }}"); }) == Status::kUnsupported);
+  // Found by fuzz/fuzz_chat_template: `.<digits>` beyond int64 threw
+  // std::out_of_range out of the parser.
+  CHECK(status_of([] { ChatTemplate t("{{ loop.11111111111111111111 }}"); }) == Status::kUnsupported);
+  CHECK(ChatTemplate("{% set x = [5, 6] %}{{ x.1 }}").render({}) == "6");
   // int64 arithmetic refuses to wrap (Python's integers would grow).
   for (const char* src : {"{{ 9223372036854775807 + 1 }}", "{{ 2 ** 63 }}", "{{ 3037000500 * 3037000500 }}",
                           "{{ -9223372036854775807 - 2 }}"})
@@ -292,6 +296,29 @@ TEST_CASE("hostile templates fail cleanly", "[chat]") {
   nested += "0";
   for (int k = 0; k < 20; ++k) nested += ")";
   CHECK(ChatTemplate(nested + " }}").render({}) == "20");
+}
+
+// Found while writing fuzz/fuzz_chat_template (issue #12; seeds
+// fuzz/corpus/chat_template/regress_*): each ran for hours.
+TEST_CASE("runaway templates stop at the work limit", "[chat]") {
+  const std::vector<ChatMessage> msgs{{"user", "hi"}};
+  for (const char* src : {"{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}",
+                          "{% for i in range(1000000) %}{{ i }}{% endfor %}",
+                          "{% set x = range(1000000) %}{% for i in range(100000) %}{{ 5 in x }}{% endfor %}",
+                          "{% set s = 'a' * 16000000 %}{% for i in range(100000) %}{{ s }}{% endfor %}"}) {
+    INFO(src);
+    CHECK_THAT(message_of([&] { ChatTemplate(src).render(msgs); }),
+               Catch::Contains("steps") || Catch::Contains("too large"));
+  }
+  // An empty sequence repeated any number of times is empty, at once.
+  CHECK(ChatTemplate("[{{ '' * 1000000000000 }}{{ ([] * 1000000000000) | length }}]").render(msgs) == "[0]");
+  // Realistic work stays far below the limit: a long conversation.
+  std::vector<ChatMessage> many;
+  for (int k = 0; k < 2000; ++k) many.push_back({k % 2 ? "assistant" : "user", std::string(200, 'x')});
+  const ChatTemplate chatml(
+      "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content | trim + '<|im_end|>\\n' }}"
+      "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\\n{% endif %}");
+  CHECK(chatml.render(many).size() > 2000 * 200);
 }
 
 TEST_CASE("message content is data, never template code", "[chat]") {

@@ -462,3 +462,25 @@ TEST_CASE("gguf: every truncation and random corruption fails cleanly", "[unit][
   }
   CHECK(failures > 0);
 }
+
+TEST_CASE("gguf: bytes in memory read as the file does", "[unit][gguf]") {
+  const std::string full = udaci_gguf_test::read_all(udaci_test::fixture("gguf/tiny_llama.gguf"));
+  auto from_file = tiny();
+  auto in_memory = GgufFile::open(MappedFile::from_bytes(full.data(), full.size(), "memory.gguf"));
+  CHECK(in_memory->path() == "memory.gguf");
+  CHECK(in_memory->keys() == from_file->keys());
+  REQUIRE(in_memory->tensors().size() == from_file->tensors().size());
+  WeightStore a, b;
+  gguf_weights_to_store(from_file, a);
+  gguf_weights_to_store(in_memory, b);
+  for (const std::string& name : a.names())
+    CHECK(at::equal(a.tensor(name, at::kFloat), b.tensor(name, at::kFloat)));
+  // The copy is owned by the mapping: a tensor outlives the GgufFile.
+  const at::Tensor q = b.tensor("model.layers.0.self_attn.q_proj.weight", at::kFloat);
+  in_memory.reset();
+  b = WeightStore();
+  CHECK(at::equal(q, a.tensor("model.layers.0.self_attn.q_proj.weight", at::kFloat)));
+  // Errors name the mapping's name.
+  expect_error([&] { GgufFile::open(MappedFile::from_bytes(full.data(), 100, "cut.gguf")); },
+               Status::kBadModelFile, "cut.gguf: ");
+}

@@ -245,6 +245,26 @@ TEST_CASE("tokenizer.json: malformed files give clear errors", "[tokenizer]") {
   CHECK(tok.encode("ab ab") == std::vector<int32_t>{256, tok.token_to_id("Ġ"), 256});
 }
 
+// Found while writing fuzz/fuzz_tokenizer_json (issue #12; seeds
+// fuzz/corpus/tokenizer_json/regress_*): each used to crash.
+TEST_CASE("tokenizer.json: hostile files give errors, not crashes", "[tokenizer]") {
+  const std::string pre = R"("pre_tokenizer": {"type": "ByteLevel"})";
+  // No token at all (an empty map was read from its end).
+  auto p = write_temp("empty_vocab.json", "{" + pre + R"(, "model": {"vocab": {}, "merges": []}})");
+  require_error([&] { Tokenizer::from_tokenizer_json(p); }, Status::kBadModelFile, {p, "vocabulary is empty"});
+  // Values of the wrong JSON type (nlohmann::json's type_error escaped).
+  for (const std::string& model : {std::string(R"({"type": 5})"),
+                                   std::string(R"({"vocab": {"a": 0}, "merges": [], "byte_fallback": "no"})")}) {
+    p = write_temp("wrong_type.json", "{" + pre + R"(, "model": )" + model + "}");
+    require_error([&] { Tokenizer::from_tokenizer_json(p); }, Status::kBadModelFile, {p, "wrong JSON type"});
+  }
+  // Nesting deep enough to overflow the stack of the recursive readers.
+  const int depth = 100000;
+  p = write_temp("deep.json", R"({"model": {"vocab": {"a": 0}, "merges": []}, "pre_tokenizer": )" +
+                                  std::string(depth, '[') + std::string(depth, ']') + "}");
+  require_error([&] { Tokenizer::from_tokenizer_json(p); }, Status::kBadModelFile, {p, "nested deeper"});
+}
+
 TEST_CASE("tokenizer: Llama 3 tokenizer.json matches HF tokenizers", "[tokenizer]") {
   if (!llama3()) {
     WARN("shared/ not found at " << udaci_test::shared_path("") << ": skipping Llama 3 tokenizer parity");
