@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,7 +84,18 @@ udaci_generate_params generate_defaults() {
   return p;
 }
 
-at::ScalarType to_scalar_type(udaci_dtype d) {
+// The integer a C caller passed for an enum. C allows any int there; loading
+// an out-of-range value as the C++ enum type is undefined behaviour (UBSan's
+// -fsanitize=enum), so read its bytes.
+template <typename E>
+int enum_bits(const E& e) {
+  static_assert(sizeof(E) == sizeof(int), "udaci's C enums are int-sized");
+  int v = 0;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
+at::ScalarType to_scalar_type(int d) {
   switch (d) {
     case UDACI_DTYPE_F32: return at::kFloat;
     case UDACI_DTYPE_BF16: return at::kBFloat16;
@@ -92,14 +104,14 @@ at::ScalarType to_scalar_type(udaci_dtype d) {
   udaci::fail(udaci::Status::kInvalidArgument,
               "params->dtype is {}, not a udaci_dtype (UDACI_DTYPE_F32 = 0, UDACI_DTYPE_BF16 = 1, "
               "UDACI_DTYPE_F16 = 2)",
-              static_cast<int>(d));
+              d);
 }
 
 udaci::EngineConfig to_engine_config(const udaci_engine_params& p) {
   udaci::EngineConfig c;
   if (p.model_path != nullptr) c.model_path = p.model_path;
   if (p.tokenizer_path != nullptr) c.tokenizer_path = p.tokenizer_path;
-  c.dtype = to_scalar_type(p.dtype);
+  c.dtype = to_scalar_type(enum_bits(p.dtype));
   if (p.cache != nullptr) c.cache = p.cache;
   UDACI_CHECK(p.n_threads >= 0, "params->n_threads must be >= 0 (0 = leave LibTorch's setting), got {}",
               p.n_threads);
@@ -232,8 +244,8 @@ const char* udaci_last_error(void) {
 const char* udaci_status_name(udaci_status status) {
   const char* name = "unknown status";
   guard(__func__, [&] {
-    if (status >= UDACI_OK && status <= UDACI_ERR_INTERNAL)
-      name = udaci::status_name(static_cast<udaci::Status>(status));
+    const int s = enum_bits(status);
+    if (s >= UDACI_OK && s <= UDACI_ERR_INTERNAL) name = udaci::status_name(static_cast<udaci::Status>(s));
   }, ErrorSlot::kKeep);
   return name;
 }
@@ -404,7 +416,7 @@ udaci_status udaci_result_get_finish_reason(const udaci_result* result,
 const char* udaci_finish_reason_name(udaci_finish_reason reason) {
   const char* name = "unknown";
   guard(__func__, [&] {
-    switch (reason) {
+    switch (enum_bits(reason)) {
       case UDACI_FINISH_LENGTH: name = "length"; return;
       case UDACI_FINISH_EOS: name = "eos"; return;
       case UDACI_FINISH_STOPPED: name = "stop"; return;

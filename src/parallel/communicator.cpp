@@ -3,9 +3,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <mutex>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -112,6 +115,14 @@ class GlooCommunicator final : public detail::C10dCommunicator<c10d::ProcessGrou
 }  // namespace
 
 std::shared_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout) {
+  // A rank that dies leaves its peers' sockets broken: the next write there
+  // must fail (and the plan report kDistributed), not raise SIGPIPE, whose
+  // default action would kill this process. Only when nobody handles it.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old {};
+    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
+  });
   return std::make_shared<GlooCommunicator>(env, timeout);
 }
 
