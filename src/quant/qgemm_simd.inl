@@ -106,23 +106,34 @@ void rows_kernel(const QMatrix& w, const QActs& a, int64_t j0, float* y, int64_t
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.row_data(r);
     const int64_t g0 = r * groups;
-    __m256 acc[NR];
+    // Two accumulators per activation row (even and odd blocks): with one row
+    // (decode) a single chain of dependent FMAs would bound the loop by the
+    // FMA latency rather than by loading the weights.
+    __m256 acc[NR], acc2[NR];
     float macc[NR];
     for (int k = 0; k < NR; ++k) {
       acc[k] = _mm256_setzero_ps();
+      acc2[k] = _mm256_setzero_ps();
       macc[k] = 0.0f;
     }
-    for (int64_t b = 0; b < full; ++b) {
+    auto block = [&](int64_t b, __m256* into) {
       __m256i q;
       float d, m = 0.0f;
       load_block<F>(w, row, g0, gshift, b, q, d, m);
       for (int k = 0; k < NR; ++k) {
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[k] + 32 * b));
         const __m256i p = kAffine ? dot_us(q, x) : dot_ss(q, x);
-        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[k][b]), _mm256_cvtepi32_ps(p), acc[k]);
+        into[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[k][b]), _mm256_cvtepi32_ps(p), into[k]);
         if constexpr (kAffine) macc[k] += m * xsum[k][b];
       }
+    };
+    int64_t b = 0;
+    for (; b + 2 <= full; b += 2) {
+      block(b, acc);
+      block(b + 1, acc2);
     }
+    if (b < full) block(b, acc);
+    for (int k = 0; k < NR; ++k) acc[k] = _mm256_add_ps(acc[k], acc2[k]);
     float tail[NR] = {};
     if constexpr (F == QFormat::kI8Row) {
       if (full < nb) {  // the last, partial block of an int8 row

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# udaci head to head with llama.cpp, transformers and CTranslate2 (issue #11).
+#
+#   bash bench/peers/run.sh [peers.py options]     e.g. --articles 200 --batch 16
+#
+# On a fresh machine of this kind (after scripts/setup.sh has built udaci) it
+# installs the peers, makes their models from the default SmolLM2 GGUF and runs
+# bench/peers/peers.py; every stage is timed into $WORK/stages.json.
+#   UDACI_PEERS_VENV  the peers' venv        (default: .peers-venv)
+#   UDACI_PEERS_WORK  models, logs, results  (default: .peers-work)
+#   UDACI_BUILD       udaci's build folder   (default: build)
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+VENV=${UDACI_PEERS_VENV:-$REPO/.peers-venv}
+WORK=${UDACI_PEERS_WORK:-$REPO/.peers-work}
+BUILD=${UDACI_BUILD:-$REPO/build}
+mkdir -p "$WORK"
+STAGES="$WORK/stages.tsv"
+: > "$STAGES"
+T0=$(date +%s)
+stage() {  # stage NAME COMMAND...: run and record its seconds
+  local name=$1; shift
+  local t=$(date +%s)
+  echo "[run.sh $(date +%H:%M:%S)] $name" >&2
+  "$@"
+  printf '%s\t%s\n' "$name" "$(( $(date +%s) - t ))" >> "$STAGES"
+}
+
+if [ ! -x "$BUILD/src/udaci" ] || [ ! -d "$BUILD/bindings/python/udaci" ]; then
+  echo "run.sh: no udaci build with its Python module at $BUILD: run scripts/setup.sh first (or set UDACI_BUILD)" >&2
+  exit 2
+fi
+
+apt_deps() {
+  local missing=()
+  for p in python3-torch python3-venv; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""; [ "$(id -u)" != 0 ] && sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+  fi
+}
+
+pip_deps() {
+  [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  # llama.cpp as llama-server's users get it: native CPU kernels (AVX-512 here),
+  # OpenMP; without the multimodal library, tools, tests and examples.
+  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DGGML_CUDA=OFF" \
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/bench/peers/requirements.txt"
+}
+
+stage apt apt_deps
+stage pip pip_deps
+stage bench "$VENV/bin/python" "$REPO/bench/peers/peers.py" --build "$BUILD" --workdir "$WORK" "$@"
+printf '%s\t%s\n' total "$(( $(date +%s) - T0 ))" >> "$STAGES"
+echo "[run.sh] stages (seconds):" >&2
+cat "$STAGES" >&2
