@@ -7,11 +7,19 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/thread_pool.hpp"
+#include "model/attention_kernels.hpp"
+#include "quant/cpu_features.hpp"
 #ifdef UDACI_WITH_CUDA
 #include "kernels/cuda/cuda_ops.hpp"
 #endif
 
 namespace udaci {
+
+namespace {
+// Prompt chunks up to this many tokens take the fused attention loop.
+constexpr int64_t kFusedPrefillMaxTokens = 256;
+}  // namespace
 
 namespace {
 
@@ -163,7 +171,7 @@ at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) c
     const float* w = weight.data_ptr<float>();
     float* dst = out.data_ptr<float>();
     const float eps = static_cast<float>(config_.rms_norm_eps);
-    at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+    parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* xr = src + r * cols;
         float* yr = dst + r * cols;
@@ -207,8 +215,32 @@ at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const
     return o.view({1, heads * d});
   }
 #endif
-  if (n == 1 && q.is_cpu() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
-      v.scalar_type() == at::kFloat && k.is_contiguous() && v.is_contiguous()) {
+  const bool cpu_f32 = q.is_cpu() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
+                       v.scalar_type() == at::kFloat && k.is_contiguous() && v.is_contiguous();
+  if (n > 1 && n <= kFusedPrefillMaxTokens && cpu_f32 && active_kernel_isa() >= KernelIsa::kAvx2) {
+    // A prompt chunk: query i (at position past + i) is one decoding token
+    // over keys 0 .. past + i, so the one-token kernel serves every (query,
+    // head) pair. Below ~256 tokens this beats the batched matmuls, and it
+    // keeps a headline's prefill off OpenBLAS, whose helper threads would
+    // otherwise spin through the decode that follows.
+    at::Tensor qc = q.contiguous();  // [n, heads, d]
+    at::Tensor out = at::empty({n, heads * d}, q.options());
+    const float* qp = qc.data_ptr<float>();
+    const float* kp = k.data_ptr<float>();
+    const float* vp = v.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    parallel_for(0, n * heads, 4, [&](int64_t w0, int64_t w1) {
+      std::vector<float> p(static_cast<size_t>(total));
+      for (int64_t w = w0; w < w1; ++w) {
+        const int64_t i = w / heads, h = w % heads, g = h / group;
+        detail::attend_decode_head_avx2(qp + w * d, kp + g * d, vp + g * d, kvh * d, d, past + i + 1, scale,
+                                        p.data(), op + (i * heads + h) * d);
+      }
+    });
+    return out;
+  }
+  if (n == 1 && cpu_f32) {
     // One decoding token: scores, softmax and the weighted sum of V in one
     // loop per head (the ATen path below is ten ops, each costing more to
     // dispatch than its arithmetic at this size). Same formula, fp32.
@@ -219,11 +251,17 @@ at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const
     const float* vp = v.data_ptr<float>();
     float* op = out.data_ptr<float>();
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-    at::parallel_for(0, heads, 1, [&](int64_t h0, int64_t h1) {
+    const bool simd = active_kernel_isa() >= KernelIsa::kAvx2;
+    parallel_for(0, heads, 1, [&](int64_t h0, int64_t h1) {
       std::vector<float> p(static_cast<size_t>(total));
       for (int64_t h = h0; h < h1; ++h) {
         const int64_t g = h / group;
         const float* qh = qp + h * d;
+        if (simd) {
+          detail::attend_decode_head_avx2(qh, kp + g * d, vp + g * d, kvh * d, d, total, scale, p.data(),
+                                          op + h * d);
+          continue;
+        }
         float mx = -INFINITY;
         for (int64_t t = 0; t < total; ++t) {
           const float* kt = kp + (t * kvh + g) * d;

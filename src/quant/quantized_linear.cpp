@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/error.hpp"
+#include "core/thread_pool.hpp"
 
 namespace udaci {
 
@@ -38,14 +39,17 @@ class QuantizedKernel final : public LinearKernel {
       const KernelIsa isa = active_kernel_isa();
       // One buffer per calling thread, reused across calls (decode runs the
       // same shapes 200 times a token).
-      thread_local QActs acts;
+      thread_local QActs t_acts;
+      // The caller's buffer, by reference: inside the lambda the name of a
+      // thread_local would mean each worker thread's own (empty) copy.
+      QActs& acts = t_acts;
       quantize_activations(xf.data_ptr<float>(), n, w.cols, acts, isa);
       float* out = y.data_ptr<float>();
       // Rows per task: enough work (~8K weight blocks) to outweigh the cost of
       // waking a thread; small projections run on the caller alone.
       const int64_t blocks = std::max<int64_t>(1, acts.blocks * n);
       const int64_t grain = std::max<int64_t>(8, 8192 / blocks);
-      at::parallel_for(0, w.rows, grain, [&](int64_t r0, int64_t r1) {
+      parallel_for(0, w.rows, grain, [&](int64_t r0, int64_t r1) {
         qmatrix_gemm(w, acts, out, w.rows, r0, r1, isa);
       });
     }

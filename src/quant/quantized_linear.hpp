@@ -41,7 +41,12 @@ std::unique_ptr<LinearKernel> make_quantized_cuda_kernel(const QuantizedKernelPa
 // tokens/s); the Llama-3.2-1B shape, whose 64 MB FFN weights do not stay in
 // cache while dequantised, 2.4x slower (24 vs 58 tokens/s). So the GEMM path
 // is taken only for weights up to kDequantGemmMaxBytes of fp32.
-inline constexpr int64_t kDequantGemmMinRows = 48;
+// Since the integer kernel runs on udaci's own thread pool (core/thread_pool),
+// it prefills SmolLM2 faster too (int4, 60 tokens: 490-570 vs 380 tokens/s
+// dequantised, 2026-11-29) and is even at 512 (417-484 vs 335-521), so the
+// row threshold is 256: a headline's prompt and batched decode steps stay off
+// BLAS (whose spinning helper threads slowed the decode that follows).
+inline constexpr int64_t kDequantGemmMinRows = 256;
 inline constexpr int64_t kDequantGemmMaxBytes = int64_t{8} << 20;
 // kDequantGemmMinRows, or UDACI_DEQUANT_GEMM_MIN_ROWS when set (read once;
 // for measuring the crossover).

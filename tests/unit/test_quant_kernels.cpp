@@ -279,9 +279,15 @@ TEST_CASE("quant: prefill-sized batches take the dequantise + GEMM path", "[quan
   auto k = make_gguf_native_quantizer()->make_kernel(
       LinearSpec{"w", "w", LinearRole::kProjection, 96, 64, false}, store, ModelOptions{});
   at::Tensor w = store.tensor("w.weight", at::kFloat);
-  at::Tensor x = at::randn({64, 64});
+  at::Tensor x = at::randn({kDequantGemmMinRows, 64});
   // Exact weights and float activations: only GEMM rounding.
   CHECK(worst_norm_error(k->forward(x), at::linear(x, w), w, x) <= 1e-5);
+  // A headline-sized prompt (64 tokens) stays on the integer kernel: int8
+  // activations, so more than GEMM rounding.
+  at::Tensor x64 = at::randn({64, 64});
+  const double err64 = worst_norm_error(k->forward(x64), at::linear(x64, w), w, x64);
+  CHECK(err64 > 1e-6);
+  CHECK(err64 <= 2e-2);
 }
 
 TEST_CASE("quant: prefill of a weight too large to dequantise runs the integer kernel", "[quant]") {
