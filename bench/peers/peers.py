@@ -117,16 +117,8 @@ def prepare_models(a, default_gguf: str) -> Dict[str, str]:
     if not os.path.exists(os.path.join(paths["ct2_int8"], "model.bin")):
         from ctranslate2.converters import TransformersConverter
 
-        class Converter(TransformersConverter):
-            # ctranslate2 4.8 passes `dtype=`, the spelling of transformers >= 4.56;
-            # the transformers that runs on Debian's torch 1.13 calls it `torch_dtype`.
-            def load_model(self, model_class, path, **kw):
-                if "dtype" in kw:
-                    kw["torch_dtype"] = kw.pop("dtype")
-                return model_class.from_pretrained(path, **kw)
-
         log("converting the HF folder to CTranslate2 int8")
-        Converter(paths["hf"]).convert(paths["ct2_int8"], quantization="int8", force=True)
+        TransformersConverter(paths["hf"]).convert(paths["ct2_int8"], quantization="int8", force=True)
     if not os.path.exists(paths["f32"]):
         run([a.udaci_cli, "convert", "--model", paths["hf"], "--output", paths["f32"],
              "--tokenizer", default_gguf])
@@ -349,13 +341,6 @@ def versions() -> dict:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "missing"
-    if out["torch"] == "missing":  # Debian's python3-torch has no dist-info
-        try:
-            import torch
-
-            out["torch"] = torch.__version__ + " (Debian python3-torch)"
-        except ImportError:
-            pass
     return out
 
 
@@ -379,7 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="the batched runs' batch size")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--udaci-cache", default="paged-prefix")
+    ap.add_argument("--udaci-cache", default="contiguous")
     ap.add_argument("--input", default=os.path.join(REPO, "..", "shared", "assets", "news", "news_category_sample.jsonl"))
     ap.add_argument("--build", default=os.path.join(REPO, "build"), help="udaci build folder (CLI + Python module)")
     ap.add_argument("--workdir", default=os.path.join(REPO, ".peers-work"))

@@ -31,20 +31,8 @@ if [ ! -x "$BUILD/src/udaci" ] || [ ! -d "$BUILD/bindings/python/udaci" ]; then
   exit 2
 fi
 
-apt_deps() {
-  local missing=()
-  for p in python3-torch python3-venv; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    local sudo=""; [ "$(id -u)" != 0 ] && sudo=sudo
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
-  fi
-}
-
 pip_deps() {
-  [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
   # llama.cpp as llama-server's users get it: native CPU kernels (AVX-512 here),
   # OpenMP; without the multimodal library, tools, tests and examples.
   CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
@@ -53,7 +41,6 @@ pip_deps() {
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/bench/peers/requirements.txt"
 }
 
-stage apt apt_deps
 stage pip pip_deps
 stage bench "$VENV/bin/python" "$REPO/bench/peers/peers.py" --build "$BUILD" --workdir "$WORK" "$@"
 printf '%s\t%s\n' total "$(( $(date +%s) - T0 ))" >> "$STAGES"

@@ -201,18 +201,12 @@ class LlamaCppEngine:
 class TransformersEngine:
     def __init__(self, args):
         import torch
-        import transformers.generation.utils as gen_utils
-
-        # Debian's torch 1.13 cannot import torch.distributed.fsdp under Python 3.11
-        # (a dataclass default it declares is refused); generate() imports it only
-        # to ask whether the model is FSDP-wrapped, which it is not.
-        gen_utils.is_fsdp_managed_module = lambda module: False
         from transformers import AutoModelForCausalLM
         from transformers.generation.streamers import BaseStreamer
 
         torch.set_num_threads(args.threads)
         self.torch = torch
-        self.model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
+        self.model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
         self.model.eval()
         self.pad = 0
 

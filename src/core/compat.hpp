@@ -38,11 +38,34 @@ inline void set_threads(int n) {
   }
 }
 
-// On a computing thread: adopts the requested count when it differs.
+// On the engine's computing thread: its heavy loops run on udaci's own pool
+// (core/thread_pool) with the requested count, and BLAS on its own threads,
+// so ATen's OpenMP team is set to one thread there. With both teams at two
+// threads their idle helpers spun against each other on a 2-core machine
+// (measured: a 56-token prefill took 340 ms instead of 105).
+// The kernel thread count of a thread that has adopted (0: none adopted).
+inline int& adopted_kernel_threads() {
+  static thread_local int n = 0;
+  return n;
+}
 inline void adopt_requested_threads() {
-  const int n = requested_threads().load();
-  if (n > 0 && n != at::get_num_threads()) at::set_num_threads(n);
+  const int requested = requested_threads().load();
+  int& mine = adopted_kernel_threads();
+  if (requested > 0) {
+    mine = requested;
+  } else if (mine == 0) {
+    mine = at::get_num_threads();  // ATen's default, before it is set to 1 below
+  }
+  if (at::get_num_threads() != 1) at::set_num_threads(1);
 }
 inline int threads() { return at::get_num_threads(); }
+
+// Threads for udaci's own kernels (core/thread_pool): the adopted count on an
+// engine's computing thread, else the count given to set_threads, else ATen's.
+inline int kernel_threads() {
+  if (const int mine = adopted_kernel_threads(); mine > 0) return mine;
+  const int n = requested_threads().load();
+  return n > 0 ? n : at::get_num_threads();
+}
 
 }  // namespace udaci::compat
