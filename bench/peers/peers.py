@@ -280,6 +280,12 @@ def pct(x):
     return "—" if x is None else f"{100 * x:.0f}%"
 
 
+def table(header: List[str], rows: List[List[str]], first_text_columns: int = 1) -> List[str]:
+    """A Markdown table: the first columns left-aligned, numbers right-aligned."""
+    align = ["---"] * first_text_columns + ["--:"] * (len(header) - first_text_columns)
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def markdown(report: dict) -> str:
     L = []
     m = report["machine"]
@@ -292,40 +298,37 @@ def markdown(report: dict) -> str:
              f"medians over chunks), greedy, max_new_tokens {report['settings']['max_new_tokens']}, "
              f"same prompt ids for all.")
     L.append("")
-    L.append("| Engine | Batch | Headlines/s | Decode tok/s | TTFT p50 (ms) | Peak RSS (MB) | ROUGE-1 | ROUGE-2 | ROUGE-L | Same as udaci |")
-    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for key, s in h["results"].items():
-        L.append(f"| {s['label']} | {s['batch']} | {fmt(s['headlines_per_s'])} | {fmt(s['decode_tokens_per_s'], '.1f')} "
-                 f"| {fmt(s['ttft_ms_p50'], '.0f')} | {s['peak_rss_mb']:.0f} | {s['rouge1']:.3f} | {s['rouge2']:.3f} "
-                 f"| {s['rougeL']:.3f} | {pct(s['same_as_udaci'])} |")
+    L += table(["Engine", "Batch", "Headlines/s", "Decode tok/s", "TTFT p50 (ms)", "Peak RSS (MB)", "ROUGE-1",
+                "ROUGE-2", "ROUGE-L", "Same as udaci"],
+               [[s["label"], str(s["batch"]), fmt(s["headlines_per_s"]), fmt(s["decode_tokens_per_s"], ".1f"),
+                 fmt(s["ttft_ms_p50"], ".0f"), f"{s['peak_rss_mb']:.0f}", f"{s['rouge1']:.3f}",
+                 f"{s['rouge2']:.3f}", f"{s['rougeL']:.3f}", pct(s["same_as_udaci"])]
+                for s in h["results"].values()])
     L.append("")
     L.append("udaci / peer (median of per-chunk ratios; TTFT and memory: below 1 is better for udaci):")
     L.append("")
-    L.append("| udaci vs | Batch | Headlines/s | Decode tok/s | TTFT | Peak RSS | ROUGE-L |")
-    L.append("|---|--:|--:|--:|--:|--:|--:|")
-    for r in h["ratios"]:
-        x = r["ratios"]
-        L.append(f"| {r['peer']} | {r['batch']} | {rat(x['headlines_per_s'])} | {rat(x['decode_tokens_per_s'])} "
-                 f"| {rat(x['ttft_ms_p50'])} | {rat(x['peak_rss'])} | {rat(x['rougeL'])} |")
+    L += table(["udaci vs", "Batch", "Headlines/s", "Decode tok/s", "TTFT", "Peak RSS", "ROUGE-L"],
+               [[r["peer"], str(r["batch"])] + [rat(r["ratios"][k]) for k in
+                                                 ("headlines_per_s", "decode_tokens_per_s", "ttft_ms_p50",
+                                                  "peak_rss", "rougeL")]
+                for r in h["ratios"]])
     b = report.get("bits")
     if b:
         L.append("")
         L.append(f"Equal bits per weight, batch 1: {b['articles']} articles in {b['chunks']} chunks, "
                  "udaci and llama.cpp on the same GGUF file.")
         L.append("")
-        L.append("| Engine | Format | Decode tok/s | TTFT p50 (ms) | Headlines/s | Peak RSS (MB) | ROUGE-L | Same as udaci |")
-        L.append("|---|---|--:|--:|--:|--:|--:|--:|")
-        for key, s in b["results"].items():
-            L.append(f"| {s['label']} | {s['bits']} | {fmt(s['decode_tokens_per_s'], '.1f')} | {fmt(s['ttft_ms_p50'], '.0f')} "
-                     f"| {fmt(s['headlines_per_s'])} | {s['peak_rss_mb']:.0f} | {s['rougeL']:.3f} "
-                     f"| {pct(s['same_as_udaci'])} |")
+        L += table(["Engine", "Format", "Decode tok/s", "TTFT p50 (ms)", "Headlines/s", "Peak RSS (MB)", "ROUGE-L",
+                    "Same as udaci"],
+                   [[s["label"], s["bits"], fmt(s["decode_tokens_per_s"], ".1f"), fmt(s["ttft_ms_p50"], ".0f"),
+                     fmt(s["headlines_per_s"]), f"{s['peak_rss_mb']:.0f}", f"{s['rougeL']:.3f}",
+                     pct(s["same_as_udaci"])]
+                    for s in b["results"].values()], first_text_columns=2)
         L.append("")
-        L.append("| udaci vs llama.cpp | Decode tok/s | TTFT | Headlines/s |")
-        L.append("|---|--:|--:|--:|")
-        for r in b["ratios"]:
-            x = r["ratios"]
-            L.append(f"| {r['udaci']} / {r['peer']} | {rat(x['decode_tokens_per_s'])} | {rat(x['ttft_ms_p50'])} "
-                     f"| {rat(x['headlines_per_s'])} |")
+        L += table(["udaci vs llama.cpp", "Decode tok/s", "TTFT", "Headlines/s"],
+                   [[f"{r['udaci']} / {r['peer']}"] + [rat(r["ratios"][k]) for k in
+                                                       ("decode_tokens_per_s", "ttft_ms_p50", "headlines_per_s")]
+                    for r in b["ratios"]])
     return "\n".join(L) + "\n"
 
 
