@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8, help="summaries per generate() call")
     ap.add_argument("--model", help="GGUF file or Hugging Face folder (default: udaci.default_model_path())")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--threads", type=int, help="compute threads (default: LibTorch's choice)")
+    ap.add_argument("--threads", type=int, help="udaci kernel threads (default: leave as is)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     ap.add_argument("--seed", type=int, default=0)

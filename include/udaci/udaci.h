@@ -79,8 +79,11 @@ typedef enum udaci_status {
  * Thread safety: per thread (each thread has its own message). */
 UDACI_API const char *udaci_last_error(void);
 
-/* A static, lowercase name for a status ("ok", "not found", ...); "unknown
- * status" for a value this library does not know. Never NULL.
+/* A static name for a status, an identifier spelled as Python's
+ * udaci.Error.status spells it: "ok", "invalid_argument", "not_found",
+ * "bad_model_file", "unsupported", "out_of_memory", "buffer_too_small",
+ * "cancelled", "cuda", "distributed", "internal"; "unknown_status" for a value
+ * this library does not know. Never NULL.
  * Thread safety: any thread. */
 UDACI_API const char *udaci_status_name(udaci_status status);
 
@@ -110,6 +113,9 @@ typedef enum udaci_dtype {
   UDACI_DTYPE_F16 = 2
 } udaci_dtype;
 
+/* Defined from the header that added recipe and config_json on (issue #21). */
+#define UDACI_ENGINE_PARAMS_HAS_RECIPE 1
+
 typedef struct udaci_engine_params {
   uint32_t struct_size; /* sizeof(udaci_engine_params), set by udaci_engine_default_params() */
   /* A .gguf file or a Hugging Face model folder. NULL or "": the default
@@ -120,12 +126,15 @@ typedef struct udaci_engine_params {
    * model's own tokenizer. */
   const char *tokenizer_path;
   udaci_dtype dtype; /* default UDACI_DTYPE_F32 */
-  /* KV cache strategy by name: "contiguous" (default, also for NULL) or
-   * "none" (recompute everything each step; for testing). */
+  /* KV cache strategy by name, overriding the recipe's: NULL (default) keeps
+   * the recipe's (kv-cache, "contiguous"); "contiguous", "paged",
+   * "paged-prefix" or "none" (recompute everything each step). Every other
+   * strategy and option is set with `recipe` below. */
   const char *cache;
-  /* > 0: set LibTorch's intra-op thread count. That setting is process-wide
-   * (it affects every engine and any other LibTorch user in the process).
-   * 0 (default): leave it as it is. Negative: invalid. */
+  /* > 0: the thread count of udaci's CPU kernels (its own thread pool; the
+   * BLAS library keeps its own threads). Process-wide: it applies to every
+   * engine in the process, set once this engine has loaded. 0 (default):
+   * the config's "threads", else leave it as it is. Negative: invalid. */
   int32_t n_threads;
   /* Nonzero (default): prompt chat models through their chat template; 0:
    * use the plain completion prompt "Article: {summary}\nHeadline:". */
@@ -160,6 +169,22 @@ typedef struct udaci_engine_params {
    * one alone cannot fit). Default 0: no cap. */
   int32_t max_prompt_tokens;
   int64_t max_memory_bytes;
+  /* The configuration language of every front end (added after
+   * max_memory_bytes; docs/config.md).
+   * config_json: NULL (default), or the text of a udaci config file (JSON,
+   * "schema": "udaci-config/1": model, recipe, options, scheduler, prompt,
+   * limits, threads, device, dtype); it is the base the other fields
+   * change. recipe: NULL (default) keeps the config's (or the default,
+   * kv-cache+as-stored+no-prune+sampling+single-device); else techniques
+   * joined by '+' with options in braces, e.g. "gguf-native+paged-prefix" or
+   * "int4{group=64}+spec-lookup", which set the slots they name. Then every
+   * field above that is not at its udaci_engine_default_params() value
+   * overrides the file (a non-NULL string, a nonzero number): so a program
+   * sets only what it means to. A bad recipe, option or config is
+   * UDACI_ERR_INVALID_ARGUMENT naming the part or the key's JSON path, before
+   * any model file is opened. */
+  const char *recipe;
+  const char *config_json;
 } udaci_engine_params;
 
 /* Under a parallel plan, this process's rank (0: the leader, the only rank
@@ -172,8 +197,27 @@ UDACI_API int32_t udaci_engine_rank(const udaci_engine *engine);
  * On rank 0, and without a plan: returns UDACI_OK at once. */
 UDACI_API udaci_status udaci_engine_serve(udaci_engine *engine);
 
-/* Defaults for udaci_engine_create. Thread safety: any thread. */
-UDACI_API udaci_engine_params udaci_engine_default_params(void);
+/* Fills the first `size` bytes of *params with the defaults and sets
+ * params->struct_size = size: the layout of the header the caller was
+ * compiled with, whatever this library's is (fields it does not know are
+ * zeroed). size must be at least the first published layout's. Like the
+ * default-params functions it leaves udaci_last_error() alone on success.
+ * Thread safety: any thread. */
+UDACI_API udaci_status udaci_engine_params_init(udaci_engine_params *params, size_t size);
+
+/* Defaults for udaci_engine_create, in this header's layout. An inline over
+ * udaci_engine_params_init: a struct returned by value from the library
+ * would be the library's size, and a library newer than the program would
+ * write past the program's (smaller) struct. The exported symbol of this name
+ * stays for programs built against the ABI 0 header and writes exactly that
+ * layout. Thread safety: any thread. */
+#ifndef UDACI_BUILDING_LIBRARY
+static inline udaci_engine_params udaci_engine_default_params(void) {
+  udaci_engine_params p;
+  udaci_engine_params_init(&p, sizeof p);
+  return p;
+}
+#endif
 
 /* Loads a model (weights, tokenizer, prompt template) and creates an engine.
  * The strings in *params are copied; they need not outlive the call.
@@ -184,6 +228,27 @@ UDACI_API udaci_engine_params udaci_engine_default_params(void);
  * Thread safety: any thread; engines are independent of each other. */
 UDACI_API udaci_status udaci_engine_create(const udaci_engine_params *params,
                                            udaci_engine **out_engine);
+
+/* udaci_engine_create from a udaci config file (docs/config.md): the same
+ * as params with config_json set to the file's content. UDACI_ERR_NOT_FOUND
+ * when the file cannot be read, UDACI_ERR_INVALID_ARGUMENT for a file over
+ * 1 MiB, malformed JSON, an unknown key or a bad value, and what
+ * udaci_engine_create returns. Thread safety: as udaci_engine_create. */
+UDACI_API udaci_status udaci_engine_create_from_file(const char *path, udaci_engine **out_engine);
+
+/* The configuration the engine runs, as a udaci config file (JSON, text
+ * output protocol above): the model path resolved, the recipe canonical
+ * (every slot and option spelled out, the as-stored quantizer resolved to
+ * what it chose). Given back to udaci_engine_create (config_json) or written
+ * to a file for udaci_engine_create_from_file, it builds the same engine.
+ * Thread safety: any thread, concurrently with other calls on the engine. */
+UDACI_API udaci_status udaci_engine_get_config(const udaci_engine *engine, char *buf, size_t *inout_len);
+
+/* The technique catalogue as JSON (text output protocol): an array of
+ * {"name", "category", "slot", "strategy", "preset", "description",
+ * "multi_process", "available"}: every name a recipe may use.
+ * Thread safety: any thread. */
+UDACI_API udaci_status udaci_techniques(char *buf, size_t *inout_len);
 
 /* Frees an engine. NULL is a no-op. Results created by the engine stay valid.
  * Calls that other threads are making on the engine (generation, tokenize,
@@ -221,8 +286,19 @@ typedef struct udaci_generate_params {
   int32_t stop_at_newline;
 } udaci_generate_params;
 
-/* Defaults for the generation functions. Thread safety: any thread. */
-UDACI_API udaci_generate_params udaci_generate_default_params(void);
+/* As udaci_engine_params_init, for udaci_generate_params. */
+UDACI_API udaci_status udaci_generate_params_init(udaci_generate_params *params, size_t size);
+
+/* Defaults for the generation functions, in this header's layout (an inline
+ * over udaci_generate_params_init, as udaci_engine_default_params).
+ * Thread safety: any thread. */
+#ifndef UDACI_BUILDING_LIBRARY
+static inline udaci_generate_params udaci_generate_default_params(void) {
+  udaci_generate_params p;
+  udaci_generate_params_init(&p, sizeof p);
+  return p;
+}
+#endif
 
 /* The outcome of one summary: headline, raw text, tokens, timings. */
 typedef struct udaci_result udaci_result;

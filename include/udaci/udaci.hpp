@@ -158,7 +158,25 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // A udaci config file (docs/config.md).
+  static Engine from_file(const std::string& path) {
+    Engine e(Adopt{});
+    detail::check(udaci_engine_create_from_file(path.c_str(), &e.handle_));
+    return e;
+  }
+  // A recipe ("gguf-native+paged-prefix") over the default configuration.
+  static Engine with_recipe(const std::string& recipe) {
+    EngineParams p = default_engine_params();
+    p.recipe = recipe.c_str();
+    return Engine(p);
+  }
+
   udaci_engine* get() const noexcept { return handle_; }
+
+  // The configuration it runs, as a config file's JSON text (recipe canonical).
+  std::string config_json() const {
+    return detail::fetch_text([&](char* b, size_t* n) { return udaci_engine_get_config(handle_, b, n); });
+  }
 
   std::string model_path() const {
     return detail::fetch_text([&](char* b, size_t* n) { return udaci_engine_get_model_path(handle_, b, n); });
@@ -245,8 +263,16 @@ class Engine {
     return out;
   }
 
+  struct Adopt {};
+  explicit Engine(Adopt) noexcept {}
+
   udaci_engine* handle_ = nullptr;
 };
+
+// The technique catalogue as JSON text (udaci_techniques).
+inline std::string techniques_json() {
+  return detail::fetch_text([](char* b, size_t* n) { return udaci_techniques(b, n); });
+}
 
 }  // namespace udaci
 

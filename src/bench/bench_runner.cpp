@@ -37,22 +37,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-const char* dtype_name(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return "fp32";
-    case at::kBFloat16: return "bf16";
-    case at::kHalf: return "fp16";
-    default: return "other";
-  }
-}
-
-at::ScalarType dtype_from_name(const std::string& s) {
-  if (s == "fp32") return at::kFloat;
-  if (s == "bf16") return at::kBFloat16;
-  if (s == "fp16") return at::kHalf;
-  fail(Status::kInvalidArgument, "bench spec: unknown dtype '{}'", s);
-}
-
 int64_t peak_rss_bytes() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
@@ -285,6 +269,8 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   json out;
   out["technique"] = t.name;
   out["category"] = t.category;
+  // What it ran, as a canonical recipe a user can copy into a config file.
+  out["recipe"] = engine.recipe();
   out["config"] = {{"cache", t.config.engine.cache},
                    {"cache_options", options_json(t.config.engine.cache_options)},
                    {"quantizer", t.config.engine.quantizer},
@@ -385,10 +371,7 @@ int run_bench_worker(const std::string& spec_path, const std::string& out_path) 
   try {
     BenchConfig base;
     const json& b = spec.at("base");
-    base.engine.model_path = b.at("model_path").get<std::string>();
-    base.engine.tokenizer_path = b.at("tokenizer_path").get<std::string>();
-    base.engine.dtype = dtype_from_name(b.at("dtype").get<std::string>());
-    base.engine.device = b.at("device").get<std::string>();
+    base.engine = EngineConfig::from_json(b.at("engine").dump(), spec_path + " /base/engine");
     base.draft_model = b.at("draft_model").get<std::string>();
     BenchSettings s;
     const json& js = spec.at("settings");
@@ -460,11 +443,7 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
     const std::string out_path = fmt::format("{}/result-{}.json", dir, index);
     json spec;
     spec["technique"] = t.name;
-    spec["base"] = {{"model_path", base.engine.model_path},
-                    {"tokenizer_path", base.engine.tokenizer_path},
-                    {"dtype", dtype_name(base.engine.dtype)},
-                    {"device", base.engine.device},
-                    {"draft_model", base.draft_model}};
+    spec["base"] = {{"engine", json::parse(base.engine.to_json())}, {"draft_model", base.draft_model}};
     spec["settings"] = {{"input", settings.input},       {"samples", settings.samples},
                         {"seed", settings.seed},         {"category", settings.category},
                         {"batch", settings.batch},       {"max_new_tokens", settings.max_new_tokens},

@@ -2,10 +2,14 @@
 // c_api::guard (guard.hpp); the handles wrap the C++ engine and its results.
 // What each function promises (ownership, thread safety, errors) is written
 // once, in udaci.h.
+// The library defines the ABI 0 by-value default-params symbols itself (the
+// header's inline versions are for programs).
+#define UDACI_BUILDING_LIBRARY 1
 #include "udaci/udaci.h"
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstddef>
 #include <cstring>
@@ -18,6 +22,7 @@
 #include "core/compat.hpp"
 #include "core/error.hpp"
 #include "engine/headline_engine.hpp"
+#include "engine/recipe.hpp"
 
 struct udaci_engine {
   std::unique_ptr<const udaci::HeadlineEngine> impl;
@@ -48,6 +53,39 @@ constexpr size_t kGenerateParamsMinSize =
     offsetof(udaci_generate_params, stop_at_newline) + sizeof(int32_t);
 constexpr size_t kTimingsMinSize = offsetof(udaci_timings, latency_ms) + sizeof(double);
 
+// udaci_engine_params as the ABI 0 header laid it out (before recipe and
+// config_json): what udaci_engine_default_params() returned by value.
+struct udaci_engine_params_abi0 {
+  uint32_t struct_size;
+  const char* model_path;
+  const char* tokenizer_path;
+  udaci_dtype dtype;
+  const char* cache;
+  int32_t n_threads;
+  int32_t use_chat_template;
+  const char* system_prompt;
+  const char* instruction;
+  int32_t max_sequences;
+  int32_t batch_invariant;
+  const char* parallel;
+  int32_t max_prompt_tokens;
+  int64_t max_memory_bytes;
+};
+static_assert(sizeof(udaci_engine_params_abi0) == offsetof(udaci_engine_params, recipe),
+              "udaci_engine_params must start with the ABI 0 layout");
+
+// Writes the defaults into the caller's `size` bytes (the layout of the
+// caller's header): the fields both know, then zeros.
+template <typename T>
+void init_params(T* params, size_t size, const T& defaults, size_t min_size, const char* name) {
+  require(params, name);
+  UDACI_CHECK(size >= min_size && size <= (size_t{1} << 16),
+              "size is {} but must be at least {} (pass sizeof the struct)", size, min_size);
+  std::memset(static_cast<void*>(params), 0, size);
+  std::memcpy(static_cast<void*>(params), &defaults, std::min(size, sizeof(T)));
+  params->struct_size = static_cast<uint32_t>(size);
+}
+
 udaci_engine_params engine_defaults() {
   udaci_engine_params p{};
   p.struct_size = sizeof(udaci_engine_params);
@@ -64,6 +102,8 @@ udaci_engine_params engine_defaults() {
   p.parallel = nullptr;
   p.max_prompt_tokens = static_cast<int32_t>(udaci::EngineConfig{}.max_prompt_tokens);
   p.max_memory_bytes = 0;
+  p.recipe = nullptr;
+  p.config_json = nullptr;
   return p;
 }
 
@@ -107,28 +147,50 @@ at::ScalarType to_scalar_type(int d) {
               d);
 }
 
+// The one builder (engine/engine_config.hpp): config_json is the base, the
+// recipe sets the slots it names, then each field away from its default
+// overrides (udaci.h).
 udaci::EngineConfig to_engine_config(const udaci_engine_params& p) {
-  udaci::EngineConfig c;
-  if (p.model_path != nullptr) c.model_path = p.model_path;
-  if (p.tokenizer_path != nullptr) c.tokenizer_path = p.tokenizer_path;
-  c.dtype = to_scalar_type(enum_bits(p.dtype));
-  if (p.cache != nullptr) c.cache = p.cache;
-  UDACI_CHECK(p.n_threads >= 0, "params->n_threads must be >= 0 (0 = leave LibTorch's setting), got {}",
+  const udaci_engine_params d = engine_defaults();
+  udaci::EngineConfig c = p.config_json != nullptr
+                              ? udaci::EngineConfig::from_json(p.config_json, "params->config_json")
+                              : udaci::EngineConfig{};
+  if (p.recipe != nullptr) {
+    try {
+      c.set_recipe(p.recipe);
+    } catch (const udaci::Error& e) {
+      throw udaci::Error(e.status(), std::string("params->recipe: ") + e.what());
+    }
+  }
+  if (p.model_path != nullptr && *p.model_path != '\0') c.model_path = p.model_path;
+  if (p.tokenizer_path != nullptr && *p.tokenizer_path != '\0') c.tokenizer_path = p.tokenizer_path;
+  const at::ScalarType dtype = to_scalar_type(enum_bits(p.dtype));
+  if (enum_bits(p.dtype) != enum_bits(d.dtype)) c.dtype = dtype;
+  if (p.cache != nullptr) {
+    c.cache = p.cache;
+    c.cache_options = udaci::StrategyOptions{};
+  }
+  UDACI_CHECK(p.n_threads >= 0, "params->n_threads must be >= 0 (0 = the config's, else leave as it is), got {}",
               p.n_threads);
-  c.prompt.use_chat_template = p.use_chat_template != 0;
+  if (p.n_threads > 0) c.threads = p.n_threads;
+  if (p.use_chat_template == 0) c.prompt.use_chat_template = false;
   if (p.system_prompt != nullptr) c.prompt.system = p.system_prompt;
   if (p.instruction != nullptr) c.prompt.instruction = p.instruction;
   UDACI_CHECK(p.max_sequences >= 0, "params->max_sequences must be >= 0 (0 = default), got {}",
               p.max_sequences);
   if (p.max_sequences > 0) c.scheduler.max_sequences = p.max_sequences;
-  c.scheduler.batch_invariant = p.batch_invariant != 0;
-  if (p.parallel != nullptr && *p.parallel != '\0') c.parallel = p.parallel;
+  if (p.batch_invariant != 0) c.scheduler.batch_invariant = true;
+  if (p.parallel != nullptr && *p.parallel != '\0') {
+    c.parallel = p.parallel;
+    c.parallel_options = udaci::StrategyOptions{};
+  }
   UDACI_CHECK(p.max_prompt_tokens >= 0, "params->max_prompt_tokens must be >= 0 (0 = no cap), got {}",
               p.max_prompt_tokens);
   UDACI_CHECK(p.max_memory_bytes >= 0, "params->max_memory_bytes must be >= 0 (0 = no cap), got {}",
               p.max_memory_bytes);
-  c.max_prompt_tokens = p.max_prompt_tokens;
-  c.max_memory_bytes = p.max_memory_bytes;
+  if (p.max_prompt_tokens != d.max_prompt_tokens) c.max_prompt_tokens = p.max_prompt_tokens;
+  if (p.max_memory_bytes != d.max_memory_bytes) c.max_memory_bytes = p.max_memory_bytes;
+  c.validate();
   return c;
 }
 
@@ -242,7 +304,7 @@ const char* udaci_last_error(void) {
 }
 
 const char* udaci_status_name(udaci_status status) {
-  const char* name = "unknown status";
+  const char* name = "unknown_status";
   guard(__func__, [&] {
     const int s = enum_bits(status);
     if (s >= UDACI_OK && s <= UDACI_ERR_INTERNAL) name = udaci::status_name(static_cast<udaci::Status>(s));
@@ -262,9 +324,22 @@ int udaci_abi_version(void) {
   return v;
 }
 
-udaci_engine_params udaci_engine_default_params(void) {
-  udaci_engine_params p{};
-  guard(__func__, [&] { p = engine_defaults(); }, ErrorSlot::kKeep);
+udaci_status udaci_engine_params_init(udaci_engine_params* params, size_t size) {
+  return guard(
+      __func__, [&] { init_params(params, size, engine_defaults(), kEngineParamsMinSize, "params"); },
+      ErrorSlot::kKeep);
+}
+
+// For programs built against the ABI 0 header, whose inline-free
+// udaci_engine_default_params() returned the struct by value: exactly that
+// layout (up to max_memory_bytes), never the library's larger one.
+UDACI_API udaci_engine_params_abi0 udaci_engine_default_params(void) {
+  udaci_engine_params_abi0 p{};
+  guard(__func__, [&] {
+    const udaci_engine_params d = engine_defaults();
+    std::memcpy(static_cast<void*>(&p), &d, sizeof p);
+    p.struct_size = sizeof p;
+  }, ErrorSlot::kKeep);
   return p;
 }
 
@@ -277,9 +352,31 @@ udaci_status udaci_engine_create(const udaci_engine_params* params, udaci_engine
     const udaci::EngineConfig config = to_engine_config(p);
     auto engine = std::make_unique<udaci_engine>();
     engine->impl = std::make_unique<const udaci::HeadlineEngine>(config);
-    // Only once the model has loaded: a failed create changes nothing.
-    udaci::compat::set_threads(p.n_threads);
     *out_engine = engine.release();
+  });
+}
+
+udaci_status udaci_engine_create_from_file(const char* path, udaci_engine** out_engine) {
+  return guard(__func__, [&] {
+    require(out_engine, "out_engine");
+    *out_engine = nullptr;
+    require(path, "path");
+    auto engine = std::make_unique<udaci_engine>();
+    engine->impl = std::make_unique<const udaci::HeadlineEngine>(udaci::EngineConfig::from_file(path));
+    *out_engine = engine.release();
+  });
+}
+
+udaci_status udaci_engine_get_config(const udaci_engine* engine, char* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    require(engine, "engine");
+    udaci::c_api::copy_text(engine->impl->config().to_json(), buf, inout_len, "the configuration");
+  });
+}
+
+udaci_status udaci_techniques(char* buf, size_t* inout_len) {
+  return guard(__func__, [&] {
+    udaci::c_api::copy_text(udaci::technique_catalogue_json(), buf, inout_len, "the technique catalogue");
   });
 }
 
@@ -328,7 +425,14 @@ udaci_status udaci_engine_serve(udaci_engine* engine) {
   });
 }
 
-udaci_generate_params udaci_generate_default_params(void) {
+udaci_status udaci_generate_params_init(udaci_generate_params* params, size_t size) {
+  return guard(
+      __func__, [&] { init_params(params, size, generate_defaults(), kGenerateParamsMinSize, "params"); },
+      ErrorSlot::kKeep);
+}
+
+// The ABI 0 by-value symbol (the layout has not grown since).
+UDACI_API udaci_generate_params udaci_generate_default_params(void) {
   udaci_generate_params p{};
   guard(__func__, [&] { p = generate_defaults(); }, ErrorSlot::kKeep);
   return p;

@@ -5,29 +5,19 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/compat.hpp"
 #include "core/error.hpp"
 #include "engine/model_lookup.hpp"
 #include "parallel/communicator.hpp"
 
 namespace udaci {
 
-at::Device parse_device(const std::string& name) {
-  if (name == "cpu") return at::kCPU;
-  UDACI_CHECK(name == "cuda" || name.rfind("cuda:", 0) == 0,
-              "device must be \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", name);
-  UDACI_CHECK_S(Status::kUnsupported, at::hasCUDA(),
-                "device \"{}\": this build of LibTorch has no CUDA (or no GPU is visible)", name);
-  try {
-    return at::Device(name);
-  } catch (const std::exception& e) {
-    fail(Status::kInvalidArgument, "device \"{}\": {}", name, e.what());
-  }
-}
-
-HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
+HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need) : config_(requested) {
+  // Everything checkable without a file first: a wrong name, option or
+  // setting fails before anything is read.
+  config_.validate();
+  const EngineConfig& config = config_;
   at::Device device = parse_device(config.device);
-  config.scheduler.validate();
-  // Strategies first: a wrong name or option fails before any file is read.
   const StrategyRegistry& reg = builtin_strategies();
   UDACI_CHECK_S(Status::kUnsupported, config.parallel != "tensor-parallel" || config.quantizer != "gguf-native",
                 "parallel plan '{}' gives each rank slices of the weights; quantizer 'gguf-native' runs a GGUF "
@@ -38,13 +28,21 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   if (device.is_cuda() && !device.has_index() && parallel_->world_size() > 1)
     device = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(dist_env_from_environment().local_rank));
   pruner_ = reg.pruners.create(config.pruner, config.pruner_options);
-  quantizer_ = reg.quantizers.create(config.quantizer, config.quantizer_options);
   decoder_ = reg.decoders.create(config.decoder, config.decoder_options);
-  UDACI_CHECK(reg.caches.has(config.cache), "unknown cache strategy '{}'", config.cache);
 
   model_path_ = resolve_model_path(config.model_path);
+  config_.model_path = model_path_;
   ModelFiles files = open_model(model_path_);
   model_format_ = files.format;
+  // as-stored: a GGUF's blocks run in place where their kernels can (CPU, whole
+  // tensors); anything else is bound by "none", which runs udaci's own
+  // quantised artefacts as stored and dequantises the rest.
+  if (config.quantizer == "auto") {
+    const bool native = files.format == "gguf" && device.is_cpu() && config.parallel != "tensor-parallel";
+    config_.quantizer = native ? "gguf-native" : "none";
+    config_.quantizer_options = StrategyOptions{};
+  }
+  quantizer_ = reg.quantizers.create(config.quantizer, config.quantizer_options);
   // Load pipeline: split for this rank, prune, quantise, build, bind kernels.
   parallel_->shard(files.config, files.weights);
   prune_report_ = pruner_->prune(files.weights, files.config);
@@ -84,18 +82,25 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
   model_options.listener = parallel_->listener();
   model_options.stage = parallel_->stage();
   model_ = std::make_unique<LlamaModel>(files.config, files.weights, model_options);
-  tokenizer_ = std::make_unique<Tokenizer>(
-      load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
-  UDACI_CHECK_S(Status::kBadModelFile, tokenizer_->vocab_size() <= files.config.vocab_size,
-                "the tokenizer has {} tokens but the model's vocabulary only {}",
-                tokenizer_->vocab_size(), files.config.vocab_size);
-  PromptOptions po = config.prompt;
-  if (po.chat.bos_token.empty() && tokenizer_->bos_id() >= 0)
-    po.chat.bos_token = tokenizer_->id_to_token(tokenizer_->bos_id());
-  if (po.chat.eos_token.empty() && tokenizer_->eos_id() >= 0)
-    po.chat.eos_token = tokenizer_->id_to_token(tokenizer_->eos_id());
-  const std::string& tmpl = po.use_chat_template ? tokenizer_->chat_template() : std::string();
-  prompt_ = std::make_unique<PromptBuilder>(po, tmpl);
+  try {
+    tokenizer_ = std::make_unique<Tokenizer>(
+        load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
+  } catch (const Error& e) {
+    if (need == TokenizerNeed::kRequired || e.status() != Status::kNotFound) throw;
+    no_tokenizer_ = e.what();
+  }
+  if (tokenizer_) {
+    UDACI_CHECK_S(Status::kBadModelFile, tokenizer_->vocab_size() <= files.config.vocab_size,
+                  "the tokenizer has {} tokens but the model's vocabulary only {}",
+                  tokenizer_->vocab_size(), files.config.vocab_size);
+    PromptOptions po = config.prompt;
+    if (po.chat.bos_token.empty() && tokenizer_->bos_id() >= 0)
+      po.chat.bos_token = tokenizer_->id_to_token(tokenizer_->bos_id());
+    if (po.chat.eos_token.empty() && tokenizer_->eos_id() >= 0)
+      po.chat.eos_token = tokenizer_->id_to_token(tokenizer_->eos_id());
+    const std::string& tmpl = po.use_chat_template ? tokenizer_->chat_template() : std::string();
+    prompt_ = std::make_unique<PromptBuilder>(po, tmpl);
+  }
   // A decoder may need models of its own (a speculative draft): loaded like
   // this one, with the given quantizer, on the same device and dtype.
   DecoderContext dc;
@@ -129,6 +134,8 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& config) {
                   config.max_memory_bytes, scheduler_options.max_cache_bytes, one);
   }
   scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, scheduler_options);
+  // Only once everything has loaded: a failed build changes nothing.
+  if (config.threads > 0) compat::set_threads(config.threads);
 }
 
 int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType dtype,
@@ -177,15 +184,26 @@ std::vector<std::string> HeadlineEngine::strategy_names() const {
   return {cache_->name(), quantizer_->name(), pruner_->name(), decoder_->name(), parallel_->name()};
 }
 
+const Tokenizer& HeadlineEngine::tokenizer() const {
+  UDACI_CHECK_S(Status::kNotFound, tokenizer_ != nullptr, "{}", no_tokenizer_);
+  return *tokenizer_;
+}
+
+const PromptBuilder& HeadlineEngine::prompt_builder() const {
+  UDACI_CHECK_S(Status::kNotFound, prompt_ != nullptr, "{}", no_tokenizer_);
+  return *prompt_;
+}
+
 std::vector<int64_t> HeadlineEngine::eos_ids() const {
   std::vector<int64_t> ids(model_->config().eos_token_ids.begin(), model_->config().eos_token_ids.end());
+  if (!tokenizer_) return ids;
   for (int32_t id : tokenizer_->eos_ids())
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   return ids;
 }
 
 std::vector<int32_t> HeadlineEngine::prompt_ids(const std::string& summary) const {
-  const std::string text = prompt_->build(summary);
+  const std::string text = prompt_builder().build(summary);
   // A chat template prints BOS itself when the model wants it; the completion
   // prompt relies on the tokenizer's add_bos rule.
   const bool add_special = !prompt_->uses_chat_template();
@@ -270,7 +288,7 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
   for (size_t i = 0; i < n; ++i) {
     p->results[i].prompt_ids = prompt_ids(summaries[i]);  // throws for a bad summary
     prompts.emplace_back(p->results[i].prompt_ids.begin(), p->results[i].prompt_ids.end());
-    p->decoders.push_back(tokenizer_->incremental_decoder(true));
+    p->decoders.push_back(tokenizer().incremental_decoder(true));
   }
   p->text.resize(n);
   p->stopped.assign(n, 0);

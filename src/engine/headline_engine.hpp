@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cache/cache_strategy.hpp"
+#include "engine/engine_config.hpp"
 #include "engine/registry.hpp"
 #include "engine/scheduler.hpp"
 #include "decode/generate.hpp"
@@ -26,44 +27,6 @@
 #include "text/tokenizer.hpp"
 
 namespace udaci {
-
-// "cpu", "cuda" or "cuda:N" as an at::Device; Error(kInvalidArgument) for
-// another string, Error(kUnsupported) for CUDA where LibTorch has none.
-at::Device parse_device(const std::string& name);
-
-// What an engine is built from. Each strategy is one name from the
-// StrategyRegistry (engine/registry.hpp) plus its options.
-struct EngineConfig {
-  std::string model_path;       // empty: resolve_model_path() default lookup
-  std::string tokenizer_path;   // empty: the model's own tokenizer
-  at::ScalarType dtype = at::kFloat;
-  // "cpu", or "cuda" / "cuda:N" where LibTorch was built with CUDA (untested
-  // until the GPU path of issue #10; refused with kUnsupported elsewhere).
-  std::string device = "cpu";
-  std::string cache = "contiguous";  // CacheStrategy: "contiguous", "none"
-  StrategyOptions cache_options;
-  std::string quantizer = "none";    // Quantizer
-  StrategyOptions quantizer_options;
-  std::string pruner = "none";       // Pruner
-  StrategyOptions pruner_options;
-  std::string decoder = "sampling";  // Decoder: "sampling" (per-request options), "greedy"
-  StrategyOptions decoder_options;
-  std::string parallel = "single-device";  // ParallelPlan
-  StrategyOptions parallel_options;
-  PromptOptions prompt;
-  // Continuous batching: caps on live sequences and K/V memory, prefill
-  // chunk, batch-invariant mode.
-  SchedulerOptions scheduler;
-  // Limits (docs/SECURITY.md). A prompt of more tokens is refused with
-  // kInvalidArgument before any work (0: no cap beyond the model's context).
-  int64_t max_prompt_tokens = 2048;
-  // Weights + K/V cache, in bytes (0: no cap). The weights' resident size is
-  // estimated before they are materialised: a model that does not fit is
-  // refused with kOutOfMemory at load, and what is left bounds the cache
-  // (the scheduler's max_cache_bytes), so requests wait or fail instead of
-  // the process being killed.
-  int64_t max_memory_bytes = 0;
-};
 
 // Bytes the weights of `store` will hold once bound to kernels in `dtype`:
 // formats that run as stored (int8/int4/nf4 parts, packed 2:4, GGUF blocks
@@ -119,7 +82,11 @@ class HeadlineRequest {
 
 class HeadlineEngine {
  public:
-  explicit HeadlineEngine(const EngineConfig& config);
+  // tokenizer = kOptional: a model without a tokenizer still loads, for
+  // generate_ids() alone (`udaci generate --ids` on a bare checkpoint);
+  // tokenizer(), prompt_ids() and generate() then throw Error(kNotFound).
+  enum class TokenizerNeed { kRequired, kOptional };
+  explicit HeadlineEngine(const EngineConfig& config, TokenizerNeed tokenizer = TokenizerNeed::kRequired);
   // Finishes or cancels every request, then releases the other ranks of a
   // parallel plan.
   ~HeadlineEngine();
@@ -160,9 +127,16 @@ class HeadlineEngine {
                                              const TokenCallback& on_token = {}) const;
 
   const LlamaModel& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const PromptBuilder& prompt_builder() const { return *prompt_; }
+  const Tokenizer& tokenizer() const;
+  const PromptBuilder& prompt_builder() const;
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
   const std::string& model_path() const { return model_path_; }
+  // The configuration this engine runs: what it was built from, with the
+  // model path resolved and the quantizer "auto" (as-stored) resolved to what
+  // it chose. Built again, it gives the same engine.
+  const EngineConfig& config() const { return config_; }
+  // Its canonical recipe (engine/recipe.hpp), defaults spelled out.
+  std::string recipe() const { return config_.recipe(); }
   const std::string& model_format() const { return model_format_; }
   std::vector<int64_t> eos_ids() const;
   // What the quantizer and pruner did at load.
@@ -187,11 +161,13 @@ class HeadlineEngine {
   const SchedulerOptions& scheduler_options() const { return scheduler_->options(); }
 
  private:
+  EngineConfig config_;
   std::string model_path_;
   std::string model_format_;
   int64_t max_prompt_tokens_ = 0;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::string no_tokenizer_;  // why tokenizer_ is null (TokenizerNeed::kOptional)
   std::unique_ptr<PromptBuilder> prompt_;
   std::unique_ptr<CacheStrategy> cache_;
   std::unique_ptr<Quantizer> quantizer_;

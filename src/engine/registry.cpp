@@ -124,14 +124,20 @@ class SingleDevicePlan final : public ParallelPlan {
 }  // namespace
 
 void register_builtin_strategies(StrategyRegistry& r) {
-  r.caches.add("none", [](const StrategyOptions& o, const CacheShape& s) {
-    o.expect_only("cache 'none'", {});
-    return make_no_cache(s);
-  });
-  r.caches.add("contiguous", [](const StrategyOptions& o, const CacheShape& s) {
-    o.expect_only("cache 'contiguous'", {});
-    return make_contiguous_cache(s);
-  });
+  r.caches.add(
+      "none",
+      [](const StrategyOptions& o, const CacheShape& s) {
+        o.expect_only("cache 'none'", {});
+        return make_no_cache(s);
+      },
+      [](const StrategyOptions& o) { o.expect_only("cache 'none'", {}); });
+  r.caches.add(
+      "contiguous",
+      [](const StrategyOptions& o, const CacheShape& s) {
+        o.expect_only("cache 'contiguous'", {});
+        return make_contiguous_cache(s);
+      },
+      [](const StrategyOptions& o) { o.expect_only("cache 'contiguous'", {}); });
   r.quantizers.add("none", [](const StrategyOptions& o) -> std::unique_ptr<Quantizer> {
     o.expect_only("quantizer 'none'", {});
     return std::make_unique<NoQuantizer>();
@@ -151,23 +157,36 @@ void register_builtin_strategies(StrategyRegistry& r) {
     o.expect_only("decoder 'sampling'", {});
     return std::make_unique<SamplingDecoder>();
   });
-  r.decoders.add("beam", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
-    return std::make_unique<BeamSearchDecoder>(BeamOptions::from(o));
-  });
-  r.decoders.add("speculative", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
-    return std::make_unique<SpeculativeDecoder>(SpeculativeOptions::from(o));
-  });
+  r.decoders.add(
+      "beam",
+      [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+        return std::make_unique<BeamSearchDecoder>(BeamOptions::from(o));
+      },
+      [](const StrategyOptions& o) { BeamOptions::from(o); });
+  r.decoders.add(
+      "speculative",
+      [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+        return std::make_unique<SpeculativeDecoder>(SpeculativeOptions::from(o));
+      },
+      [](const StrategyOptions& o) { SpeculativeOptions::from(o); });
   r.parallel_plans.add("single-device", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
     o.expect_only("parallel plan 'single-device'", {});
     return std::make_unique<SingleDevicePlan>();
   });
   if (distributed_available()) {
-    r.parallel_plans.add("tensor-parallel", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
-      return make_tensor_parallel_plan(TensorParallelOptions::from(o));
-    });
-    r.parallel_plans.add("pipeline-parallel", [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
-      return make_pipeline_parallel_plan(PipelineParallelOptions::from(o));
-    });
+    // Building a plan joins the job's rendezvous: options are checked apart.
+    r.parallel_plans.add(
+        "tensor-parallel",
+        [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
+          return make_tensor_parallel_plan(TensorParallelOptions::from(o));
+        },
+        [](const StrategyOptions& o) { TensorParallelOptions::from(o); });
+    r.parallel_plans.add(
+        "pipeline-parallel",
+        [](const StrategyOptions& o) -> std::unique_ptr<ParallelPlan> {
+          return make_pipeline_parallel_plan(PipelineParallelOptions::from(o));
+        },
+        [](const StrategyOptions& o) { PipelineParallelOptions::from(o); });
   }
 }
 

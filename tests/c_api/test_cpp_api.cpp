@@ -18,7 +18,7 @@ TEST_CASE("cpp_api: failures throw udaci::Exception with the status and message"
     FAIL("no exception for a missing model");
   } catch (const udaci::Exception& e) {
     CHECK(e.status() == UDACI_ERR_NOT_FOUND);
-    CHECK(std::string(e.status_name()) == "not found");
+    CHECK(std::string(e.status_name()) == "not_found");
     CHECK(std::string(e.what()).find("/nonexistent/udaci-cpp-test/model.gguf") != std::string::npos);
   }
   udaci::EngineParams p = udaci::default_engine_params();
@@ -119,4 +119,26 @@ TEST_CASE("cpp_api: an exception in the stream callback cancels and is rethrown"
   CHECK(calls == 1);
   // The engine is fine afterwards.
   CHECK(!engine.generate(kSummaryB).headline().empty());
+}
+
+TEST_CASE("cpp_api: recipes and config files", "[c_api][cpp][recipe]") {
+  try {
+    udaci::Engine e = udaci::Engine::with_recipe("int8+int4");
+    FAIL("no exception for a recipe with two quantizers");
+  } catch (const udaci::Exception& e) {
+    CHECK(e.status() == UDACI_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(e.what()).find("both choose the quantizer") != std::string::npos);
+  }
+  try {
+    udaci::Engine e = udaci::Engine::from_file("/nonexistent/udaci-cpp.json");
+    FAIL("no exception for a missing config file");
+  } catch (const udaci::Exception& e) {
+    CHECK(e.status() == UDACI_ERR_NOT_FOUND);
+  }
+  CHECK(udaci::techniques_json().find("\"paged-prefix\"") != std::string::npos);
+  EnginePtr probe = default_engine();
+  if (!probe) return;
+  udaci::Engine e = udaci::Engine::with_recipe("paged-prefix+greedy");
+  CHECK(e.config_json().find("\"recipe\": \"paged-prefix{") != std::string::npos);
+  CHECK(!e.generate("The city council approved a plan to plant 10,000 trees.").headline().empty());
 }

@@ -75,6 +75,8 @@ TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][ben
   const ResolvedTechnique b = resolve_technique("baseline", base, reg);
   CHECK(b.config.engine.cache == "none");
   CHECK(b.config.engine.decoder == "greedy");
+  CHECK(b.config.engine.quantizer == "none");  // the fp32 reference, not the file's blocks
+  CHECK(b.recipe == "no-cache+no-quant+no-prune+greedy+single-device");
   CHECK(b.unavailable.empty());
   CHECK(b.config.engine.model_path == "m.gguf");
 
@@ -86,6 +88,12 @@ TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][ben
   CHECK(c.config.engine.cache == "paged-prefix");
   CHECK(c.category == "Quantization+Caching");
   CHECK(c.unavailable.empty());
+  // Options in braces reach the strategy; the canonical recipe spells them out.
+  const ResolvedTechnique o = resolve_technique("int4{group=64}+paged{block=32}", base, reg);
+  CHECK(o.config.engine.quantizer_options.get_int("t", "group", 0) == 64);
+  CHECK(o.recipe ==
+        "paged{block=32,kv=float,max_blocks=0,max_bytes=0,prefix=0}+int4{embed=int8,group=64,head=int8,scheme=affine}"
+        "+no-prune+greedy+single-device");
 
   const ResolvedTechnique p = resolve_technique("prune-30", base, reg);
   CHECK(p.config.engine.pruner == "magnitude");
@@ -102,13 +110,13 @@ TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][ben
   CHECK(sd.unavailable.find("--draft-model") != std::string::npos);
 
   CHECK_THROWS_WITH(resolve_technique("int8+int4", base, reg),
-                    Catch::Matchers::Contains("'int8' and 'int4' in 'int8+int4' both choose the quantizer"));
+                    Catch::Matchers::Contains("recipe 'int8+int4': 'int8' and 'int4' both choose the quantizer"));
   CHECK_THROWS_WITH(resolve_technique("kv-cache+paged", base, reg),
                     Catch::Matchers::Contains("both choose the cache"));
   CHECK_THROWS_WITH(resolve_technique("int3", base, reg),
                     Catch::Matchers::Contains("unknown technique 'int3'"));
   CHECK_THROWS_WITH(resolve_technique("int4+", base, reg), Catch::Matchers::Contains("ends with '+'"));
-  CHECK(split_technique_list(" a, b+c ,,d ") == std::vector<std::string>{"a", "b+c", "d"});
+  CHECK(split_technique_list(" a, b+c{x=1,y=2} ,,d ") == std::vector<std::string>{"a", "b+c{x=1,y=2}", "d"});
 
   // Every catalogue name resolves on its own.
   for (const std::string& n : technique_names()) CHECK_NOTHROW(resolve_technique(n, base, reg));
@@ -222,6 +230,10 @@ fs::path news_subset(const fs::path& dir, int n) {
 void check_result_sanity(const json& res, size_t samples, int max_new_tokens) {
   INFO(res["technique"]);
   CHECK(res["samples"] == samples);
+  // The canonical recipe it ran, ready to copy into a config file.
+  EngineConfig rc;
+  REQUIRE_NOTHROW(rc.set_recipe(res["recipe"].get<std::string>()));
+  CHECK(rc.recipe() == res["recipe"].get<std::string>());
   REQUIRE(res["items"].size() == samples);
   for (const char* key : {"ttft_ms_p50", "latency_ms_p50", "latency_ms_p95", "decode_tokens_per_s",
                           "prefill_tokens_per_s", "headlines_per_s", "weight_bytes", "peak_rss_bytes"})

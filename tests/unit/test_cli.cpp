@@ -81,7 +81,8 @@ TEST_CASE("cli: wrong options and bad models give a message and status 1 or 2", 
   CHECK(r1.err.find("'x' is not a token id") != std::string::npos);
   Run r2 = run_cli("generate --model " + m + " --ids 1 --dtype int3");
   CHECK(r2.status == 1);
-  CHECK(r2.err.find("--dtype") != std::string::npos);
+  // The engine's own message, as every front end gives it.
+  CHECK(r2.err.find("unknown dtype 'int3' (expected fp32, bf16 or fp16)") != std::string::npos);
   Run r3 = run_cli("generate --model " + m + " --ids 1 --top-p 7");
   CHECK(r3.status == 1);
   CHECK(r3.err.find("top_p") != std::string::npos);
@@ -193,7 +194,11 @@ TEST_CASE("cli: perplexity scores news records after a quantizer or pruner", "[u
     REQUIRE(r.status == 0);
     return json::parse(r.out);
   };
-  const json fp32 = run_json("");
+  // The fp32 reference is one recipe name away (the default runs the GGUF's blocks).
+  const json fp32 = run_json(" --recipe no-quant");
+  const json stored = run_json("");
+  CHECK(stored["recipe"] == "kv-cache+gguf-native+no-prune+sampling+single-device");
+  CHECK(stored["weight_bytes"].get<double>() < 0.35 * fp32["weight_bytes"].get<double>());
   const double p = fp32["perplexity"];
   CHECK(p > 1.0);
   CHECK(p < 2000.0);  // far below the 49,152-token vocabulary's uniform guess
@@ -215,5 +220,90 @@ TEST_CASE("cli: perplexity scores news records after a quantizer or pruner", "[u
   Run missing = run_cli("perplexity --model " + quote(model) + " --input /nonexistent/news.jsonl");
   CHECK(missing.status == 1);
   CHECK(missing.err.find("/nonexistent/news.jsonl") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+// Issue #21: --recipe and --config on every command that builds an engine,
+// refused with the engine's own messages before any model file is opened
+// (the model below does not exist: reaching it would say not_found).
+TEST_CASE("cli: bad recipes and config files exit 1 naming the part or key", "[unit][cli][recipe]") {
+  const std::string no_model = " --model /nonexistent/udaci-cli-model.gguf";
+  struct Case {
+    std::string args;
+    const char* needle;
+  };
+  const fs::path dir = fs::temp_directory_path() / ("udaci_cli_cfg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto file = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return quote((dir / name).string());
+  };
+  const std::string big = file("big.json", "{\"schema\": \"udaci-config/1\", \"model\": \"" +
+                                               std::string((1 << 20) + 1, 'x') + "\"}");
+  const Case cases[] = {
+      {"headline x --recipe 'gguf-native+warp-drive'" + no_model, "unknown technique 'warp-drive' (known: baseline"},
+      {"headline x --recipe int8+int4" + no_model, "'int8' and 'int4' both choose the quantizer"},
+      {"headline x --recipe 'int4{block=16}'" + no_model, "unknown option \"block\" (known: embed, group, head, scheme)"},
+      {"perplexity --recipe 'int4{group=abc}'" + no_model, "\"group\" must be an integer, got \"abc\""},
+      {"generate --ids 1 --recipe 'paged{block=0}'" + no_model, "\"block\" must be in 1..4096"},
+      {"bench --techniques 'int4{group=48}'" + no_model, "group must be 32, 64 or 128"},
+      {"headline x --config " + file("unknown.json", R"({"schema": "udaci-config/1", "prompt": {"sytem": ""}})") +
+           no_model,
+       "/prompt/sytem is not a known key"},
+      {"headline x --config " + file("type.json", R"({"schema": "udaci-config/1", "threads": "2"})") + no_model,
+       "/threads must be an integer, got string"},
+      {"perplexity --config " + file("malformed.json", R"({"schema": "udaci-config/1",)") + no_model,
+       "not valid JSON"},
+      {"generate --ids 1 --config " + big + no_model, "over the limit"},
+      {"bench --config " + file("recipe.json", R"({"schema": "udaci-config/1", "recipe": "kv-cache+paged"})") +
+           no_model,
+       "both choose the cache"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.args.substr(0, 200));
+    const Run r = run_cli(c.args);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("udaci: error (invalid_argument)") != std::string::npos);
+    CHECK(r.err.find(c.needle) != std::string::npos);
+  }
+  const Run missing = run_cli("headline x --config /nonexistent/deploy.json");
+  CHECK(missing.status == 1);
+  CHECK(missing.err.find("not_found") != std::string::npos);
+  const Run list = run_cli("techniques --json");
+  REQUIRE(list.status == 0);
+  CHECK(json::parse(list.out).size() > 20);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("cli: a config file and flags over it", "[unit][cli][recipe][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / ("udaci_cli_cfg2_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string cfg = (dir / "deploy.json").string();
+  std::ofstream(cfg) << R"({"schema": "udaci-config/1", "recipe": "paged-prefix{block=32}+greedy", "threads": 2})";
+  // generate prints the recipe it ran: the file's, then the file's with --recipe over it.
+  const Run a = run_cli("generate --ids '1 2 3' --max-new-tokens 2 --config " + quote(cfg));
+  INFO(a.err);
+  REQUIRE(a.status == 0);
+  CHECK(json::parse(a.out)["recipe"] ==
+        "paged-prefix{block=32,kv=float,max_blocks=0,max_bytes=0,prefix=1}+gguf-native+no-prune+greedy+single-device");
+  const Run b = run_cli("generate --ids '1 2 3' --max-new-tokens 2 --config " + quote(cfg) +
+                        " --recipe no-quant --cache contiguous");
+  INFO(b.err);
+  REQUIRE(b.status == 0);
+  CHECK(json::parse(b.out)["recipe"] == "kv-cache+no-quant+no-prune+greedy+single-device");
+  // headline with the file gives the same text as the same recipe on the command line.
+  const std::string s = quote("The city council approved a plan on Tuesday to plant 10,000 trees along the river.");
+  const Run h1 = run_cli("headline " + s + " --config " + quote(cfg));
+  const Run h2 = run_cli("--threads 2 headline " + s + " --recipe 'paged-prefix{block=32}+greedy'");
+  REQUIRE(h1.status == 0);
+  REQUIRE(h2.status == 0);
+  CHECK(!h1.out.empty());
+  CHECK(h1.out == h2.out);
   fs::remove_all(dir);
 }

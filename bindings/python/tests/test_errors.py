@@ -36,9 +36,9 @@ def test_corrupt_model_file_is_bad_model_file(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(dtype="fp16"), "unknown dtype 'fp16'"),
+    (dict(dtype="fp8"), "unknown dtype 'fp8' \\(expected fp32, bf16 or fp16\\)"),
     (dict(model=""), "model path is empty"),
-    (dict(threads=0), "threads must be >= 1"),
+    (dict(threads=-1), r"/threads must be in \[0, 1024\]"),
 ])
 def test_bad_engine_arguments_are_invalid_argument(kwargs, pattern):
     with pytest.raises(udaci.InvalidArgument, match=pattern) as info:

@@ -30,7 +30,7 @@ from ._errors import (
     OutOfMemory,
     Unsupported,
 )
-from ._engine import EngineConfig, HeadlineEngine, Stream
+from ._engine import EngineConfig, HeadlineEngine, Stream, techniques
 from ._udaci import Result, __version__, default_model_path
 
 # The historical name: udaci.Engine(model=..., dtype=...) is the same class.
@@ -43,6 +43,7 @@ __all__ = [
     "Stream",
     "Result",
     "default_model_path",
+    "techniques",
     "__version__",
     "Error",
     "InvalidArgument",

@@ -11,24 +11,34 @@ keeps working.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
+from . import _errors as udaci_errors
 from . import _udaci
 
-__all__ = ["EngineConfig", "HeadlineEngine", "Stream"]
+__all__ = ["EngineConfig", "HeadlineEngine", "Stream", "techniques"]
 
-_STRATEGY_KINDS = ("cache", "quantizer", "pruner", "decoder", "parallel", "scheduler")
+
+def techniques() -> "list[Dict[str, Any]]":
+    """The technique catalogue: every name a recipe may use, as dicts with
+    ``name``, ``category``, ``slot``, ``strategy``, ``preset``, ``description``,
+    ``issue``, ``multi_process`` and ``available`` (whether this build has it)."""
+    return json.loads(_udaci.techniques_json())
+
+_STRATEGY_KINDS = ("cache", "quantizer", "pruner", "decoder", "parallel")
+_SCHEMA = "udaci-config/1"
 
 
 def _option_value(value: object) -> str:
     # The C++ StrategyOptions hold strings and parse them per key; booleans
-    # are spelled the way its getters read them.
+    # are the 0/1 its getters read.
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return "1" if value else "0"
     if isinstance(value, (str, int, float)):
         return str(value)
     raise TypeError(f"strategy option values must be str, int, float or bool, got {type(value).__name__}")
@@ -43,42 +53,59 @@ def _options(kind: str, options: Optional[Mapping[str, object]]) -> Dict[str, st
     return {str(k): _option_value(v) for k, v in options.items()}
 
 
+def _path(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 @dataclass
 class EngineConfig:
-    """What a ``HeadlineEngine`` is built from (the C++ ``udaci::EngineConfig``).
+    """What a ``HeadlineEngine`` is built from: the config file of every udaci
+    front end (docs/config.md) as a Python object.
 
     model: a .gguf file or a Hugging Face model folder; None: ``default_model_path()``.
-    dtype: ``"fp32"`` or ``"bf16"``.
-    cache: KV cache strategy, ``"contiguous"`` or ``"none"`` (recompute every step).
-    threads: ATen intra-op threads for the whole process; None leaves the setting alone.
-    system / instruction: the chat prompt's texts; None: udaci's defaults
-    (``instruction`` must contain ``{summary}``; ``system=""`` sends no system message).
-    use_chat_template: False forces the plain completion prompt.
+    recipe: the techniques to run, joined by ``+`` with options in braces, e.g.
+    ``"gguf-native+paged-prefix"`` or ``"int4{group=64}+spec-lookup"`` (the same
+    words as the C ABI, the CLI's ``--recipe`` and ``udaci bench``; ``udaci.techniques()``
+    lists them). None: the default, ``kv-cache+as-stored+no-prune+sampling+single-device``
+    (a GGUF's blocks run as stored; ``no-quant`` is the fp32 reference).
+    dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``. device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    threads: threads of udaci's CPU kernels, for the whole process; None leaves the setting alone.
+    system / instruction / completion: the chat prompt's texts and the completion prompt;
+    None: udaci's defaults (``instruction`` and ``completion`` must contain ``{summary}``;
+    ``system=""`` sends no system message).
+    use_chat_template: False forces the completion prompt.
     tokenizer: a tokenizer.json to use instead of the model's own.
-    decoder: ``"sampling"`` (per-call sampling options) or ``"greedy"``.
-    quantizer, pruner, parallel: strategy names from udaci's registries
-    (``"none"``, ``"none"``, ``"single-device"`` by default).
-    *_options: each strategy's options, ``{"key": value}``; values are passed
-    as strings and unknown keys are refused by the strategy (``udaci.InvalidArgument``).
+    cache, quantizer, pruner, decoder, parallel: a strategy by its registry name
+    (``"paged"``, ``"int4"``, ``"magnitude"``, ``"beam"``, ...), overriding the recipe's;
+    None keeps the recipe's. *_options: options set over that slot's
+    (``{"group": 64}``); unknown keys are refused (``udaci.InvalidArgument``).
     scheduler_options: continuous batching (``max_sequences``, ``max_cache_bytes``,
     ``prefill_chunk``, ``batch_invariant``); see docs/user_guide.md, section 5.
     max_prompt_tokens: a summary whose prompt is longer is refused (0: no cap).
     max_memory_bytes: cap on weights + K/V cache in bytes (0: none); a model that
     does not fit raises ``udaci.OutOfMemory`` at load (docs/SECURITY.md).
+    max_summary_bytes: longest summary accepted (None: 16 KiB).
+
+    ``EngineConfig.from_file(path)`` / ``to_file(path)`` read and write the config
+    file the CLI (``--config``), the C ABI (``udaci_engine_create_from_file``) and
+    ``udaci serve`` load; ``to_json()`` is its canonical text.
     """
 
     model: Optional[Union[str, "os.PathLike[str]"]] = None
+    recipe: Optional[str] = None
     dtype: str = "fp32"
-    cache: str = "contiguous"
+    device: str = "cpu"
     threads: Optional[int] = None
     system: Optional[str] = None
     instruction: Optional[str] = None
+    completion: Optional[str] = None
     use_chat_template: bool = True
     tokenizer: Optional[Union[str, "os.PathLike[str]"]] = None
-    decoder: str = "sampling"
-    quantizer: str = "none"
-    pruner: str = "none"
-    parallel: str = "single-device"
+    cache: Optional[str] = None
+    quantizer: Optional[str] = None
+    pruner: Optional[str] = None
+    decoder: Optional[str] = None
+    parallel: Optional[str] = None
     cache_options: Dict[str, Any] = field(default_factory=dict)
     quantizer_options: Dict[str, Any] = field(default_factory=dict)
     pruner_options: Dict[str, Any] = field(default_factory=dict)
@@ -87,19 +114,85 @@ class EngineConfig:
     scheduler_options: Dict[str, Any] = field(default_factory=dict)
     max_prompt_tokens: int = 2048
     max_memory_bytes: int = 0
+    max_summary_bytes: Optional[int] = None
 
     def replace(self, **changes: Any) -> "EngineConfig":
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
-    def _engine_kwargs(self) -> Dict[str, Any]:
-        kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    # The config file's JSON (only what is set) and the per-slot overrides by
+    # strategy name: the C++ engine's one builder parses and checks both.
+    def _config_json(self) -> str:
+        prompt: Dict[str, Any] = {"use_chat_template": self.use_chat_template}
+        for key in ("system", "instruction", "completion", "max_summary_bytes"):
+            if getattr(self, key) is not None:
+                prompt[key] = getattr(self, key)
+        d: Dict[str, Any] = {
+            "schema": _SCHEMA,
+            "dtype": self.dtype,
+            "device": self.device,
+            "threads": 0 if self.threads is None else self.threads,
+            "prompt": prompt,
+            "limits": {"max_prompt_tokens": self.max_prompt_tokens, "max_memory_bytes": self.max_memory_bytes},
+        }
         for key in ("model", "tokenizer"):
-            if kw[key] is not None:
-                kw[key] = os.fspath(kw[key])
+            value = _path(getattr(self, key))
+            if value is not None:
+                if value == "":
+                    raise udaci_errors.InvalidArgument(
+                        f"{key} path is empty (pass None for the " + ("default model)" if key == "model"
+                                                                      else "model's own)"))
+                d[key] = value
+        if self.recipe is not None:
+            d["recipe"] = self.recipe
+        try:
+            return json.dumps(d)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"EngineConfig: {e}") from None
+
+    def _overrides(self) -> Dict[str, Tuple[Optional[str], Dict[str, str]]]:
+        out: Dict[str, Tuple[Optional[str], Dict[str, str]]] = {}
         for kind in _STRATEGY_KINDS:
-            kw[f"{kind}_options"] = _options(kind, kw[f"{kind}_options"])
-        return kw
+            name = getattr(self, kind)
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"{kind} must be a strategy name (str) or None, got {type(name).__name__}")
+            options = _options(kind, getattr(self, f"{kind}_options"))
+            if name is not None or options:
+                out[kind] = (name, options)
+        scheduler = _options("scheduler", self.scheduler_options)
+        if scheduler:
+            out["scheduler"] = (None, scheduler)
+        return out
+
+    def to_json(self) -> str:
+        """The canonical config file text (validated; every setting and the recipe
+        spelled out). Raises udaci.InvalidArgument naming the key or recipe part."""
+        return _udaci.normalize_config(self._config_json(), self._overrides())
+
+    def to_file(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Write ``to_json()`` to ``path``."""
+        text = self.to_json()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+    @classmethod
+    def from_json(cls, text: str) -> "EngineConfig":
+        """An EngineConfig from config file text (validated by the engine's own reader:
+        unknown keys and bad values raise udaci.InvalidArgument with the key's JSON path)."""
+        d = json.loads(_udaci.normalize_config(text, {}))
+        prompt, limits = d["prompt"], d["limits"]
+        return cls(model=d["model"] or None, recipe=d["recipe"], dtype=d["dtype"], device=d["device"],
+                   threads=d["threads"] or None, system=prompt["system"], instruction=prompt["instruction"],
+                   completion=prompt["completion"], use_chat_template=prompt["use_chat_template"],
+                   tokenizer=d["tokenizer"] or None, scheduler_options=dict(d["scheduler"]),
+                   max_prompt_tokens=limits["max_prompt_tokens"], max_memory_bytes=limits["max_memory_bytes"],
+                   max_summary_bytes=prompt["max_summary_bytes"])
+
+    @classmethod
+    def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "EngineConfig":
+        """Read a udaci config file (docs/config.md). Raises udaci.NotFound when it cannot
+        be read and udaci.InvalidArgument when it is not a valid config."""
+        return cls.from_json(_udaci.load_config(os.fspath(path)))
 
 
 class HeadlineEngine(_udaci.Engine):
@@ -130,13 +223,20 @@ class HeadlineEngine(_udaci.Engine):
         else:
             raise TypeError("HeadlineEngine() takes an EngineConfig or a model path, "
                             f"got {type(config).__name__}")
-        super().__init__(**config._engine_kwargs())
+        super().__init__(config._config_json(), config._overrides())
         self._config = config
 
     @property
     def config(self) -> EngineConfig:
         """The EngineConfig this engine was made from (a copy; changing it changes nothing)."""
         return dataclasses.replace(self._config)
+
+    @property
+    def effective_config(self) -> EngineConfig:
+        """What this engine runs: the model path resolved and the recipe canonical, the
+        as-stored quantizer resolved. ``HeadlineEngine(engine.effective_config)`` builds
+        the same engine; ``effective_config.to_file(path)`` saves it."""
+        return EngineConfig.from_json(self.config_json)
 
     def stream(self, summary: str, **options: Any) -> "Stream":
         """Iterate over the text of one headline as it is generated.
