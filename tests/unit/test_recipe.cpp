@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "engine/engine_config.hpp"
 #include "engine/headline_engine.hpp"
@@ -256,4 +257,43 @@ TEST_CASE("config: as-stored runs a GGUF's blocks, and the engine reports what i
   // The effective configuration builds the same engine.
   const EngineConfig again = EngineConfig::from_json(stored.config().to_json());
   CHECK(HeadlineEngine(again).recipe() == stored.recipe());
+}
+
+// Hostile text: whatever bytes arrive as a recipe or a config file, the only
+// way out is a udaci::Error (never another exception, a crash or a hang).
+// Deterministic: a fixed seed over an alphabet of the grammar's characters,
+// and byte mutations of a valid config file.
+TEST_CASE("recipe: random text fails only with udaci::Error", "[unit][recipe]") {
+  std::mt19937 rng(21);
+  const std::string alphabet = "+{}=,\"\\ aint48gufpdkvchrsle-_.:/\x01\xff";
+  const std::vector<std::string> words = {"int4", "paged", "spec-draft", "draft_model", "group", "block",
+                                          "kv-cache", "{", "}", "+", "=", ",", "\"", "\\"};
+  int parsed = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string s;
+    const int n = static_cast<int>(rng() % 40);
+    for (int j = 0; j < n; ++j)
+      s += (rng() % 3 == 0) ? words[rng() % words.size()] : std::string(1, alphabet[rng() % alphabet.size()]);
+    try {
+      EngineConfig c;
+      c.set_recipe(s);
+      const std::string canonical = c.recipe();
+      CHECK(with_recipe(canonical).recipe() == canonical);  // whatever parsed, round-trips
+      ++parsed;
+    } catch (const Error& e) {
+      CHECK(e.status() == Status::kInvalidArgument);
+    }
+  }
+  CHECK(parsed > 0);
+  const std::string good = EngineConfig{}.to_json();
+  for (int i = 0; i < 3000; ++i) {
+    std::string s = good;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int j = 0; j < edits; ++j) s[rng() % s.size()] = static_cast<char>(rng() % 256);
+    try {
+      (void)EngineConfig::from_json(s);
+    } catch (const Error& e) {
+      CHECK(e.status() == Status::kInvalidArgument);
+    }
+  }
 }
