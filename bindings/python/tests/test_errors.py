@@ -105,3 +105,12 @@ def test_not_found_without_any_default_model(monkeypatch, tmp_path):
     assert udaci.default_model_path() == str(tmp_path / "nowhere.gguf")
     with pytest.raises(udaci.NotFound, match="nowhere.gguf"):
         udaci.Engine()
+
+
+def test_status_names_are_spelled_as_in_c():
+    # udaci.Error.status is what C's udaci_status_name() and the CLI print (issue #21).
+    from udaci import _udaci
+    classes = [udaci.InvalidArgument, udaci.NotFound, udaci.BadModelFile, udaci.Unsupported, udaci.OutOfMemory,
+               udaci.BufferTooSmall, udaci.Cancelled, udaci.CudaError, udaci.DistributedError, udaci.InternalError]
+    for cls in classes:
+        assert _udaci.status_name(cls.code) == cls.status, cls
