@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 import threading
 
+import udaci
+
+from conftest import needs_model
+
 
 def test_other_python_threads_run_while_generating(engine, summary):
     # The streaming callback reads the counter at each piece, i.e. strictly
@@ -40,7 +44,13 @@ def test_other_python_threads_run_while_generating(engine, summary):
     assert snapshots[-1] > snapshots[0], snapshots
 
 
-def test_concurrent_calls_on_one_engine_match_serial(engine, summaries):
+@needs_model
+def test_concurrent_calls_on_one_engine_match_serial(summaries):
+    # The fp32 reference: batched and single steps give the same greedy tokens
+    # there, so a mismatch can only be mixing between requests. (The default
+    # as-stored Q4_1 kernels compute a batch of rows differently from one row:
+    # issue #22, M13.)
+    engine = udaci.Engine(recipe="no-quant")
     work = summaries[:3]
     serial = [engine.generate([s], max_new_tokens=10)[0].new_ids for s in work]
     got: list = [None] * len(work)
