@@ -113,6 +113,26 @@ inline const udaci::HeadlineEngine* default_engine() {
   return engine.get();
 }
 
+// The default model under a given recipe ("no-quant": the fp32 reference,
+// whose greedy tokens do not depend on the batch a sequence shares), one per
+// recipe per process; nullptr when the model is not installed.
+inline const udaci::HeadlineEngine* default_engine_with(const std::string& recipe) {
+  static std::map<std::string, std::unique_ptr<udaci::HeadlineEngine>> engines;
+  auto it = engines.find(recipe);
+  if (it == engines.end()) {
+    std::unique_ptr<udaci::HeadlineEngine> e;
+    const std::string path = default_model_gguf();
+    if (!path.empty()) {
+      udaci::EngineConfig c;
+      c.model_path = path;
+      c.set_recipe(recipe);
+      e = std::make_unique<udaci::HeadlineEngine>(c);
+    }
+    it = engines.emplace(recipe, std::move(e)).first;
+  }
+  return it->second.get();
+}
+
 }  // namespace udaci_test
 
 // Runs fn and expects a udaci::Error with `status` whose message contains

@@ -43,21 +43,7 @@ const Fixture& fixture() {
 
 // The fp32 reference, named explicitly: the default recipe runs the file's
 // Q4_1 blocks as stored, and the fixture is llama.cpp on the F32 weights.
-const HeadlineEngine* engine() {
-  static std::unique_ptr<HeadlineEngine> e;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    const std::string path = udaci_test::default_model_gguf();
-    if (!path.empty()) {
-      EngineConfig c;
-      c.model_path = path;
-      c.set_recipe("no-quant");
-      e = std::make_unique<HeadlineEngine>(c);
-    }
-  }
-  return e.get();
-}
+const HeadlineEngine* engine() { return udaci_test::default_engine_with("no-quant"); }
 
 }  // namespace
 

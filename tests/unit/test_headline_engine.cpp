@@ -10,7 +10,10 @@ using namespace udaci;
 
 namespace {
 
-const HeadlineEngine* engine() { return udaci_test::default_engine(); }
+// The fp32 reference: the submit() test compares headlines decoded in
+// batches of different composition, which the as-stored Q4_1 kernels do not
+// compute identically (issue #22).
+const HeadlineEngine* engine() { return udaci_test::default_engine_with("no-quant"); }
 
 const char* kSummary =
     "The city council voted on Monday to expand the bike lane network across downtown, "
