@@ -528,7 +528,9 @@ std::vector<std::vector<int64_t>> prompts_of(const HeadlineEngine& e, const std:
 }  // namespace
 
 TEST_CASE("paged: default model gives the contiguous cache's headlines, alone and batched", "[paged][smollm2]") {
-  const HeadlineEngine* e = udaci_test::default_engine();
+  // fp32 weights: their batched and single-row steps agree (the as-stored
+  // Q4_1 kernels do not compute a batch like one row: issue #22).
+  const HeadlineEngine* e = udaci_test::default_engine_with("no-quant");
   if (!e) {
     WARN(udaci_test::kNoDefaultModel);
     return;

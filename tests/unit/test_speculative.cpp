@@ -261,7 +261,7 @@ TEST_CASE("speculative: the engine's decoder on the default model matches greedy
   o.max_new_tokens = 24;
   EngineConfig base;
   base.model_path = path;
-  base.decoder = "greedy";
+  base.set_recipe("no-quant+greedy");  // fp32: verifying k rows at once equals k single steps
   HeadlineEngine greedy(base);
   const auto ref = greedy.generate(summaries, o);
   for (const std::string draft : {"prompt-lookup", "self-int4"}) {
