@@ -65,7 +65,7 @@ struct EngineConfig {
   std::string cache = "contiguous";  // CacheStrategy
   StrategyOptions cache_options;
   // Quantizer; "auto" (recipe `as-stored`): run the weights as the file
-  // stores them — a GGUF's Q4_0/Q4_1/Q8_0 blocks natively ("gguf-native") on
+  // stores them — a GGUF's Q4_0/Q4_1/Q8_0/K-quant blocks natively ("gguf-native") on
   // the CPU of a single process, otherwise "none" (which still runs int8 /
   // int4 / nf4 / 2:4 artefacts as stored and dequantises the rest).
   std::string quantizer = "auto";

@@ -154,7 +154,12 @@ int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType 
       case WeightType::kU8: as_stored = true; break;  // int8 / int4 / nf4 / 2:4 parts
       case WeightType::kQ4_0:
       case WeightType::kQ4_1:
-      case WeightType::kQ8_0: as_stored = native_gguf_blocks; break;
+      case WeightType::kQ8_0:
+      case WeightType::kQ5_0:
+      case WeightType::kQ5_1:
+      case WeightType::kQ4_K:
+      case WeightType::kQ5_K:
+      case WeightType::kQ6_K: as_stored = native_gguf_blocks; break;
       default: break;
     }
     // Scales and minimums of the quantised formats stay as they are.

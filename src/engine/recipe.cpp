@@ -67,7 +67,7 @@ std::vector<Technique> make_catalogue() {
   t.push_back(make("nf4", "Quantization", Q, "nf4", {}, true, "#7 (M6)",
                    "4-bit NormalFloat weights (QLoRA's code book)"));
   t.push_back(make("gguf-native", "Quantization", Q, "gguf-native", {}, true, "#7 (M6)",
-                   "the GGUF file's Q4_0/Q4_1/Q8_0 blocks run as stored"));
+                   "the GGUF file's Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K blocks run as stored (repacked into 8-row tiles)"));
   t.push_back(make("prune-30", "Pruning", P, "magnitude", {{"fraction", "0.3"}}, false, "#7 (M6)",
                    "30% unstructured magnitude pruning (dense storage)"));
   t.push_back(make("prune-2of4", "Pruning", P, "2:4", {}, true, "#7 (M6)",
@@ -92,7 +92,7 @@ std::vector<Technique> make_catalogue() {
   t.push_back(make("no-cache", "Caching", C, "none", {}, true, "#5 (M4)",
                    "no K/V cache (as baseline)"));
   t.push_back(make("as-stored", "Quantization", Q, "auto", {}, true, "#21 (M12)",
-                   "weights as the file stores them: a GGUF's Q4_0/Q4_1/Q8_0 blocks natively "
+                   "weights as the file stores them: a GGUF's Q4_0/Q4_1/Q8_0/K-quant blocks natively "
                    "(gguf-native) on the CPU of one process, otherwise no-quant (the default)"));
   t.push_back(make("no-quant", "Quantization", Q, "none", {}, true, "#7 (M6)",
                    "weights in the compute dtype (GGUF blocks dequantised at load; udaci "

@@ -156,8 +156,8 @@ void dq_q3_k(const uint8_t* b, float* y) {
   }
 }
 
-// The 12 scale bytes of Q4_K/Q5_K hold 8 six-bit scales and 8 six-bit mins
-// (ggml-quants.c get_scale_min_k4).
+}  // namespace
+
 void k4_scale_min(const uint8_t* s, uint8_t* sc, uint8_t* m) {
   for (int j = 0; j < 4; ++j) {
     sc[j] = s[j] & 0x3f;
@@ -166,6 +166,8 @@ void k4_scale_min(const uint8_t* s, uint8_t* sc, uint8_t* m) {
     m[j + 4] = static_cast<uint8_t>((s[j + 8] >> 4) | ((s[j + 4] >> 2) & 0x30));
   }
 }
+
+namespace {
 
 // block_q4_K {half d, dmin; uint8 scales[12]; uint8 qs[128]}: 8 sub-blocks of
 // 32; sub-block 2c + k is nibble k of qs[32c .. 32c + 31]; value

@@ -14,6 +14,10 @@ namespace udaci {
 // has no dequantiser.
 void dequantize_row(WeightType t, const uint8_t* src, float* dst, int64_t n_elements);
 
+// The 12 scale bytes of a Q4_K / Q5_K super-block: 8 six-bit scales and 8
+// six-bit mins, one per sub-block of 32 (ggml-quants.c get_scale_min_k4).
+void k4_scale_min(const uint8_t* scales12, uint8_t* sc, uint8_t* m);
+
 // IEEE binary16 and bfloat16 bit patterns to float (exact; inf/nan kept).
 float half_to_float(uint16_t h);
 float bf16_to_float(uint16_t b);

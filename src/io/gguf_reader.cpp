@@ -854,6 +854,7 @@ void gguf_weights_to_store(const std::shared_ptr<GgufFile>& g, WeightStore& stor
     e.data = t.data;
     e.nbytes = t.nbytes;
     e.owner = owner;
+    e.file = g->mapping();
     e.source = g->path();
     // convert_hf_to_gguf.py (LlamaModel.permute) reorders the rows of
     // attn_q (by head_count) and attn_k (by head_count_kv) for llama.cpp's

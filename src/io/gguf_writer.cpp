@@ -324,6 +324,14 @@ GgufExportReport write_model_gguf(const std::string& path, const ModelConfig& c,
         buf = std::make_shared<std::vector<uint8_t>>(p, p + deq.nbytes());
         type = kGgmlF32;
       }
+    } else if (e.shape.size() == 1 && (e.type == WeightType::kF16 || e.type == WeightType::kBF16)) {
+      // 1-D tensors (norm weights, biases) as F32, as llama.cpp's converter
+      // writes them: llama.cpp's CPU ops refuse an f16 norm weight (it aborts
+      // in binary_op, "unsupported types: dst: f32, src0: f32, src1: f16").
+      const at::Tensor f = store.tensor(name, at::kFloat).contiguous();
+      const auto* p = static_cast<const uint8_t*>(f.data_ptr());
+      buf = std::make_shared<std::vector<uint8_t>>(p, p + f.nbytes());
+      type = kGgmlF32;
     } else {
       const std::optional<uint32_t> id = ggml_id_of(e.type);
       UDACI_CHECK_S(Status::kUnsupported, id.has_value(),

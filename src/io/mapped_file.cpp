@@ -70,4 +70,16 @@ MappedFile::~MappedFile() {
   }
 }
 
+void MappedFile::drop_pages(const void* p, size_t n) const {
+  if (!mapped_ || p == nullptr || n == 0) return;
+  const auto begin = reinterpret_cast<uintptr_t>(data_), end = begin + size_;
+  const auto lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;
+  if (lo < begin || hi > end) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (lo + page - 1) / page * page, last = hi / page * page;
+  if (first >= last) return;
+  // Advice only: a failure leaves the pages where they are.
+  (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 }  // namespace udaci

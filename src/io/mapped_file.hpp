@@ -29,6 +29,13 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the pages wholly inside [p, p + n) from this process's memory
+  // (madvise MADV_DONTNEED) once a kernel has copied what it needs out of
+  // them (repacked weights). Safe: the map is private and read-only, so a
+  // later read faults the bytes back in from the file. A no-op for heap
+  // copies and for ranges outside the map.
+  void drop_pages(const void* p, size_t n) const;
+
  private:
   MappedFile() = default;
   std::string path_;

@@ -128,6 +128,7 @@ void read_safetensors_file(const std::shared_ptr<MappedFile>& file, WeightStore&
     e.data = base + begin;
     e.nbytes = expect;
     e.owner = owner;
+    e.file = file;
     store.add(std::move(e));
   }
 }

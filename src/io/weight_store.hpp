@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "io/mapped_file.hpp"
+
 namespace udaci {
 
 // Storage format of one tensor. Plain dtypes and the GGUF block formats share
@@ -57,6 +59,9 @@ struct TensorEntry {
   const uint8_t* data = nullptr;
   uint64_t nbytes = 0;
   std::shared_ptr<const void> owner;  // keeps the mapping alive
+  // The file map `data` lies in, when it lies in one (GGUF, safetensors):
+  // lets a kernel that copied the bytes drop them from memory.
+  std::shared_ptr<const MappedFile> file;
   std::string source;                 // file the tensor came from, for messages
   // GGUF converters permute the rows of Q and K for llama.cpp's interleaved
   // rotary layout; when > 0, tensor() undoes that permutation for this many

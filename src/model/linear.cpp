@@ -36,6 +36,32 @@ at::Tensor LinearKernel::gather_rows(const at::Tensor&, at::ScalarType) const {
   fail(Status::kUnsupported, "the '{}' kernel cannot serve as a token embedding", name());
 }
 
+std::vector<at::Tensor> LinearKernel::forward_group(const at::Tensor& x,
+                                                   const std::vector<const LinearKernel*>& group) const {
+  std::vector<at::Tensor> out;
+  out.reserve(group.size());
+  for (const LinearKernel* k : group) out.push_back(k->forward(x));
+  return out;
+}
+
+std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const Linear*>& group) {
+  UDACI_CHECK(!group.empty(), "forward_all: empty group");
+  std::vector<const LinearKernel*> kernels;
+  kernels.reserve(group.size());
+  const void* key = group.front()->kernel().group_key();
+  bool shared = key != nullptr;
+  for (const Linear* l : group) {
+    kernels.push_back(&l->kernel());
+    shared = shared && l->kernel().group_key() == key &&
+             l->kernel().in_features() == group.front()->kernel().in_features();
+  }
+  if (shared) return kernels.front()->forward_group(x, kernels);
+  std::vector<at::Tensor> out;
+  out.reserve(group.size());
+  for (const LinearKernel* k : kernels) out.push_back(k->forward(x));
+  return out;
+}
+
 std::unique_ptr<LinearKernel> make_dense_kernel(at::Tensor weight, at::Tensor bias) {
   return std::make_unique<DenseKernel>(std::move(weight), std::move(bias));
 }

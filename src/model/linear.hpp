@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace udaci {
 
@@ -29,6 +30,15 @@ class LinearKernel {
   // [n, in_features] in `dtype`. Kernels bound to the token embedding must
   // implement it; the default throws Error(kUnsupported).
   virtual at::Tensor gather_rows(const at::Tensor& ids, at::ScalarType dtype) const;
+
+  // Several projections of one input (q/k/v; gate/up) in one call. Kernels
+  // that can share work across such a group (the quantised ones quantise the
+  // input once and run one parallel loop over all the weights) return the
+  // same non-null key here and implement forward_group, which is called on
+  // the group's first kernel with every member. Others return nullptr.
+  virtual const void* group_key() const { return nullptr; }
+  virtual std::vector<at::Tensor> forward_group(const at::Tensor& x,
+                                                const std::vector<const LinearKernel*>& group) const;
 };
 
 // y = x W^T (+ b) with ATen (BLAS underneath). weight: [out, in].
@@ -69,5 +79,9 @@ class Linear {
   // Shared: a tied LM head and the embedding use one kernel.
   std::shared_ptr<LinearKernel> kernel_;
 };
+
+// Every projection of `group` applied to x, in order: one forward_group when
+// their kernels share a group key and input width, else one by one.
+std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const Linear*>& group);
 
 }  // namespace udaci

@@ -352,9 +352,10 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = layers_[li];
     at::Tensor hn = rms_norm(x, L.input_norm);
-    at::Tensor q = L.q(hn).view({total, c.num_heads, c.head_dim});
-    at::Tensor k = L.k(hn).view({total, c.num_kv_heads, c.head_dim});
-    at::Tensor v = L.v(hn).view({total, c.num_kv_heads, c.head_dim});
+    std::vector<at::Tensor> qkv = forward_all(hn, {&L.q, &L.k, &L.v});
+    at::Tensor q = qkv[0].view({total, c.num_heads, c.head_dim});
+    at::Tensor k = qkv[1].view({total, c.num_kv_heads, c.head_dim});
+    at::Tensor v = qkv[2].view({total, c.num_kv_heads, c.head_dim});
     q = Rope::apply(q, cos, sin);
     k = Rope::apply(k, cos, sin);
 
@@ -372,7 +373,8 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
     x = x + L.o(attn);
 
     at::Tensor hm = rms_norm(x, L.post_norm);
-    x = x + L.down(at::silu(L.gate(hm)) * L.up(hm));
+    std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
+    x = x + L.down(at::silu(gu[0]).mul_(gu[1]));
   }
   for (const SeqSlice& s : batch.seqs) cache.commit(s.seq, s.n_tokens);
   return x;

@@ -1,12 +1,10 @@
 #include "quant/quantized_linear.hpp"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
-#include <cstdlib>
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "quant/tiled_matrix.hpp"
 
 namespace udaci {
 
@@ -16,52 +14,42 @@ class QuantizedKernel final : public LinearKernel {
  public:
   explicit QuantizedKernel(QuantizedKernelParts p) : p_(std::move(p)) {
     p_.matrix.row_order = p_.row_order.empty() ? nullptr : p_.row_order.data();
+    tiles_ = repack_tiles(p_.matrix);
+    bytes_ = tiles_.bytes() + (p_.bias.defined() ? p_.bias.numel() * 4 : 0);
+    // The tiles hold every value: the stored blocks are no longer read, and
+    // pages of a file map need not stay resident beside their copy.
+    if (p_.source_file)
+      p_.source_file->drop_pages(p_.matrix.data, static_cast<size_t>(p_.matrix.rows * p_.matrix.row_bytes));
+    p_.matrix.data = nullptr;
+    p_.owners.clear();
   }
   const char* name() const override { return qformat_name(p_.matrix.format); }
   int64_t in_features() const override { return p_.matrix.cols; }
   int64_t out_features() const override { return p_.matrix.rows; }
-  int64_t weight_bytes() const override { return p_.bytes; }
+  // What the kernel holds: the tiles (their scales included) and the bias.
+  int64_t weight_bytes() const override { return bytes_; }
 
   at::Tensor forward(const at::Tensor& x) const override {
-    const QMatrix& w = p_.matrix;
-    UDACI_CHECK(x.dim() >= 1 && x.size(-1) == w.cols,
-                "{} kernel: input has {} features, the weight {}", name(),
-                x.dim() >= 1 ? x.size(-1) : 0, w.cols);
-    UDACI_CHECK_S(Status::kUnsupported, x.device().is_cpu(), "{} kernel runs on the CPU only",
-                  name());
-    at::Tensor xf = x.reshape({-1, w.cols}).to(at::kFloat).contiguous();  // [n, in]
-    const int64_t n = xf.size(0);
-    at::Tensor y;
-    if (n >= dequant_gemm_min_rows() && w.rows * w.cols * 4 <= kDequantGemmMaxBytes) {
-      y = at::linear(xf, dequantized());
-    } else {
-      y = at::empty({n, w.rows}, xf.options());  // [n, out]
-      const KernelIsa isa = active_kernel_isa();
-      // One buffer per calling thread, reused across calls (decode runs the
-      // same shapes 200 times a token).
-      thread_local QActs t_acts;
-      // The caller's buffer, by reference: inside the lambda the name of a
-      // thread_local would mean each worker thread's own (empty) copy.
-      QActs& acts = t_acts;
-      quantize_activations(xf.data_ptr<float>(), n, w.cols, acts, isa);
-      float* out = y.data_ptr<float>();
-      // Rows per task: enough work (~8K weight blocks) to outweigh the cost of
-      // waking a thread; small projections run on the caller alone.
-      const int64_t blocks = std::max<int64_t>(1, acts.blocks * n);
-      const int64_t grain = std::max<int64_t>(8, 8192 / blocks);
-      parallel_for(0, w.rows, grain, [&](int64_t r0, int64_t r1) {
-        qmatrix_gemm(w, acts, out, w.rows, r0, r1, isa);
-      });
-    }
-    if (p_.bias.defined()) y.add_(p_.bias);
-    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape.back() = w.rows;
-    y = y.view(shape);
-    return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+    std::vector<at::Tensor> ys = run_tiles(input_rows(x), {this});
+    return finish(x, ys[0]);
+  }
+
+  const void* group_key() const override { return &kGroupKey; }
+
+  // One quantisation of x and one parallel loop over the tiles of every
+  // member (the group's kernels share kGroupKey, so all are QuantizedKernels).
+  std::vector<at::Tensor> forward_group(const at::Tensor& x,
+                                        const std::vector<const LinearKernel*>& group) const override {
+    at::Tensor xf = input_rows(x);
+    std::vector<const QuantizedKernel*> members;
+    for (const LinearKernel* k : group) members.push_back(static_cast<const QuantizedKernel*>(k));
+    std::vector<at::Tensor> ys = run_tiles(xf, members);
+    for (size_t i = 0; i < ys.size(); ++i) ys[i] = members[i]->finish(x, ys[i]);
+    return ys;
   }
 
   at::Tensor gather_rows(const at::Tensor& ids, at::ScalarType dtype) const override {
-    const QMatrix& w = p_.matrix;
+    const TiledMatrix& w = tiles_;
     at::Tensor id = ids.to(at::kLong).contiguous();
     const int64_t n = id.numel();
     at::Tensor out = at::empty({n, w.cols}, at::TensorOptions().dtype(at::kFloat));
@@ -69,38 +57,79 @@ class QuantizedKernel final : public LinearKernel {
     for (int64_t i = 0; i < n; ++i) {
       UDACI_CHECK(ip[i] >= 0 && ip[i] < w.rows, "token id {} is outside the embedding's {} rows",
                   ip[i], w.rows);
-      qmatrix_dequantize_row(w, ip[i], out.data_ptr<float>() + i * w.cols);
+      tiled_dequantize_row(w, ip[i], out.data_ptr<float>() + i * w.cols);
     }
     return dtype == at::kFloat ? out : out.to(dtype);
   }
 
  private:
-  // The whole weight in fp32 [out, in], for prefill-sized batches.
-  at::Tensor dequantized() const {
-    const QMatrix& w = p_.matrix;
-    at::Tensor t = at::empty({w.rows, w.cols}, at::TensorOptions().dtype(at::kFloat));
-    float* d = t.data_ptr<float>();
-    at::parallel_for(0, w.rows, 64, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) qmatrix_dequantize_row(w, r, d + r * w.cols);
-    });
-    return t;
+  static const char kGroupKey;
+
+  // x as [n, in] contiguous fp32 on the CPU.
+  at::Tensor input_rows(const at::Tensor& x) const {
+    UDACI_CHECK(x.dim() >= 1 && x.size(-1) == tiles_.cols,
+                "{} kernel: input has {} features, the weight {}", name(),
+                x.dim() >= 1 ? x.size(-1) : 0, tiles_.cols);
+    UDACI_CHECK_S(Status::kUnsupported, x.device().is_cpu(), "{} kernel runs on the CPU only",
+                  name());
+    return x.reshape({-1, tiles_.cols}).to(at::kFloat).contiguous();
   }
 
-  QuantizedKernelParts p_;
+  // y [n, out] (bias added) -> x's leading shape and dtype.
+  at::Tensor finish(const at::Tensor& x, at::Tensor y) const {
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = tiles_.rows;
+    y = y.view(shape);
+    return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  }
+
+  // Every member's [n, out] output (bias added) from the integer kernels:
+  // xf quantised once, one parallel loop over all members' tiles.
+  static std::vector<at::Tensor> run_tiles(const at::Tensor& xf,
+                                           const std::vector<const QuantizedKernel*>& members) {
+    const int64_t n = xf.size(0);
+    const KernelIsa isa = active_kernel_isa();
+    // One buffer per calling thread, reused across calls (decode runs the
+    // same shapes 200 times a token). The caller's buffer, by reference:
+    // inside the lambda the name of a thread_local would mean each worker
+    // thread's own (empty) copy.
+    thread_local QActs t_acts;
+    QActs& acts = t_acts;
+    quantize_activations(xf.data_ptr<float>(), n, xf.size(1), acts, isa);
+    std::vector<at::Tensor> ys;
+    std::vector<int64_t> first_tile;  // member i's tiles are [first_tile[i], first_tile[i + 1])
+    int64_t tiles = 0;
+    for (const QuantizedKernel* k : members) {
+      ys.push_back(at::empty({n, k->tiles_.rows}, xf.options()));
+      first_tile.push_back(tiles);
+      tiles += k->tiles_.tiles;
+    }
+    first_tile.push_back(tiles);
+    // Tiles per task: enough work (~8K row blocks) to outweigh the cost of
+    // waking a thread; small projections run on the caller alone.
+    const int64_t blocks = std::max<int64_t>(1, acts.blocks * n * kTileRows);
+    const int64_t grain = std::max<int64_t>(1, 8192 / blocks);
+    parallel_for(0, tiles, grain, [&](int64_t t0, int64_t t1) {
+      for (size_t i = 0; i < members.size(); ++i) {
+        const int64_t lo = std::max(t0, first_tile[i]), hi = std::min(t1, first_tile[i + 1]);
+        if (lo >= hi) continue;
+        const TiledMatrix& w = members[i]->tiles_;
+        tiled_gemm(w, acts, ys[i].data_ptr<float>(), w.rows, lo - first_tile[i], hi - first_tile[i], isa);
+      }
+    });
+    for (size_t i = 0; i < members.size(); ++i)
+      if (members[i]->p_.bias.defined()) ys[i].add_(members[i]->p_.bias);
+    return ys;
+  }
+
+  QuantizedKernelParts p_;  // the source's description (its data released once repacked)
+  TiledMatrix tiles_;
+  int64_t bytes_ = 0;
 };
 
-}  // namespace
+const char QuantizedKernel::kGroupKey = 0;
 
-int64_t dequant_gemm_min_rows() {
-  static const int64_t rows = [] {
-    const char* env = std::getenv("UDACI_DEQUANT_GEMM_MIN_ROWS");
-    if (env == nullptr || *env == '\0') return kDequantGemmMinRows;
-    char* end = nullptr;
-    const long long v = std::strtoll(env, &end, 10);
-    return (end != nullptr && *end == '\0' && v > 0) ? static_cast<int64_t>(v) : kDequantGemmMinRows;
-  }();
-  return rows;
-}
+}  // namespace
 
 std::unique_ptr<LinearKernel> make_quantized_kernel(QuantizedKernelParts parts) {
   return std::make_unique<QuantizedKernel>(std::move(parts));

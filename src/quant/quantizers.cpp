@@ -295,7 +295,12 @@ class GgufNativeQuantizer final : public Quantizer {
       case WeightType::kQ8_0: f = QFormat::kQ8_0; break;
       case WeightType::kQ4_0: f = QFormat::kQ4_0; break;
       case WeightType::kQ4_1: f = QFormat::kQ4_1; break;
-      default: return nullptr;  // F32/F16/K-quants...: dense, dequantised by the model
+      case WeightType::kQ5_0: f = QFormat::kQ5_0; break;
+      case WeightType::kQ5_1: f = QFormat::kQ5_1; break;
+      case WeightType::kQ4_K: f = QFormat::kQ4_K; break;
+      case WeightType::kQ5_K: f = QFormat::kQ5_K; break;
+      case WeightType::kQ6_K: f = QFormat::kQ6_K; break;
+      default: return nullptr;  // F32/F16/BF16, Q2_K/Q3_K: dense, dequantised by the model
     }
     // The tied head shares the embedding's kernel (same blocks).
     if (spec.role == LinearRole::kLmHead && spec.weight == kEmbed) return nullptr;
@@ -310,9 +315,14 @@ class GgufNativeQuantizer final : public Quantizer {
     p.matrix.rows = spec.out_features;
     p.matrix.cols = spec.in_features;
     p.matrix.data = e.data;
-    p.matrix.row_bytes = spec.in_features / 32 * weight_type_block_bytes(e.type);
+    const int64_t block = weight_type_block_elems(e.type);
+    UDACI_CHECK_S(Status::kBadModelFile, spec.in_features % block == 0,
+                  "tensor '{}' in '{}' is {}: rows of {} values are not whole {}-value blocks", name,
+                  e.source, weight_type_name(e.type), spec.in_features, block);
+    p.matrix.row_bytes = spec.in_features / block * weight_type_block_bytes(e.type);
     if (e.unpermute_heads > 0) p.row_order = stored_row_order(e);
     p.owners.push_back(e.owner);
+    p.source_file = e.file;
     p.bytes = entry_bytes(e);
     if (spec.bias) {
       p.bias = store.tensor(spec.weight + ".bias", at::kFloat).contiguous();

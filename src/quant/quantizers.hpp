@@ -2,7 +2,8 @@
 //   "int8"        int8 per output channel for every decoder projection.
 //   "int4"        group-wise affine int4 (option group=32|64|128).
 //   "nf4"         group-wise NormalFloat4 (QLoRA, arXiv:2305.14314).
-//   "gguf-native" runs a GGUF's Q4_0 / Q4_1 / Q8_0 blocks as they are.
+//   "gguf-native" runs a GGUF's Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K blocks
+//                 as they are (repacked into 8-row tiles, values unchanged).
 // The first three take head=none|int8|int4|nf4 (LM head) and
 // embed=none|int8|int4|nf4 (token embedding), default int8 for both: the head
 // decides every token's argmax and int8 per channel keeps it near lossless at

@@ -632,6 +632,7 @@ struct PerplexityArgs {
   size_t samples = 50;
   uint64_t seed = 2024;
   int64_t batch = 8;
+  bool kl_divergence = false;
 };
 
 json options_object(const StrategyOptions& o) {
@@ -645,6 +646,10 @@ json options_object(const StrategyOptions& o) {
 // costs in quality without generating text. One JSON object on stdout.
 int cmd_perplexity(const PerplexityArgs& a) {
   const EngineConfig ec = engine_config_from(a.engine);
+  UDACI_CHECK(!a.kl_divergence || ec.parallel == "single-device",
+              "perplexity --kl-divergence runs the model and its fp32 reference in one process; "
+              "parallel plan '{}' is not supported with it",
+              ec.parallel);
   const std::string input = a.input.empty() ? default_bench_input() : a.input;
   NewsReadOptions ro;
   ro.required = {"short_description", "headline"};
@@ -671,7 +676,30 @@ int cmd_perplexity(const PerplexityArgs& a) {
     seqs.push_back(std::move(s));
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const PerplexityResult r = evaluate_perplexity(engine.model(), seqs, a.batch);
+  PerplexityResult r;
+  json divergence;
+  if (a.kl_divergence) {
+    // The reference: the same file and tokens with nothing applied, in fp32.
+    EngineConfig rc = ec;
+    rc.quantizer = "none";
+    rc.quantizer_options = StrategyOptions();
+    rc.pruner = "none";
+    rc.pruner_options = StrategyOptions();
+    rc.dtype = at::kFloat;
+    HeadlineEngine reference(rc);
+    const DivergenceResult d = evaluate_divergence(reference.model(), engine.model(), seqs, a.batch);
+    r = d.model;
+    divergence = {{"reference_recipe", reference.recipe()},
+                  {"reference_perplexity", d.reference.perplexity()},
+                  {"positions", d.positions},
+                  {"mean_kld", d.mean_kld},
+                  {"p99_kld", d.p99_kld},
+                  {"max_kld", d.max_kld},
+                  {"top1_agreement", d.top1_agreement},
+                  {"mean_abs_dp", d.mean_abs_dp}};
+  } else {
+    r = evaluate_perplexity(engine.model(), seqs, a.batch);
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   json out = {{"perplexity", r.perplexity()},
               {"mean_nll", r.mean_nll()},
@@ -691,6 +719,7 @@ int cmd_perplexity(const PerplexityArgs& a) {
               {"prune_sparsity", engine.prune_report().sparsity()},
               {"load_s", load_s},
               {"seconds", secs}};
+  if (a.kl_divergence) out["kl_divergence"] = divergence;
   std::cout << out.dump() << "\n";
   return 0;
 }
@@ -970,6 +999,10 @@ int main(int argc, char** argv) {
   ppl->add_option("--seed", pa.seed, "record sample seed");
   ppl->add_option("--batch", pa.batch, "sequences per forward pass")
       ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  ppl->add_flag("--kl-divergence", pa.kl_divergence,
+                "also run the fp32 reference (no-quant, no-prune) on the same tokens and report the KL "
+                "divergence from it (mean, 99th percentile, max), top-1 agreement and mean |dp| of the "
+                "next token");
 
   LaunchArgs la;
   auto* launch = app.add_subcommand(

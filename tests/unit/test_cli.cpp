@@ -210,6 +210,24 @@ TEST_CASE("cli: perplexity scores news records after a quantizer or pruner", "[u
   CHECK(int8["weight_bytes"].get<double>() < 0.35 * fp32["weight_bytes"].get<double>());
   CHECK(int8["perplexity"].get<double>() == Approx(p).epsilon(0.1));  // int8 costs little
 
+  // KL divergence from the fp32 reference on the same tokens (issue #22):
+  // the default (the GGUF's Q4_1 blocks) is close to fp32 but not equal;
+  // no-quant against itself is 0 with every argmax agreeing.
+  const json kl = run_json(" --kl-divergence")["kl_divergence"];
+  CHECK(kl["reference_recipe"] == "kv-cache+no-quant+no-prune+sampling+single-device");
+  CHECK(kl["reference_perplexity"].get<double>() == Approx(p).epsilon(1e-6));
+  CHECK(kl["positions"] == fp32["predicted_tokens"]);
+  CHECK(kl["mean_kld"].get<double>() > 1e-4);
+  CHECK(kl["mean_kld"].get<double>() < 0.5);
+  CHECK(kl["p99_kld"].get<double>() >= kl["mean_kld"].get<double>());
+  CHECK(kl["max_kld"].get<double>() >= kl["p99_kld"].get<double>());
+  CHECK(kl["top1_agreement"].get<double>() > 0.6);
+  CHECK(kl["top1_agreement"].get<double>() <= 1.0);
+  CHECK(kl["mean_abs_dp"].get<double>() > 0.0);
+  const json self = run_json(" --recipe no-quant --kl-divergence")["kl_divergence"];
+  CHECK(self["mean_kld"].get<double>() < 1e-9);
+  CHECK(self["top1_agreement"] == 1.0);
+
   const json pruned = run_json(" --pruner magnitude --pruner-opt fraction=0.5");
   CHECK(pruned["prune_sparsity"].get<double>() == Approx(0.5).margin(0.02));
   CHECK(pruned["perplexity"].get<double>() > 1.5 * p);  // half the weights gone hurts

@@ -137,7 +137,11 @@ TEST_CASE("gguf writer: dense models round-trip bit for bit", "[gguf-writer][con
     for (const std::string& name : a.weights.names()) {
       INFO(name);
       REQUIRE(b.weights.has(name));
-      CHECK(b.weights.entry(name).type == a.weights.entry(name).type);
+      // 1-D tensors (norms) are written F32, as llama.cpp needs them
+      // (issue #22): the same values, since bf16 / f16 -> f32 is exact.
+      const TensorEntry& ea = a.weights.entry(name);
+      const bool widened = ea.shape.size() == 1 && (ea.type == WeightType::kBF16 || ea.type == WeightType::kF16);
+      CHECK(b.weights.entry(name).type == (widened ? WeightType::kF32 : ea.type));
       CHECK(at::equal(b.weights.tensor(name, at::kFloat), a.weights.tensor(name, at::kFloat)));
     }
     const at::Tensor la = first_logits(a, "none"), lb = first_logits(b, "none");

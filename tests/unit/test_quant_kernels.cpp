@@ -47,27 +47,38 @@ TensorEntry entry_of(const std::string& name, WeightType t, std::vector<int64_t>
   return e;
 }
 
-// Random but valid GGUF blocks: random quant bytes (Q8_0 includes -128) and
-// f16 scales around 0.01 (mins around 0 for Q4_1).
+// Random but valid GGUF blocks: random quant bytes (Q8_0 includes -128, the
+// K-quants' packed scales take every value) and f16 scales around 0.01 (mins
+// around 0 for Q4_1, dmin around 0.01 for Q4_K / Q5_K).
 TensorEntry random_gguf(WeightType t, int64_t out, int64_t in) {
   const int64_t bb = weight_type_block_bytes(t);
-  const int64_t nblocks = out * in / 32;
+  const int64_t nblocks = out * in / weight_type_block_elems(t);
   auto buf = bytes_of(static_cast<size_t>(nblocks * bb));
   at::Tensor rnd = at::randint(0, 256, {nblocks * bb}, at::TensorOptions().dtype(at::kLong));
   at::Tensor sc = at::randn({nblocks, 2}) * 0.01;
   const int64_t* rp = rnd.data_ptr<int64_t>();
   const float* sp = sc.data_ptr<float>();
+  const bool k_affine = t == WeightType::kQ4_K || t == WeightType::kQ5_K;
   for (int64_t b = 0; b < nblocks; ++b) {
     uint8_t* p = buf->data() + b * bb;
     for (int64_t i = 0; i < bb; ++i) p[i] = static_cast<uint8_t>(rp[b * bb + i]);
-    const uint16_t d = float_to_half_bits(std::fabs(sp[2 * b]) + 1e-4f);
-    std::memcpy(p, &d, 2);
-    if (t == WeightType::kQ4_1) {
-      const uint16_t m = float_to_half_bits(sp[2 * b + 1]);
-      std::memcpy(p + 2, &m, 2);
+    // K-quant sub-block scales multiply d: keep the products near 0.01 too.
+    const float dscale = k_affine ? 1.0f / 32 : t == WeightType::kQ6_K ? 1.0f / 64 : 1.0f;
+    const uint16_t d = float_to_half_bits((std::fabs(sp[2 * b]) + 1e-4f) * dscale);
+    std::memcpy(p + (t == WeightType::kQ6_K ? 208 : 0), &d, 2);
+    if (t == WeightType::kQ4_1 || t == WeightType::kQ5_1 || k_affine) {
+      const float m = k_affine ? std::fabs(sp[2 * b + 1]) * dscale : sp[2 * b + 1];
+      const uint16_t mb = float_to_half_bits(m);
+      std::memcpy(p + 2, &mb, 2);
     }
   }
   return entry_of("w.weight", t, {out, in}, buf);
+}
+
+// The kernels hold 8-row tiles: a weight of `out` rows is padded to a
+// multiple of 8 with zero rows.
+int64_t padded_bytes(int64_t stored_bytes, int64_t out) {
+  return stored_bytes / out * ((out + 7) / 8 * 8);
 }
 
 float h2f(uint16_t h) { return half_to_float(h); }
@@ -187,12 +198,16 @@ TEST_CASE("quant: activation quantisation is the same on every path", "[quant]")
   }
 }
 
-TEST_CASE("quant: gguf-native Q8_0 / Q4_0 / Q4_1 kernels match dequantised ATen", "[quant]") {
+TEST_CASE("quant: gguf-native Q8_0 / Q4_x / Q5_x / K-quant kernels match dequantised ATen",
+          "[quant]") {
   at::manual_seed(2);
   auto q = make_gguf_native_quantizer();
-  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1}) {
+  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ5_0,
+                       WeightType::kQ5_1, WeightType::kQ4_K,
+                       WeightType::kQ5_K, WeightType::kQ6_K}) {
+    const bool k_quant = weight_type_block_elems(t) == 256;
     for (int64_t out : kOuts) {
-      for (int64_t in : kIns) {
+      for (int64_t in : k_quant ? std::vector<int64_t>{256, 1536} : kIns) {
         WeightStore store;
         TensorEntry e = random_gguf(t, out, in);
         // Q/K-style row permutation where the rows split into 2 heads.
@@ -201,9 +216,18 @@ TEST_CASE("quant: gguf-native Q8_0 / Q4_0 / Q4_1 kernels match dequantised ATen"
         LinearSpec spec{"w", "w", LinearRole::kProjection, out, in, false};
         auto k = q->make_kernel(spec, store, ModelOptions{});
         REQUIRE(k);
-        CHECK(k->weight_bytes() == static_cast<int64_t>(e.nbytes));
+        INFO(weight_type_name(t) << " out " << out << " in " << in);
+        // Q4_K / Q5_K tiles hold their six-bit scales and mins unpacked
+        // (a byte each): 1184 / 1152 and 1440 / 1408 bytes per 8 super-blocks.
+        const int64_t stored = padded_bytes(static_cast<int64_t>(e.nbytes), out);
+        CHECK(k->weight_bytes() >= stored);
+        CHECK(static_cast<double>(k->weight_bytes()) <= 1.03 * static_cast<double>(stored));
+        if (!k_quant) CHECK(k->weight_bytes() == stored);
         at::Tensor w = store.tensor("w.weight", at::kFloat);  // dequantised, HF row order
         for (int64_t n : batch_sizes(out, in)) check_kernel(*k, w, w, n);
+        // Lookups (the tied embedding) read the tiles: the stored values exactly.
+        at::Tensor ids = at::tensor(std::vector<int64_t>{out - 1, 0, out / 2}, at::kLong);
+        CHECK(at::equal(k->gather_rows(ids, at::kFloat), w.index_select(0, ids)));
       }
     }
   }
@@ -238,7 +262,7 @@ TEST_CASE("quant: int8 / int4 / nf4 kernels match dequantised ATen", "[quant]") 
         LinearSpec spec{w, w, LinearRole::kProjection, out, in, false};
         auto k = q->make_kernel(spec, store, ModelOptions{});
         REQUIRE(k);
-        CHECK(k->weight_bytes() == rep.bytes_after);
+        CHECK(k->weight_bytes() == padded_bytes(rep.bytes_after, out));
         const std::string stem = w + ".weight";
         at::Tensor exact = dequant_ours(store, stem, c.f, out, in, false);
         at::Tensor kern = dequant_ours(store, stem, c.f, out, in, true);
@@ -271,37 +295,32 @@ TEST_CASE("quant: int8 handles input sizes that are not a multiple of 32", "[qua
   }
 }
 
-TEST_CASE("quant: prefill-sized batches take the dequantise + GEMM path", "[quant]") {
+TEST_CASE("quant: a row's output does not depend on the rows batched with it", "[quant]") {
+  // One integer path for any row count (prompts no longer detour through a
+  // dequantised GEMM), and each activation row is accumulated alone: the
+  // rows of a 300-row batch are bit-identical to the same rows run alone, in
+  // groups of 4, 2 and 1, whatever the kernel's register blocking.
   at::manual_seed(5);
-  WeightStore store;
-  TensorEntry e = random_gguf(WeightType::kQ4_1, 96, 64);
-  store.put(e);
-  auto k = make_gguf_native_quantizer()->make_kernel(
-      LinearSpec{"w", "w", LinearRole::kProjection, 96, 64, false}, store, ModelOptions{});
-  at::Tensor w = store.tensor("w.weight", at::kFloat);
-  at::Tensor x = at::randn({kDequantGemmMinRows, 64});
-  // Exact weights and float activations: only GEMM rounding.
-  CHECK(worst_norm_error(k->forward(x), at::linear(x, w), w, x) <= 1e-5);
-  // A headline-sized prompt (64 tokens) stays on the integer kernel: int8
-  // activations, so more than GEMM rounding.
-  at::Tensor x64 = at::randn({64, 64});
-  const double err64 = worst_norm_error(k->forward(x64), at::linear(x64, w), w, x64);
-  CHECK(err64 > 1e-6);
-  CHECK(err64 <= 2e-2);
-}
-
-TEST_CASE("quant: prefill of a weight too large to dequantise runs the integer kernel", "[quant]") {
-  at::manual_seed(6);
-  // 1024 x 2304 fp32 = 9 MB > kDequantGemmMaxBytes: 64 rows stay on the integer path,
-  // so activations are quantised to int8 (error of a few per mille, not GEMM rounding).
-  static_assert(int64_t{1024} * 2304 * 4 > kDequantGemmMaxBytes, "the weight must exceed the cap");
-  WeightStore store;
-  store.put(random_gguf(WeightType::kQ8_0, 1024, 2304));
-  auto k = make_gguf_native_quantizer()->make_kernel(
-      LinearSpec{"w", "w", LinearRole::kProjection, 1024, 2304, false}, store, ModelOptions{});
-  at::Tensor w = store.tensor("w.weight", at::kFloat);
-  at::Tensor x = at::randn({64, 2304});
-  const double err = worst_norm_error(k->forward(x), at::linear(x, w), w, x);
-  CHECK(err > 1e-6);   // not the float GEMM
-  CHECK(err <= 2e-2);  // int8 activations
+  auto native = make_gguf_native_quantizer();
+  for (WeightType t : {WeightType::kQ4_1, WeightType::kQ6_K}) {
+    WeightStore store;
+    store.put(random_gguf(t, 100, 512));
+    auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, 100, 512, false}, store,
+                                 ModelOptions{});
+    REQUIRE(k);
+    at::Tensor x = at::randn({300, 512});
+    at::Tensor all = k->forward(x);
+    for (int64_t row : {0, 1, 150, 297, 299}) {
+      INFO(weight_type_name(t) << " row " << row);
+      CHECK(at::equal(k->forward(x.narrow(0, row, 1)), all.narrow(0, row, 1)));
+    }
+    CHECK(at::equal(k->forward(x.narrow(0, 5, 7)), all.narrow(0, 5, 7)));
+    // Grouped with other projections of the same input: the same values.
+    LinearSpec spec{"w", "w", LinearRole::kProjection, 100, 512, false};
+    Linear a(std::shared_ptr<LinearKernel>(native->make_kernel(spec, store, ModelOptions{})));
+    Linear b(std::shared_ptr<LinearKernel>(native->make_kernel(spec, store, ModelOptions{})));
+    const std::vector<at::Tensor> ys = forward_all(x, {&a, &b});
+    CHECK(at::equal(ys[0], all));
+    CHECK(at::equal(ys[1], all));
+  }
 }

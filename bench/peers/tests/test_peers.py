@@ -192,3 +192,15 @@ def test_summarize_scores_agreement_and_rouge():
                                                              "rougeL": 0.9}}]},
                          "bits": None})
     assert "| l | 1 | 2.00 |" in md and "| llama.cpp | 1 | 0.50× | — |" in md
+
+
+def test_same_file_refuses_unknown_types_and_needs_files(capsys):
+    import same_file
+
+    with pytest.raises(SystemExit) as e:
+        same_file.make_files("model.gguf:q3_xx", 2)
+    assert "unknown type 'q3_xx'" in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        same_file.main([])
+    assert e.value.code == 2
+    assert "no GGUF files" in capsys.readouterr().err

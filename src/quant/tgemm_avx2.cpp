@@ -1,10 +1,19 @@
 // AVX2 + FMA + F16C kernels (this file is compiled with -mavx2 -mfma -mf16c
 // and only called after cpu_features.hpp has checked the CPU).
-#define UDACI_QGEMM_FN qgemm_avx2
-#include "quant/qgemm_simd.inl"
+#define UDACI_TGEMM_FN tgemm_avx2
+#include "quant/tgemm_simd.inl"
 
 namespace udaci {
 namespace detail {
+
+namespace {
+int32_t hsum_epi32(__m256i v) {
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+  return _mm_cvtsi128_si32(s4);
+}
+}  // namespace
 
 // Symmetric int8 per block of 32 (cols a multiple of 32); the same integers as
 // quantize_acts_scalar: x * (1/d) rounded half to even.
@@ -30,16 +39,16 @@ void quantize_acts_avx2(const float* x, int64_t n, int64_t cols, QActs& out) {
       const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inv));
       const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inv));
       const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inv));
-      __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+      const int32_t lo = hsum_epi32(_mm256_add_epi32(i0, i1));
+      const int32_t hi = hsum_epi32(_mm256_add_epi32(i2, i3));
       // packs interleave 128-bit lanes; the permute restores element order.
       const __m256i q16a = _mm256_packs_epi32(i0, i1), q16b = _mm256_packs_epi32(i2, i3);
       const __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b), order);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + 32 * b), q8);
       out.d[static_cast<size_t>(j * nb + b)] = d;
-      out.s[static_cast<size_t>(j * nb + b)] = d * static_cast<float>(_mm_cvtsi128_si32(s4));
+      out.s[static_cast<size_t>(j * nb + b)] = d * static_cast<float>(lo + hi);
+      out.s16[static_cast<size_t>(2 * (j * nb + b))] = lo;
+      out.s16[static_cast<size_t>(2 * (j * nb + b) + 1)] = hi;
     }
   }
 }
