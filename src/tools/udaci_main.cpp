@@ -633,6 +633,7 @@ struct PerplexityArgs {
   uint64_t seed = 2024;
   int64_t batch = 8;
   bool kl_divergence = false;
+  std::string kl_reference;
 };
 
 json options_object(const StrategyOptions& o) {
@@ -646,6 +647,7 @@ json options_object(const StrategyOptions& o) {
 // costs in quality without generating text. One JSON object on stdout.
 int cmd_perplexity(const PerplexityArgs& a) {
   const EngineConfig ec = engine_config_from(a.engine);
+  UDACI_CHECK(a.kl_reference.empty() || a.kl_divergence, "perplexity: --kl-reference needs --kl-divergence");
   UDACI_CHECK(!a.kl_divergence || ec.parallel == "single-device",
               "perplexity --kl-divergence runs the model and its fp32 reference in one process; "
               "parallel plan '{}' is not supported with it",
@@ -686,10 +688,12 @@ int cmd_perplexity(const PerplexityArgs& a) {
     rc.pruner = "none";
     rc.pruner_options = StrategyOptions();
     rc.dtype = at::kFloat;
+    if (!a.kl_reference.empty()) rc.model_path = a.kl_reference;
     HeadlineEngine reference(rc);
     const DivergenceResult d = evaluate_divergence(reference.model(), engine.model(), seqs, a.batch);
     r = d.model;
-    divergence = {{"reference_recipe", reference.recipe()},
+    divergence = {{"reference_model", reference.model_path()},
+                  {"reference_recipe", reference.recipe()},
                   {"reference_perplexity", d.reference.perplexity()},
                   {"positions", d.positions},
                   {"mean_kld", d.mean_kld},
@@ -1003,6 +1007,9 @@ int main(int argc, char** argv) {
                 "also run the fp32 reference (no-quant, no-prune) on the same tokens and report the KL "
                 "divergence from it (mean, 99th percentile, max), top-1 agreement and mean |dp| of the "
                 "next token");
+  ppl->add_option("--kl-reference", pa.kl_reference,
+                  "the reference model for --kl-divergence (default: --model itself, dequantised): e.g. "
+                  "the F32 GGUF a quantised file was made from");
 
   LaunchArgs la;
   auto* launch = app.add_subcommand(

@@ -224,9 +224,13 @@ TEST_CASE("cli: perplexity scores news records after a quantizer or pruner", "[u
   CHECK(kl["top1_agreement"].get<double>() > 0.6);
   CHECK(kl["top1_agreement"].get<double>() <= 1.0);
   CHECK(kl["mean_abs_dp"].get<double>() > 0.0);
-  const json self = run_json(" --recipe no-quant --kl-divergence")["kl_divergence"];
+  const json self = run_json(" --recipe no-quant --kl-divergence --kl-reference " + quote(model))["kl_divergence"];
   CHECK(self["mean_kld"].get<double>() < 1e-9);
   CHECK(self["top1_agreement"] == 1.0);
+  CHECK(self["reference_model"] == model);
+  Run lone = run_cli(base + " --kl-reference " + quote(model));
+  CHECK(lone.status == 1);
+  CHECK(lone.err.find("--kl-reference needs --kl-divergence") != std::string::npos);
 
   const json pruned = run_json(" --pruner magnitude --pruner-opt fraction=0.5");
   CHECK(pruned["prune_sparsity"].get<double>() == Approx(0.5).margin(0.02));
