@@ -9,18 +9,12 @@
 #include <cstdint>
 
 #include "model/attention_kernels.hpp"
+#include "model/avx2_util.hpp"
 
 namespace udaci {
 namespace detail {
 
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 inline float dot(const float* a, const float* b, int64_t d) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -30,7 +24,7 @@ inline float dot(const float* a, const float* b, int64_t d) {
     acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
   }
   for (; i + 8 <= d; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-  float s = hsum(_mm256_add_ps(acc0, acc1));
+  float s = hsum_avx2(_mm256_add_ps(acc0, acc1));
   for (; i < d; ++i) s += a[i] * b[i];
   return s;
 }

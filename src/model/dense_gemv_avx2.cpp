@@ -3,18 +3,12 @@
 #include <immintrin.h>
 
 #include "model/dense_gemv.hpp"
+#include "model/avx2_util.hpp"
 
 namespace udaci {
 namespace detail {
 
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Rows r .. r + R - 1 of w against activation rows j0 .. j0 + N - 1: each
 // weight row is read once for the N activation rows.
@@ -34,7 +28,7 @@ void block(const float* w, int64_t in, const float* x, int64_t j0, float* y, int
   }
   for (int i = 0; i < R; ++i) {
     for (int k = 0; k < N; ++k) {
-      float s = hsum(acc[i][k]);
+      float s = hsum_avx2(acc[i][k]);
       for (int64_t c = full; c < in; ++c) s += w[(r + i) * in + c] * x[(j0 + k) * in + c];
       y[(j0 + k) * ldy + r + i] = s;
     }
