@@ -180,6 +180,32 @@ def bits_configs(a, m) -> List[dict]:
 # ------------------------------------------------------------------- measuring
 
 
+def eos_ids(gguf_path: str) -> List[int]:
+    """The end token every engine stops at, as llama.cpp's reader sees it."""
+    import gguf
+
+    field = gguf.GGUFReader(gguf_path).fields["tokenizer.ggml.eos_token_id"]
+    return [int(field.parts[field.data[0]][0])]
+
+
+def read_articles(path: str, count: int) -> List[dict]:
+    """The first `count` records of a News Category JSONL file with a summary
+    and a headline (malformed lines skipped)."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(r, dict) and str(r.get("short_description", "")).strip() and \
+                    str(r.get("headline", "")).strip():
+                records.append(r)
+            if len(records) >= count:
+                break
+    return records
+
+
 def split_articles(count: int, parts: int) -> List[List[int]]:
     """Article indices in `parts` interleaved chunks (a similar mix in each)."""
     parts = max(1, min(parts, count))
@@ -395,24 +421,8 @@ def main(argv=None) -> int:
     env["OMP_NUM_THREADS"] = str(a.threads)
     default_gguf = subprocess.run([sys.executable, "-c", "import udaci; print(udaci.default_model_path())"],
                                   env=env, check=True, capture_output=True, text=True).stdout.strip()
-    import gguf  # llama.cpp's reader: the end token every engine stops at
-
-    reader = gguf.GGUFReader(default_gguf)
-    eos_field = reader.fields["tokenizer.ggml.eos_token_id"]
-    a.eos = [int(eos_field.parts[eos_field.data[0]][0])]
-
-    # articles: the first N records with a summary and a headline
-    records = []
-    with open(a.input, encoding="utf-8") as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if r.get("short_description", "").strip() and r.get("headline", "").strip():
-                records.append(r)
-            if len(records) >= a.articles:
-                break
+    a.eos = eos_ids(default_gguf)
+    records = read_articles(a.input, a.articles)
     n = len(records)
     log(f"{n} articles from {a.input}; model {default_gguf}; end token {a.eos}")
 

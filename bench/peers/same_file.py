@@ -79,24 +79,10 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(a.build, "bindings", "python") + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = str(a.threads)
-    summaries = []
-    with open(a.input, encoding="utf-8") as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if r.get("short_description", "").strip():
-                summaries.append(r["short_description"])
-            if len(summaries) >= a.articles:
-                break
-    import gguf
-
+    summaries = [r["short_description"] for r in peers.read_articles(a.input, a.articles)]
     results = []
     for path in files:
-        reader = gguf.GGUFReader(path)
-        field = reader.fields["tokenizer.ggml.eos_token_id"]
-        eos = [int(field.parts[field.data[0]][0])]
+        eos = peers.eos_ids(path)
         common = ["--threads", str(a.threads)]
         wu = peers.Worker("udaci", ["--engine", "udaci", "--model", path, "--quantizer", a.quantizer,
                                     "--cache", "contiguous"] + common, env, a.logdir)

@@ -204,3 +204,12 @@ def test_same_file_refuses_unknown_types_and_needs_files(capsys):
         same_file.main([])
     assert e.value.code == 2
     assert "no GGUF files" in capsys.readouterr().err
+
+
+def test_read_articles_takes_records_with_summary_and_headline(tmp_path):
+    f = tmp_path / "news.jsonl"
+    f.write_text('{"headline": "A", "short_description": "one"}\nnot json\n[1, 2]\n'
+                 '{"headline": "", "short_description": "no headline"}\n'
+                 '{"headline": "B", "short_description": "two"}\n{"headline": "C", "short_description": "three"}\n')
+    assert [r["headline"] for r in peers.read_articles(str(f), 2)] == ["A", "B"]
+    assert [r["headline"] for r in peers.read_articles(str(f), 10)] == ["A", "B", "C"]
