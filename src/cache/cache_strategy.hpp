@@ -37,6 +37,16 @@ struct CacheStats {
   int64_t pool_bytes = 0;            // memory allocated for blocks, used or not
 };
 
+// Where consecutive positions of one sequence's K/V lie in a cache's memory,
+// for attention that reads the cache in place: `tokens` rows, row r's K at
+// k + r * row_stride and V at v + r * row_stride, each row [kv_heads,
+// head_dim] float32 (row_stride = kv_heads * head_dim).
+struct KvSpan {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t tokens = 0;
+};
+
 class CacheStrategy {
  public:
   virtual ~CacheStrategy() = default;
@@ -57,6 +67,19 @@ class CacheStrategy {
   //   result: [cached_length + n_new, n_kv_heads, head_dim] each
   virtual std::pair<at::Tensor, at::Tensor> append(int64_t layer, SeqId seq, const at::Tensor& k,
                                                    const at::Tensor& v) = 0;
+  // True when append_in_place() works: the cache holds K/V as float32 rows in
+  // CPU memory. Attention for a whole step then runs in one call per layer
+  // over every sequence's K/V where it lies (no gathered copies).
+  virtual bool kv_in_place() const { return false; }
+  // As append(), but instead of tensors it replaces `spans` with where the K/V
+  // of all the sequence's tokens (committed + new) lie, in position order.
+  // The pointers stay valid until the next call that changes this cache.
+  // Default: Error(kUnsupported).
+  virtual void append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+                               std::vector<KvSpan>& spans) {
+    (void)layer, (void)k, (void)v, (void)spans;
+    fail(Status::kUnsupported, "cache '{}' cannot hand out K/V of sequence {} in place", name(), seq);
+  }
   // K/V of the committed tokens of `seq` in `layer`, [cached_length, kv_heads,
   // head_dim] each (views or copies; read only).
   virtual std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId seq) = 0;

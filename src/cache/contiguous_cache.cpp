@@ -38,6 +38,13 @@ class ContiguousCache final : public CacheStrategy {
     vl.narrow(0, s.length, n).copy_(v);
     return {kl.narrow(0, 0, end), vl.narrow(0, 0, end)};
   }
+  bool kv_in_place() const override { return shape_.dtype == at::kFloat && shape_.device.is_cpu(); }
+  void append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+                       std::vector<KvSpan>& spans) override {
+    UDACI_CHECK(kv_in_place(), "contiguous cache: K/V in place needs float32 on the CPU");
+    auto [kl, vl] = append(layer, seq, k, v);  // views of the buffer, [end, kv_heads, head_dim]
+    spans.assign(1, KvSpan{kl.data_ptr<float>(), vl.data_ptr<float>(), kl.size(0)});
+  }
   std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId seq) override {
     const Seq& s = get(seq);
     UDACI_CHECK(layer >= 0 && layer < shape_.num_layers, "contiguous cache: layer {} outside 0..{}", layer,

@@ -391,6 +391,48 @@ std::pair<at::Tensor, at::Tensor> PagedCache::append(int64_t layer, SeqId seq, c
   return {read(layer, s, end, kKey), read(layer, s, end, kValue)};
 }
 
+bool PagedCache::kv_in_place() const {
+  return !options_.int8 && shape_.dtype == at::kFloat && shape_.device.is_cpu();
+}
+
+void PagedCache::append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+                                 std::vector<KvSpan>& spans) {
+  UDACI_CHECK(kv_in_place(), "paged cache: K/V in place needs float32 K/V on the CPU (kv=float)");
+  Seq& s = get(seq);
+  UDACI_CHECK(layer >= 0 && layer < shape_.num_layers, "paged cache: layer {} outside 0..{}", layer,
+              shape_.num_layers - 1);
+  UDACI_CHECK(k.dim() == 3 && k.size(1) == shape_.num_kv_heads && k.size(2) == shape_.head_dim &&
+                  v.sizes() == k.sizes(),
+              "paged cache: K/V must be [tokens, {}, {}]", shape_.num_kv_heads, shape_.head_dim);
+  const int64_t n = k.size(0);
+  const int64_t end = s.length + n;
+  if (n > 0) {
+    prepare_write(s, end);
+    write(layer, s, k, kKey);
+    write(layer, s, v, kValue);
+  }
+  // Chunk data is [layers, 2, rows, kv_heads, head_dim], contiguous.
+  const int64_t B = options_.block;
+  const int64_t row = shape_.num_kv_heads * shape_.head_dim;
+  spans.clear();
+  for (int64_t pos = 0; pos < end;) {
+    const Block& blk = blocks_[s.table[pos / B]];
+    const int64_t cnt = std::min(B, end - pos);
+    const Chunk& c = chunks_[blk.chunk];
+    const int64_t rows = c.data.size(2);
+    const float* base = c.data.data_ptr<float>();
+    const float* kp = base + ((layer * 2 + kKey) * rows + blk.row0) * row;
+    const float* vp = base + ((layer * 2 + kValue) * rows + blk.row0) * row;
+    if (!spans.empty() && spans.back().k + spans.back().tokens * row == kp &&
+        spans.back().v + spans.back().tokens * row == vp) {
+      spans.back().tokens += cnt;  // the next block follows in the same chunk
+    } else {
+      spans.push_back(KvSpan{kp, vp, cnt});
+    }
+    pos += cnt;
+  }
+}
+
 std::pair<at::Tensor, at::Tensor> PagedCache::committed_kv(int64_t layer, SeqId seq) {
   const at::Tensor none = at::empty({0, shape_.num_kv_heads, shape_.head_dim},
                                     at::TensorOptions().dtype(shape_.dtype).device(shape_.device));

@@ -217,73 +217,26 @@ at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const
 #endif
   const bool cpu_f32 = q.is_cpu() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
                        v.scalar_type() == at::kFloat && k.is_contiguous() && v.is_contiguous();
-  if (n > 1 && n <= kFusedPrefillMaxTokens && cpu_f32 && active_kernel_isa() >= KernelIsa::kAvx2) {
-    // A prompt chunk: query i (at position past + i) is one decoding token
-    // over keys 0 .. past + i, so the one-token kernel serves every (query,
-    // head) pair. Below ~256 tokens this beats the batched matmuls, and it
-    // keeps a headline's prefill off OpenBLAS, whose helper threads would
-    // otherwise spin through the decode that follows.
+  if (cpu_f32 && fused_cpu_attention(n)) {
+    // One decoding token, or a prompt chunk whose query i (at position
+    // past + i) is one decoding token over keys 0 .. past + i: scores,
+    // softmax and the weighted sum of V in one loop per (token, head). The
+    // ATen path below is ten ops, each costing more to dispatch than its
+    // arithmetic at these sizes, and it keeps a headline's prefill off
+    // OpenBLAS, whose helper threads would otherwise spin through the decode
+    // that follows.
     at::Tensor qc = q.contiguous();  // [n, heads, d]
     at::Tensor out = at::empty({n, heads * d}, q.options());
-    const float* qp = qc.data_ptr<float>();
-    const float* kp = k.data_ptr<float>();
-    const float* vp = v.data_ptr<float>();
-    float* op = out.data_ptr<float>();
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-    parallel_for(0, n * heads, 4, [&](int64_t w0, int64_t w1) {
-      std::vector<float> p(static_cast<size_t>(total));
-      for (int64_t w = w0; w < w1; ++w) {
-        const int64_t i = w / heads, h = w % heads, g = h / group;
-        detail::attend_decode_head_avx2(qp + w * d, kp + g * d, vp + g * d, kvh * d, d, past + i + 1, scale,
-                                        p.data(), op + (i * heads + h) * d);
-      }
-    });
-    return out;
-  }
-  if (n == 1 && cpu_f32) {
-    // One decoding token: scores, softmax and the weighted sum of V in one
-    // loop per head (the ATen path below is ten ops, each costing more to
-    // dispatch than its arithmetic at this size). Same formula, fp32.
-    at::Tensor qc = q.contiguous();
-    at::Tensor out = at::empty({1, heads * d}, q.options());
-    const float* qp = qc.data_ptr<float>();
-    const float* kp = k.data_ptr<float>();
-    const float* vp = v.data_ptr<float>();
-    float* op = out.data_ptr<float>();
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-    const bool simd = active_kernel_isa() >= KernelIsa::kAvx2;
-    parallel_for(0, heads, 1, [&](int64_t h0, int64_t h1) {
-      std::vector<float> p(static_cast<size_t>(total));
-      for (int64_t h = h0; h < h1; ++h) {
-        const int64_t g = h / group;
-        const float* qh = qp + h * d;
-        if (simd) {
-          detail::attend_decode_head_avx2(qh, kp + g * d, vp + g * d, kvh * d, d, total, scale, p.data(),
-                                          op + h * d);
-          continue;
-        }
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < total; ++t) {
-          const float* kt = kp + (t * kvh + g) * d;
-          float s = 0.0f;
-          for (int64_t i = 0; i < d; ++i) s += qh[i] * kt[i];
-          p[static_cast<size_t>(t)] = s * scale;
-          mx = std::max(mx, p[static_cast<size_t>(t)]);
-        }
-        float sum = 0.0f;
-        for (int64_t t = 0; t < total; ++t) {
-          p[static_cast<size_t>(t)] = std::exp(p[static_cast<size_t>(t)] - mx);
-          sum += p[static_cast<size_t>(t)];
-        }
-        float* oh = op + h * d;
-        std::fill(oh, oh + d, 0.0f);
-        for (int64_t t = 0; t < total; ++t) {
-          const float w = p[static_cast<size_t>(t)] / sum;
-          const float* vt = vp + (t * kvh + g) * d;
-          for (int64_t i = 0; i < d; ++i) oh[i] += w * vt[i];
-        }
-      }
-    });
+    const KvSpan span{k.data_ptr<float>(), v.data_ptr<float>(), total};
+    SeqAttention a;
+    a.q = qc.data_ptr<float>();
+    a.out = out.data_ptr<float>();
+    a.n = n;
+    a.past = past;
+    a.spans = &span;
+    a.n_spans = 1;
+    attend_cpu({a}, AttentionShape{heads, kvh, d}, static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))),
+               active_kernel_isa() >= KernelIsa::kAvx2);
     return out;
   }
   at::Tensor qg = q.reshape({n, kvh, group, d}).permute({1, 2, 0, 3}).reshape({kvh, group * n, d});
@@ -300,6 +253,39 @@ at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const
   at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
   at::Tensor out = at::bmm(probs, vt);  // [kv_heads, group * n, d]
   return out.view({kvh, group, n, d}).permute({2, 0, 1, 3}).reshape({n, heads * d});
+}
+
+bool LlamaModel::fused_cpu_attention(int64_t n_tokens) const {
+  return n_tokens == 1 || (n_tokens <= kFusedPrefillMaxTokens && active_kernel_isa() >= KernelIsa::kAvx2);
+}
+
+at::Tensor LlamaModel::attention_in_place(int64_t layer, const ForwardBatch& batch,
+                                          const std::vector<int64_t>& pasts, const at::Tensor& q,
+                                          const at::Tensor& k, const at::Tensor& v, CacheStrategy& cache,
+                                          std::vector<std::vector<KvSpan>>& spans) const {
+  const ModelConfig& c = config_;
+  const int64_t total = q.size(0);
+  at::Tensor qc = q.contiguous();  // [total, heads, d]
+  at::Tensor out = at::empty({total, c.num_heads * c.head_dim}, q.options());
+  std::vector<SeqAttention> seqs(batch.seqs.size());
+  int64_t offset = 0;
+  for (size_t si = 0; si < batch.seqs.size(); ++si) {
+    const SeqSlice& s = batch.seqs[si];
+    cache.append_in_place(layer, s.seq, k.narrow(0, offset, s.n_tokens), v.narrow(0, offset, s.n_tokens),
+                          spans[si]);
+    SeqAttention& a = seqs[si];
+    a.q = qc.data_ptr<float>() + offset * c.num_heads * c.head_dim;
+    a.out = out.data_ptr<float>() + offset * c.num_heads * c.head_dim;
+    a.n = s.n_tokens;
+    a.past = pasts[si];
+    a.spans = spans[si].data();
+    a.n_spans = static_cast<int64_t>(spans[si].size());
+    offset += s.n_tokens;
+  }
+  attend_cpu(seqs, AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim},
+             static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim))),
+             active_kernel_isa() >= KernelIsa::kAvx2);
+  return out;
 }
 
 at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) const {
@@ -348,6 +334,11 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
   }
   at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong)).to(options_.device);
   auto [cos, sin] = rope_.cos_sin(pos);  // [total, head_dim]
+  // Every sequence's attention of a layer in one call, reading K/V where the
+  // cache keeps them, when the cache and every slice allow it.
+  bool in_place = options_.device.is_cpu() && options_.dtype == at::kFloat && cache.kv_in_place();
+  for (const SeqSlice& s : batch.seqs) in_place = in_place && fused_cpu_attention(s.n_tokens);
+  std::vector<std::vector<KvSpan>> spans(in_place ? batch.seqs.size() : 0);
 
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = layers_[li];
@@ -359,17 +350,22 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
     q = Rope::apply(q, cos, sin);
     k = Rope::apply(k, cos, sin);
 
-    std::vector<at::Tensor> outs;
-    outs.reserve(batch.seqs.size());
-    int64_t offset = 0;
-    for (size_t si = 0; si < batch.seqs.size(); ++si) {
-      const SeqSlice& s = batch.seqs[si];
-      auto [kk, vv] = cache.append(static_cast<int64_t>(li), s.seq, k.narrow(0, offset, s.n_tokens),
-                                   v.narrow(0, offset, s.n_tokens));
-      outs.push_back(attention(q.narrow(0, offset, s.n_tokens), kk, vv, pasts[si]));
-      offset += s.n_tokens;
+    at::Tensor attn;  // [total, heads * d]
+    if (in_place) {
+      attn = attention_in_place(static_cast<int64_t>(li), batch, pasts, q, k, v, cache, spans);
+    } else {
+      std::vector<at::Tensor> outs;
+      outs.reserve(batch.seqs.size());
+      int64_t offset = 0;
+      for (size_t si = 0; si < batch.seqs.size(); ++si) {
+        const SeqSlice& s = batch.seqs[si];
+        auto [kk, vv] = cache.append(static_cast<int64_t>(li), s.seq, k.narrow(0, offset, s.n_tokens),
+                                     v.narrow(0, offset, s.n_tokens));
+        outs.push_back(attention(q.narrow(0, offset, s.n_tokens), kk, vv, pasts[si]));
+        offset += s.n_tokens;
+      }
+      attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
     }
-    at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);  // [total, heads * d]
     x = x + L.o(attn);
 
     at::Tensor hm = rms_norm(x, L.post_norm);

@@ -104,6 +104,15 @@ class LlamaModel {
   at::Tensor forward_pipeline(const ForwardBatch& batch, CacheStrategy& cache) const;
   at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        int64_t past) const;
+  // Whether a slice of n_tokens new tokens takes the fused fp32 CPU attention
+  // loop (attention_kernels.hpp) rather than ATen's batched matmuls.
+  bool fused_cpu_attention(int64_t n_tokens) const;
+  // Appends the layer's K/V of every sequence in place (spans: per sequence,
+  // kept across layers to reuse their memory) and runs all of the step's
+  // attention in one call: [total, heads * head_dim].
+  at::Tensor attention_in_place(int64_t layer, const ForwardBatch& batch, const std::vector<int64_t>& pasts,
+                                const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                CacheStrategy& cache, std::vector<std::vector<KvSpan>>& spans) const;
 
   ModelConfig config_;
   ModelOptions options_;

@@ -265,6 +265,7 @@ void random_operations(const std::map<std::string, std::string>& opts, int n_ops
   auto owned = make_cache("paged", shape, opts);
   PagedCache& c = as_paged(*owned);
   const int64_t B = c.block_tokens();
+  REQUIRE(c.kv_in_place() == (opts.count("kv") == 0 || opts.at("kv") == "float"));  // spans checked below
   std::mt19937 rng(seed);
   auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
 
@@ -326,6 +327,25 @@ void random_operations(const std::map<std::string, std::string>& opts, int n_ops
       auto kv = c.append(l, s, at::empty({0, H, D}), at::empty({0, H, D}));
       REQUIRE(at::equal(kv.first, values(code, 0, l, 0)));
       REQUIRE(at::equal(kv.second, values(code, 0, l, 1)));
+      if (c.kv_in_place()) {
+        // The same rows where they lie in the pool, span by span.
+        std::vector<KvSpan> spans;
+        c.append_in_place(l, s, at::empty({0, H, D}), at::empty({0, H, D}), spans);
+        const auto n = static_cast<int64_t>(ref[s].size());
+        at::Tensor ks = at::empty({n, H, D}), vs = at::empty({n, H, D});
+        int64_t row = 0;
+        for (const KvSpan& sp : spans) {
+          REQUIRE(sp.tokens > 0);
+          REQUIRE(row + sp.tokens <= n);
+          std::copy(sp.k, sp.k + sp.tokens * H * D, ks.data_ptr<float>() + row * H * D);
+          std::copy(sp.v, sp.v + sp.tokens * H * D, vs.data_ptr<float>() + row * H * D);
+          row += sp.tokens;
+        }
+        REQUIRE(row == n);
+        REQUIRE(static_cast<int64_t>(spans.size()) <= (n + B - 1) / B);
+        REQUIRE(at::equal(ks, values(code, 0, l, 0)));
+        REQUIRE(at::equal(vs, values(code, 0, l, 1)));
+      }
     }
   };
   auto pick = [&]() {

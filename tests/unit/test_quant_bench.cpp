@@ -184,3 +184,31 @@ TEST_CASE("quant bench: decode tokens/s of the default model per quantizer", "[.
   at::set_num_threads(threads_before);
   CHECK(true);
 }
+
+TEST_CASE("quant bench: tiled GEMM multiply-adds per second by row count", "[.quant-bench]") {
+  // One thread, the SmolLM2 MLP up shape: how the tile kernel's arithmetic
+  // rate grows from decode (1 row) to batched decode and prompts.
+  const int64_t in = 576, out = 1536;
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(1);
+  std::printf("isa %s, [%lld x %lld], 1 thread\n", kernel_isa_name(active_kernel_isa()),
+              static_cast<long long>(out), static_cast<long long>(in));
+  std::printf("%-6s %5s %10s %10s\n", "format", "rows", "us", "GMAC/s");
+  auto native = make_gguf_native_quantizer();
+  for (auto [name, t] : {std::pair<const char*, WeightType>{"q8_0", WeightType::kQ8_0},
+                         {"q4_0", WeightType::kQ4_0},
+                         {"q4_1", WeightType::kQ4_1}}) {
+    WeightStore st;
+    st.put(gguf_entry(t, out, in));
+    auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, st,
+                                 ModelOptions{});
+    for (int64_t n : {1, 2, 4, 8, 16, 64, 256}) {
+      at::Tensor x = at::randn({n, in});
+      const double us = median_us([&] { (void)k->forward(x); }, n >= 64 ? 15 : 40);
+      std::printf("%-6s %5lld %10.1f %10.2f\n", name, static_cast<long long>(n), us,
+                  static_cast<double>(n * in * out) / us / 1e3);
+    }
+  }
+  at::set_num_threads(threads_before);
+  CHECK(true);
+}
