@@ -634,6 +634,7 @@ struct PerplexityArgs {
   int64_t batch = 8;
   bool kl_divergence = false;
   std::string kl_reference;
+  std::string tokens_out;
 };
 
 json options_object(const StrategyOptions& o) {
@@ -676,6 +677,15 @@ int cmd_perplexity(const PerplexityArgs& a) {
     std::vector<int64_t> s(ids.begin(), ids.end());
     if (max_len > 0 && static_cast<int64_t>(s.size()) > max_len) s.resize(static_cast<size_t>(max_len));
     seqs.push_back(std::move(s));
+  }
+  if (!a.tokens_out.empty()) {
+    // The scored token ids, one JSON line per sequence, so another engine
+    // (bench/peers/kl_llamacpp.py) can score exactly the same tokens.
+    std::ofstream f(a.tokens_out);
+    UDACI_CHECK_S(Status::kNotFound, f.good(), "perplexity: cannot write '{}'", a.tokens_out);
+    for (const auto& s : seqs) f << json{{"ids", s}}.dump() << "\n";
+    f.close();
+    UDACI_CHECK_S(Status::kNotFound, !f.fail(), "perplexity: writing '{}' failed", a.tokens_out);
   }
   const auto t0 = std::chrono::steady_clock::now();
   PerplexityResult r;
@@ -1010,6 +1020,9 @@ int main(int argc, char** argv) {
   ppl->add_option("--kl-reference", pa.kl_reference,
                   "the reference model for --kl-divergence (default: --model itself, dequantised): e.g. "
                   "the F32 GGUF a quantised file was made from");
+  ppl->add_option("--tokens-out", pa.tokens_out,
+                  "also write the scored token ids here, one JSON line {\"ids\": [...]} per sequence (to score "
+                  "the same tokens in another engine)");
 
   LaunchArgs la;
   auto* launch = app.add_subcommand(

@@ -228,6 +228,28 @@ TEST_CASE("cli: perplexity scores news records after a quantizer or pruner", "[u
   CHECK(self["mean_kld"].get<double>() < 1e-9);
   CHECK(self["top1_agreement"] == 1.0);
   CHECK(self["reference_model"] == model);
+  // --tokens-out: the scored ids, one JSON line per sequence, as many
+  // predicted positions as the report counts.
+  const std::string tokens = (fs::temp_directory_path() / "udaci_ppl_tokens.jsonl").string();
+  const json with_tokens = run_json(" --recipe no-quant --tokens-out " + quote(tokens));
+  {
+    std::ifstream tf(tokens);
+    std::string line;
+    int64_t lines = 0, predicted = 0;
+    while (std::getline(tf, line)) {
+      const json ids = json::parse(line)["ids"];
+      REQUIRE(ids.size() >= 2);
+      for (const json& id : ids) CHECK((id.get<int64_t>() >= 0 && id.get<int64_t>() < 49152));
+      predicted += static_cast<int64_t>(ids.size()) - 1;
+      ++lines;
+    }
+    CHECK(lines == 3);
+    CHECK(predicted == with_tokens["predicted_tokens"].get<int64_t>());
+    fs::remove(tokens);
+  }
+  Run unwritable = run_cli(base + " --tokens-out /nonexistent-dir/t.jsonl");
+  CHECK(unwritable.status == 1);
+  CHECK(unwritable.err.find("cannot write '/nonexistent-dir/t.jsonl'") != std::string::npos);
   Run lone = run_cli(base + " --kl-reference " + quote(model));
   CHECK(lone.status == 1);
   CHECK(lone.err.find("--kl-reference needs --kl-divergence") != std::string::npos);

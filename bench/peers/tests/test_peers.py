@@ -213,3 +213,34 @@ def test_read_articles_takes_records_with_summary_and_headline(tmp_path):
                  '{"headline": "B", "short_description": "two"}\n{"headline": "C", "short_description": "three"}\n')
     assert [r["headline"] for r in peers.read_articles(str(f), 2)] == ["A", "B"]
     assert [r["headline"] for r in peers.read_articles(str(f), 10)] == ["A", "B", "C"]
+
+
+def test_kl_divergence_figures_follow_udacis_definitions():
+    """kl_llamacpp.Divergence: KL(ref || model) in nats, top-1 agreement,
+    mean |dp| of the next token, nearest-rank p99 — checked on hand-made
+    distributions (udaci's own figures are checked in tests/unit)."""
+    import math
+
+    import numpy as np
+
+    import kl_llamacpp
+
+    d = kl_llamacpp.Divergence()
+    ref = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.2, 0.7]]))
+    same = kl_llamacpp.Divergence()
+    same.add(ref + 3.0, ref - 1.0, [0, 2])  # logits shifted: the same distributions
+    r = same.result()
+    assert r["mean_kld"] < 1e-12 and r["top1_agreement"] == 1.0 and r["mean_abs_dp"] < 1e-12
+    model = np.log(np.array([[0.25, 0.5, 0.25], [0.1, 0.2, 0.7]]))
+    d.add(ref, model, [1, 2])
+    r = d.result()
+    kl0 = 0.5 * math.log(2.0) + 0.25 * math.log(0.5)  # sum p_ref log(p_ref / p)
+    assert r["positions"] == 2
+    assert r["mean_kld"] == pytest.approx(kl0 / 2)
+    assert r["p99_kld"] == pytest.approx(kl0) and r["max_kld"] == pytest.approx(kl0)
+    assert r["top1_agreement"] == 0.5  # argmax 0 vs 1, then 2 vs 2
+    assert r["mean_abs_dp"] == pytest.approx(0.25 / 2)
+    assert r["perplexity"] == pytest.approx(math.exp(-(math.log(0.5) + math.log(0.7)) / 2))
+    assert r["reference_perplexity"] == pytest.approx(math.exp(-(math.log(0.25) + math.log(0.7)) / 2))
+    with pytest.raises(ValueError):
+        kl_llamacpp.Divergence().result()
