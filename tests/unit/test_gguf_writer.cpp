@@ -6,7 +6,10 @@
 #include "udaci_catch.hpp"
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
+#include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +20,7 @@
 
 #include "core/error.hpp"
 #include "engine/model_lookup.hpp"
+#include "cache/cache_strategy.hpp"
 #include "engine/registry.hpp"
 #include "io/convert.hpp"
 #include "io/gguf_reader.hpp"
@@ -269,4 +273,131 @@ TEST_CASE("gguf writer: udaci convert --output x.gguf on the command line", "[gg
   std::stringstream e;
   e << std::ifstream(log).rdbuf();
   CHECK_THAT(e.str(), Catch::Matchers::Contains("NF4"));
+}
+
+namespace {
+
+// Last-position logits of `ids` and the next `steps` greedy ids.
+std::pair<at::Tensor, std::vector<int64_t>> greedy_from(const ModelFiles& f, const std::string& quantizer,
+                                                        const std::vector<int64_t>& ids, int steps) {
+  auto q = builtin_strategies().quantizers.create(quantizer, StrategyOptions());
+  ModelOptions o;
+  o.linear_factory = [&q](const LinearSpec& s, const WeightStore& w, const ModelOptions& opt) {
+    return q->make_kernel(s, w, opt);
+  };
+  LlamaModel m(f.config, f.weights, o);
+  auto cache = make_contiguous_cache(m.cache_shape());
+  cache->add_sequence(0, static_cast<int64_t>(ids.size()) + steps);
+  ForwardBatch b;
+  b.add(0, ids);
+  at::Tensor logits = m.forward(b, *cache)[0].clone();
+  at::Tensor row = logits;
+  std::vector<int64_t> out;
+  for (int s = 0; s < steps; ++s) {
+    const int64_t tok = row.argmax().item<int64_t>();
+    out.push_back(tok);
+    if (s + 1 == steps) break;
+    ForwardBatch next;
+    next.add(0, {tok});
+    row = m.forward(next, *cache)[0];
+  }
+  return {logits, out};
+}
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("gguf writer: llama.cpp loads every kind of GGUF udaci writes, and computes what udaci does",
+          "[gguf-writer][smollm2][llamacpp]") {
+  // Fixture: tools/reference/make_llamacpp_written_fixtures.py wrote these
+  // files with udaci, loaded each in llama.cpp (llama-cpp-python 0.3.36) and
+  // recorded the layout it accepted and its logits. Here udaci writes them
+  // again: the layout must be the one llama.cpp loaded (a tensor type or
+  // metadata type llama.cpp refuses, e.g. 1-D tensors in F16, fails here),
+  // and udaci's logits on its own files must be llama.cpp's.
+  const std::string def = udaci_test::default_model_gguf();
+  if (def.empty()) {
+    WARN("default GGUF model not installed; skipping");
+    return;
+  }
+  std::ifstream in(udaci_test::fixture("llamacpp/written_gguf.json"));
+  const nlohmann::json fx = nlohmann::json::parse(in);
+  const std::vector<std::vector<int64_t>> prompts = fx["prompts"].get<std::vector<std::vector<int64_t>>>();
+  REQUIRE(fx["files"].size() == 5);
+  for (const auto& [kind, f] : fx["files"].items()) {
+    INFO("kind " << kind);
+    const fs::path out = scratch(kind + ".gguf");
+    ConvertOptions o;
+    std::string src = def;
+    if (f["how"].contains("hf")) {
+      const fs::path hf = scratch(kind + "-hf");
+      ConvertOptions d;
+      d.dequantize = f["how"]["hf"].get<std::string>();
+      convert_model(def, hf.string(), d);
+      src = hf.string();
+      o.tokenizer = def;
+    }
+    const auto& extra = f["how"]["convert"];
+    if (!extra.empty()) {
+      REQUIRE(extra.size() == 2);
+      REQUIRE(extra[0] == "--quantizer");
+      o.quantizer = extra[1].get<std::string>();
+    }
+    convert_model(src, out.string(), o);
+
+    // The layout llama.cpp loaded: every tensor's type and shape, every
+    // metadata key's value type.
+    auto g = GgufFile::open(out.string());
+    REQUIRE(g->tensors().size() == f["tensors"].size());
+    for (const GgufTensorInfo& t : g->tensors()) {
+      INFO("tensor " << t.name);
+      REQUIRE(f["tensors"].contains(t.name));
+      REQUIRE(t.type_info != nullptr);
+      CHECK(std::string(t.type_info->name) == f["tensors"][t.name]["type"].get<std::string>());
+      CHECK(t.dims == f["tensors"][t.name]["shape"].get<std::vector<int64_t>>());
+    }
+    CHECK(g->keys().size() == f["metadata"].size());
+    for (const std::string& key : g->keys()) {
+      INFO("metadata key " << key);
+      REQUIRE(f["metadata"].contains(key));
+      const GgufValue& v = g->value(key);
+      std::string type = upper(gguf_value_type_name(v.type));
+      if (v.type == GgufValueType::kArray) type += "/" + upper(gguf_value_type_name(v.array_type));
+      CHECK(type == f["metadata"][key].get<std::string>());
+    }
+
+    // udaci on the file it wrote vs llama.cpp on the same file: the float
+    // files as fp32 (llama.cpp's F16/BF16 matmuls round activations to 16
+    // bits), the block files as stored (both engines round activations to
+    // 8 bits, differently).
+    const bool blocks = kind == "as_stored" || kind == "q8_0";
+    const ModelFiles mf = open_model(out.string());
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      INFO("prompt " << p);
+      const nlohmann::json& run = f["runs"][p];
+      auto [logits, greedy] = greedy_from(mf, blocks ? "gguf-native" : "none", prompts[p], 8);
+      const double range = run["max"].get<double>() - run["min"].get<double>();
+      double worst = 0.0;
+      for (const auto& tv : run["top"]) {
+        worst = std::max(worst, std::fabs(logits[tv[0].get<int64_t>()].item<double>() - tv[1].get<double>()));
+      }
+      const std::vector<int64_t> ref = run["greedy_ids"].get<std::vector<int64_t>>();
+      int same = 0;
+      while (same < static_cast<int>(ref.size()) && greedy[static_cast<size_t>(same)] == ref[static_cast<size_t>(same)]) ++same;
+      // Measured 2026-12-03 (logit range ~35): f32 <= 2e-5, f16 0.010-0.012,
+      // bf16 0.064-0.090, Q4_1 / Q8_0 blocks 0.40-0.70.
+      const double tol = kind == "f32" ? 2e-4 * range : blocks ? 0.03 * range : 0.01 * range;
+      INFO("max |udaci - llama.cpp| over llama.cpp's top 50: " << worst << " (range " << range
+                                                               << "); greedy prefix equal " << same << "/8");
+      CHECK(worst <= tol);
+      CHECK(greedy[0] == ref[0]);
+      if (kind == "f32") CHECK(same == 8);
+    }
+    fs::remove(out);
+    if (f["how"].contains("hf")) fs::remove_all(scratch(kind + "-hf"));
+  }
 }
