@@ -71,13 +71,16 @@ class CacheStrategy {
   // CPU memory. Attention for a whole step then runs in one call per layer
   // over every sequence's K/V where it lies (no gathered copies).
   virtual bool kv_in_place() const { return false; }
-  // As append(), but instead of tensors it replaces `spans` with where the K/V
-  // of all the sequence's tokens (committed + new) lie, in position order.
-  // The pointers stay valid until the next call that changes this cache.
+  // As append(), for a cache with kv_in_place(): stores the K/V of n_new
+  // tokens given as float rows (k, v: [n_new, kv_heads, head_dim], contiguous;
+  // may be null when n_new is 0) and, instead of tensors, replaces `spans`
+  // with where the K/V of all the sequence's tokens (committed + new) lie, in
+  // position order. The pointers stay valid until the next append to,
+  // truncate, fork or free of this sequence.
   // Default: Error(kUnsupported).
-  virtual void append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+  virtual void append_in_place(int64_t layer, SeqId seq, const float* k, const float* v, int64_t n_new,
                                std::vector<KvSpan>& spans) {
-    (void)layer, (void)k, (void)v, (void)spans;
+    (void)layer, (void)k, (void)v, (void)n_new, (void)spans;
     fail(Status::kUnsupported, "cache '{}' cannot hand out K/V of sequence {} in place", name(), seq);
   }
   // K/V of the committed tokens of `seq` in `layer`, [cached_length, kv_heads,

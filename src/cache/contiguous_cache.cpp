@@ -1,6 +1,7 @@
 // ContiguousCache: one buffer per sequence, [layers, 2, capacity, kv_heads,
 // head_dim], sized from the capacity hint and doubled when a sequence outgrows
 // it. Attention reads a narrow() view, so no copy happens per step.
+#include <cstring>
 #include <map>
 
 #include "cache/cache_strategy.hpp"
@@ -39,11 +40,23 @@ class ContiguousCache final : public CacheStrategy {
     return {kl.narrow(0, 0, end), vl.narrow(0, 0, end)};
   }
   bool kv_in_place() const override { return shape_.dtype == at::kFloat && shape_.device.is_cpu(); }
-  void append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+  void append_in_place(int64_t layer, SeqId seq, const float* k, const float* v, int64_t n,
                        std::vector<KvSpan>& spans) override {
     UDACI_CHECK(kv_in_place(), "contiguous cache: K/V in place needs float32 on the CPU");
-    auto [kl, vl] = append(layer, seq, k, v);  // views of the buffer, [end, kv_heads, head_dim]
-    spans.assign(1, KvSpan{kl.data_ptr<float>(), vl.data_ptr<float>(), kl.size(0)});
+    UDACI_CHECK(layer >= 0 && layer < shape_.num_layers && n >= 0,
+                "contiguous cache: layer {} outside 0..{} or {} new tokens", layer, shape_.num_layers - 1, n);
+    Seq& s = get(seq);
+    const int64_t end = s.length + n;
+    if (end > s.buffer.size(2)) grow(s, std::max(end, 2 * s.buffer.size(2)));
+    // buffer: [layers, 2, capacity, kv_heads, head_dim], contiguous.
+    const int64_t row = shape_.num_kv_heads * shape_.head_dim, cap = s.buffer.size(2);
+    float* kl = s.buffer.data_ptr<float>() + (layer * 2) * cap * row;
+    float* vl = kl + cap * row;
+    if (n > 0) {
+      std::memcpy(kl + s.length * row, k, static_cast<size_t>(n * row) * sizeof(float));
+      std::memcpy(vl + s.length * row, v, static_cast<size_t>(n * row) * sizeof(float));
+    }
+    spans.assign(1, KvSpan{kl, vl, end});
   }
   std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId seq) override {
     const Seq& s = get(seq);

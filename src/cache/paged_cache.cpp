@@ -1,6 +1,7 @@
 #include "cache/paged_cache.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "core/error.hpp"
@@ -395,34 +396,37 @@ bool PagedCache::kv_in_place() const {
   return !options_.int8 && shape_.dtype == at::kFloat && shape_.device.is_cpu();
 }
 
-void PagedCache::append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+void PagedCache::append_in_place(int64_t layer, SeqId seq, const float* k, const float* v, int64_t n,
                                  std::vector<KvSpan>& spans) {
   UDACI_CHECK(kv_in_place(), "paged cache: K/V in place needs float32 K/V on the CPU (kv=float)");
   Seq& s = get(seq);
-  UDACI_CHECK(layer >= 0 && layer < shape_.num_layers, "paged cache: layer {} outside 0..{}", layer,
-              shape_.num_layers - 1);
-  UDACI_CHECK(k.dim() == 3 && k.size(1) == shape_.num_kv_heads && k.size(2) == shape_.head_dim &&
-                  v.sizes() == k.sizes(),
-              "paged cache: K/V must be [tokens, {}, {}]", shape_.num_kv_heads, shape_.head_dim);
-  const int64_t n = k.size(0);
+  UDACI_CHECK(layer >= 0 && layer < shape_.num_layers && n >= 0,
+              "paged cache: layer {} outside 0..{} or {} new tokens", layer, shape_.num_layers - 1, n);
   const int64_t end = s.length + n;
-  if (n > 0) {
-    prepare_write(s, end);
-    write(layer, s, k, kKey);
-    write(layer, s, v, kValue);
-  }
-  // Chunk data is [layers, 2, rows, kv_heads, head_dim], contiguous.
   const int64_t B = options_.block;
   const int64_t row = shape_.num_kv_heads * shape_.head_dim;
+  // Chunk data is [layers, 2, rows, kv_heads, head_dim], contiguous.
+  auto rows_of = [&](const Block& blk, int kind) {
+    const Chunk& c = chunks_[blk.chunk];
+    return c.data.data_ptr<float>() + ((layer * 2 + kind) * c.data.size(2) + blk.row0) * row;
+  };
+  if (n > 0) {
+    prepare_write(s, end);
+    for (int64_t pos = s.length; pos < end;) {
+      const Block& blk = blocks_[s.table[pos / B]];
+      const int64_t off = pos % B, cnt = std::min(B - off, end - pos);
+      const int64_t src = (pos - s.length) * row;
+      std::memcpy(rows_of(blk, kKey) + off * row, k + src, static_cast<size_t>(cnt * row) * sizeof(float));
+      std::memcpy(rows_of(blk, kValue) + off * row, v + src, static_cast<size_t>(cnt * row) * sizeof(float));
+      pos += cnt;
+    }
+  }
   spans.clear();
   for (int64_t pos = 0; pos < end;) {
     const Block& blk = blocks_[s.table[pos / B]];
     const int64_t cnt = std::min(B, end - pos);
-    const Chunk& c = chunks_[blk.chunk];
-    const int64_t rows = c.data.size(2);
-    const float* base = c.data.data_ptr<float>();
-    const float* kp = base + ((layer * 2 + kKey) * rows + blk.row0) * row;
-    const float* vp = base + ((layer * 2 + kValue) * rows + blk.row0) * row;
+    const float* kp = rows_of(blk, kKey);
+    const float* vp = rows_of(blk, kValue);
     if (!spans.empty() && spans.back().k + spans.back().tokens * row == kp &&
         spans.back().v + spans.back().tokens * row == vp) {
       spans.back().tokens += cnt;  // the next block follows in the same chunk

@@ -70,7 +70,7 @@ class PagedCache final : public CacheStrategy {
                                            const at::Tensor& v) override;
   // float K/V on the CPU: one span per run of blocks adjacent in the pool.
   bool kv_in_place() const override;
-  void append_in_place(int64_t layer, SeqId seq, const at::Tensor& k, const at::Tensor& v,
+  void append_in_place(int64_t layer, SeqId seq, const float* k, const float* v, int64_t n_new,
                        std::vector<KvSpan>& spans) override;
   std::pair<at::Tensor, at::Tensor> committed_kv(int64_t layer, SeqId seq) override;
   void commit(SeqId seq, int64_t n_new) override;

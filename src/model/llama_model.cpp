@@ -266,13 +266,16 @@ at::Tensor LlamaModel::attention_in_place(int64_t layer, const ForwardBatch& bat
   const ModelConfig& c = config_;
   const int64_t total = q.size(0);
   at::Tensor qc = q.contiguous();  // [total, heads, d]
+  const at::Tensor kc = k.contiguous(), vc = v.contiguous();  // [total, kv_heads, d]
+  const float* kp = kc.data_ptr<float>();
+  const float* vp = vc.data_ptr<float>();
+  const int64_t row = c.num_kv_heads * c.head_dim;
   at::Tensor out = at::empty({total, c.num_heads * c.head_dim}, q.options());
   std::vector<SeqAttention> seqs(batch.seqs.size());
   int64_t offset = 0;
   for (size_t si = 0; si < batch.seqs.size(); ++si) {
     const SeqSlice& s = batch.seqs[si];
-    cache.append_in_place(layer, s.seq, k.narrow(0, offset, s.n_tokens), v.narrow(0, offset, s.n_tokens),
-                          spans[si]);
+    cache.append_in_place(layer, s.seq, kp + offset * row, vp + offset * row, s.n_tokens, spans[si]);
     SeqAttention& a = seqs[si];
     a.q = qc.data_ptr<float>() + offset * c.num_heads * c.head_dim;
     a.out = out.data_ptr<float>() + offset * c.num_heads * c.head_dim;
