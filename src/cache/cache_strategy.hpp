@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "model/forward_batch.hpp"
+#include "core/named_factories.hpp"
+#include "core/sequence.hpp"
 
 namespace udaci {
 
@@ -35,16 +36,6 @@ struct CacheStats {
   int64_t blocks_cached_free = 0;    // unreferenced blocks kept for prefix reuse
   int64_t evictions = 0;             // cached blocks reclaimed under the memory cap
   int64_t pool_bytes = 0;            // memory allocated for blocks, used or not
-};
-
-// Where consecutive positions of one sequence's K/V lie in a cache's memory,
-// for attention that reads the cache in place: `tokens` rows, row r's K at
-// k + r * row_stride and V at v + r * row_stride, each row [kv_heads,
-// head_dim] float32 (row_stride = kv_heads * head_dim).
-struct KvSpan {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  int64_t tokens = 0;
 };
 
 class CacheStrategy {
@@ -149,5 +140,10 @@ class CacheStrategy {
 std::unique_ptr<CacheStrategy> make_no_cache(const CacheShape& shape);
 std::unique_ptr<CacheStrategy> make_contiguous_cache(const CacheShape& shape);
 // Declared in cache/paged_cache.hpp: make_paged_cache(shape, PagedCacheOptions).
+
+// The cache strategies by name: "none", "contiguous", "paged", "paged-prefix"
+// (register_caches.cpp).
+using CacheFactories = NamedFactories<CacheStrategy, const CacheShape&>;
+void register_caches(CacheFactories& caches);
 
 }  // namespace udaci

@@ -5,7 +5,7 @@
 #include <map>
 
 #include "core/error.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 
 namespace udaci {
 

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "core/error.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 
 namespace udaci {
 

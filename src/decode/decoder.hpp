@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/named_factories.hpp"
 #include "decode/generate.hpp"
 
 namespace udaci {
@@ -57,5 +58,10 @@ class Decoder {
     return false;
   }
 };
+
+// The decoders by name: "greedy", "sampling", "beam", "speculative"
+// (register_decoders.cpp).
+using DecoderFactories = NamedFactories<Decoder>;
+void register_decoders(DecoderFactories& decoders);
 
 }  // namespace udaci

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "core/error.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 
 namespace udaci {
 

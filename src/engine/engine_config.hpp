@@ -32,7 +32,7 @@
 #include <string>
 
 #include "engine/scheduler.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 #include "text/prompt_builder.hpp"
 
 namespace udaci {

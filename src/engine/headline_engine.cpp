@@ -7,6 +7,8 @@
 
 #include "core/compat.hpp"
 #include "core/error.hpp"
+#include "core/strings.hpp"
+#include "quant/stored_format.hpp"
 #include "engine/model_lookup.hpp"
 #include "parallel/communicator.hpp"
 
@@ -19,10 +21,6 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
   const EngineConfig& config = config_;
   at::Device device = parse_device(config.device);
   const StrategyRegistry& reg = builtin_strategies();
-  UDACI_CHECK_S(Status::kUnsupported, config.parallel != "tensor-parallel" || config.quantizer != "gguf-native",
-                "parallel plan '{}' gives each rank slices of the weights; quantizer 'gguf-native' runs a GGUF "
-                "file's blocks in place and cannot run on slices: use int8, int4, nf4 or none",
-                config.parallel);
   parallel_ = reg.parallel_plans.create(config.parallel, config.parallel_options);
   // Ranks of one machine share its GPUs: "cuda" means the rank's own one.
   if (device.is_cuda() && !device.has_index() && parallel_->world_size() > 1)
@@ -38,11 +36,15 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
   // tensors); anything else is bound by "none", which runs udaci's own
   // quantised artefacts as stored and dequantises the rest.
   if (config.quantizer == "auto") {
-    const bool native = files.format == "gguf" && device.is_cpu() && config.parallel != "tensor-parallel";
+    const bool native = files.format == "gguf" && device.is_cpu() && !parallel_->slices_weights();
     config_.quantizer = native ? "gguf-native" : "none";
     config_.quantizer_options = StrategyOptions{};
   }
   quantizer_ = reg.quantizers.create(config.quantizer, config.quantizer_options);
+  UDACI_CHECK_S(Status::kUnsupported, !(parallel_->slices_weights() && quantizer_->runs_stored_blocks()),
+                "parallel plan '{}' gives each rank slices of the weights; quantizer '{}' runs a file's "
+                "blocks in place and cannot run on slices: use int8, int4, nf4 or none",
+                parallel_->name(), quantizer_->name());
   // Load pipeline: split for this rank, prune, quantise, build, bind kernels.
   parallel_->shard(files.config, files.weights);
   prune_report_ = pruner_->prune(files.weights, files.config);
@@ -56,7 +58,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
     // Before anything is materialised: refuse what does not fit, and leave
     // the rest to the K/V cache.
     const int64_t weights = estimate_resident_weight_bytes(files.weights, config.dtype,
-                                                           config.quantizer == "gguf-native");
+                                                           quantizer_->runs_stored_blocks());
     const double mib = 1024.0 * 1024.0;
     UDACI_CHECK_S(Status::kOutOfMemory, weights < config.max_memory_bytes,
                   "model '{}' needs about {:.1f} MiB for its weights (quantizer '{}', dtype {}), "
@@ -140,10 +142,6 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
 
 int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType dtype,
                                        bool native_gguf_blocks) {
-  auto ends_with = [](const std::string& s, const char* p) {
-    const size_t n = std::strlen(p);
-    return s.size() >= n && s.compare(s.size() - n, n, p) == 0;
-  };
   const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype));
   int64_t total = 0;
   for (const std::string& name : store.names()) {
@@ -163,8 +161,7 @@ int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType 
       default: break;
     }
     // Scales and minimums of the quantised formats stay as they are.
-    for (const char* suffix : {"_scale", "_scales", "_mins", "_sparse_values"})
-      if (ends_with(name, suffix)) as_stored = true;
+    if (is_quant_companion(name) || ends_with(name, "_sparse_values")) as_stored = true;
     total += as_stored ? static_cast<int64_t>(e.nbytes) : e.numel() * elem;
   }
   return total;

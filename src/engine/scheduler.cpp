@@ -9,7 +9,7 @@
 #include "core/compat.hpp"
 #include "core/error.hpp"
 #include "decode/sampler.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 
 namespace udaci {
 

@@ -5,6 +5,7 @@
 // suffix matches decides, even when its condition fails (then the word is
 // returned unchanged) -- NLTK's _apply_rule_list, and Porter's own C code.
 #include "eval/porter_stemmer.hpp"
+#include "core/strings.hpp"
 
 #include <array>
 #include <string>
@@ -72,10 +73,6 @@ bool ends_cvc(std::string_view w) {
       w[n - 1] != 'w' && w[n - 1] != 'x' && w[n - 1] != 'y')
     return true;
   return n == 2 && !is_consonant(w, 0) && is_consonant(w, 1);
-}
-
-bool ends_with(std::string_view w, std::string_view s) {
-  return w.size() >= s.size() && w.compare(w.size() - s.size(), s.size(), s) == 0;
 }
 
 enum class Cond {

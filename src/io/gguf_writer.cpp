@@ -12,6 +12,7 @@
 #include "core/error.hpp"
 #include "io/gguf_reader.hpp"
 #include "model/rope.hpp"
+#include "core/strings.hpp"
 
 namespace udaci {
 namespace {
@@ -21,11 +22,6 @@ constexpr uint64_t kAlignment = kGgufDefaultAlignment;
 
 // ggml type ids (enum ggml_type) of what udaci writes.
 constexpr uint32_t kGgmlF32 = 0, kGgmlQ4_1 = 3, kGgmlQ8_0 = 8;
-
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
 
 template <typename T>
 void put(std::string& out, T v) {

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cache/cache_strategy.hpp"
+#include "core/sequence.hpp"
 
 namespace udaci {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/thread_pool.hpp"
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 
 namespace udaci {
 

@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace udaci {
+#include "core/sequence.hpp"
 
-using SeqId = int64_t;
+namespace udaci {
 
 struct SeqSlice {
   SeqId seq = 0;          // the sequence's id in the CacheStrategy

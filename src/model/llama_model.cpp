@@ -7,19 +7,8 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/thread_pool.hpp"
-#include "model/attention_kernels.hpp"
-#include "quant/cpu_features.hpp"
-#ifdef UDACI_WITH_CUDA
-#include "kernels/cuda/cuda_ops.hpp"
-#endif
 
 namespace udaci {
-
-namespace {
-// Prompt chunks up to this many tokens take the fused attention loop.
-constexpr int64_t kFusedPrefillMaxTokens = 256;
-}  // namespace
 
 namespace {
 
@@ -42,7 +31,7 @@ at::Tensor load(const WeightStore& store, const std::string& name, std::vector<i
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const ModelOptions& opt)
-    : config_(c), options_(opt), rope_(c) {
+    : config_(c), options_(opt), rope_(c), backend_(select_layer_backend(opt.device, opt.dtype)) {
   UDACI_CHECK_S(Status::kUnsupported,
                 opt.dtype == at::kFloat || opt.dtype == at::kBFloat16 || opt.dtype == at::kHalf,
                 "compute dtype must be float32, bfloat16 or float16");
@@ -155,108 +144,7 @@ int64_t LlamaModel::weight_bytes() const {
 }
 
 at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
-#ifdef UDACI_WITH_CUDA
-  // One kernel instead of five ATen ops, the same formula (issue #10).
-  if (x.is_cuda() && weight.scalar_type() == x.scalar_type())
-    return cuda::rms_norm(x, weight, config_.rms_norm_eps);
-#endif
-  if (x.is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && x.dim() == 2 &&
-      x.is_contiguous() && weight.is_contiguous()) {
-    // One pass per row instead of five ATen ops (at decode time each op's
-    // dispatch costs more than its arithmetic): sum of squares in double,
-    // then x * rsqrt(mean + eps) * w, as the formula below in fp32.
-    at::Tensor out = at::empty_like(x);
-    const int64_t rows = x.size(0), cols = x.size(1);
-    const float* src = x.data_ptr<float>();
-    const float* w = weight.data_ptr<float>();
-    float* dst = out.data_ptr<float>();
-    const float eps = static_cast<float>(config_.rms_norm_eps);
-    parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* xr = src + r * cols;
-        float* yr = dst + r * cols;
-        double ss = 0.0;
-        for (int64_t i = 0; i < cols; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-        const float inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(cols)) + eps);
-        for (int64_t i = 0; i < cols; ++i) yr[i] = w[i] * (xr[i] * inv);
-      }
-    });
-    return out;
-  }
-  // As HF LlamaRMSNorm: normalise in float32, cast back, then scale.
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
-  at::Tensor normed = xf * at::rsqrt(var + config_.rms_norm_eps);
-  return weight * normed.to(x.scalar_type());
-}
-
-at::Tensor LlamaModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 int64_t past) const {
-  // q: [n, heads, d]; k, v: [past + n, kv_heads, d]. Query heads are grouped by
-  // the KV head they share, so K/V are never repeated in memory.
-  const int64_t n = q.size(0);
-  const int64_t heads = q.size(1);
-  const int64_t d = q.size(2);
-  const int64_t kvh = k.size(1);
-  const int64_t group = heads / kvh;
-  const int64_t total = k.size(0);
-#ifdef UDACI_WITH_CUDA
-  auto aligned = [](const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; };
-  if (n == 1 && q.is_cuda() && (d == 64 || d == 128) && k.is_contiguous() && v.is_contiguous() &&
-      aligned(k) && aligned(v) && k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type()) {
-    // One decoding token on the GPU: the paged-attention kernel reads this
-    // sequence's K/V as a contiguous cache of one slot (issue #10).
-    cuda::KvCacheTensors kv;
-    kv.k = k;
-    kv.v = v;
-    kv.seq_capacity = std::max<int64_t>(total, 1);
-    at::Tensor o = cuda::attention_decode(q.contiguous(), kv, at::Tensor(), total,
-                                          1.0 / std::sqrt(static_cast<double>(d)));
-    return o.view({1, heads * d});
-  }
-#endif
-  const bool cpu_f32 = q.is_cpu() && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
-                       v.scalar_type() == at::kFloat && k.is_contiguous() && v.is_contiguous();
-  if (cpu_f32 && fused_cpu_attention(n)) {
-    // One decoding token, or a prompt chunk whose query i (at position
-    // past + i) is one decoding token over keys 0 .. past + i: scores,
-    // softmax and the weighted sum of V in one loop per (token, head). The
-    // ATen path below is ten ops, each costing more to dispatch than its
-    // arithmetic at these sizes, and it keeps a headline's prefill off
-    // OpenBLAS, whose helper threads would otherwise spin through the decode
-    // that follows.
-    at::Tensor qc = q.contiguous();  // [n, heads, d]
-    at::Tensor out = at::empty({n, heads * d}, q.options());
-    const KvSpan span{k.data_ptr<float>(), v.data_ptr<float>(), total};
-    SeqAttention a;
-    a.q = qc.data_ptr<float>();
-    a.out = out.data_ptr<float>();
-    a.n = n;
-    a.past = past;
-    a.spans = &span;
-    a.n_spans = 1;
-    attend_cpu({a}, AttentionShape{heads, kvh, d}, static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))),
-               active_kernel_isa() >= KernelIsa::kAvx2);
-    return out;
-  }
-  at::Tensor qg = q.reshape({n, kvh, group, d}).permute({1, 2, 0, 3}).reshape({kvh, group * n, d});
-  at::Tensor kt = k.permute({1, 2, 0});  // [kv_heads, d, total]
-  at::Tensor vt = v.permute({1, 0, 2});  // [kv_heads, total, d]
-  at::Tensor scores = at::bmm(qg, kt).mul_(1.0 / std::sqrt(static_cast<double>(d)));
-  // [kv_heads, group * n, total]
-  if (n > 1) {
-    // Query i sits at position past + i and sees keys 0 .. past + i.
-    at::Tensor mask = at::ones({n, total}, at::TensorOptions().dtype(at::kBool).device(q.device()))
-                          .triu(past + 1);  // [n, total], true = hidden
-    scores = scores.view({kvh, group, n, total}).masked_fill(mask, -INFINITY).view({kvh, group * n, total});
-  }
-  at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
-  at::Tensor out = at::bmm(probs, vt);  // [kv_heads, group * n, d]
-  return out.view({kvh, group, n, d}).permute({2, 0, 1, 3}).reshape({n, heads * d});
-}
-
-bool LlamaModel::fused_cpu_attention(int64_t n_tokens) const {
-  return n_tokens == 1 || (n_tokens <= kFusedPrefillMaxTokens && active_kernel_isa() >= KernelIsa::kAvx2);
+  return backend_->rms_norm(x, weight, config_.rms_norm_eps);
 }
 
 at::Tensor LlamaModel::attention_in_place(int64_t layer, const ForwardBatch& batch,
@@ -285,9 +173,8 @@ at::Tensor LlamaModel::attention_in_place(int64_t layer, const ForwardBatch& bat
     a.n_spans = static_cast<int64_t>(spans[si].size());
     offset += s.n_tokens;
   }
-  attend_cpu(seqs, AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim},
-             static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim))),
-             active_kernel_isa() >= KernelIsa::kAvx2);
+  backend_->attend_in_place(seqs, AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim},
+                            static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim))));
   return out;
 }
 
@@ -338,9 +225,9 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
   at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong)).to(options_.device);
   auto [cos, sin] = rope_.cos_sin(pos);  // [total, head_dim]
   // Every sequence's attention of a layer in one call, reading K/V where the
-  // cache keeps them, when the cache and every slice allow it.
-  bool in_place = options_.device.is_cpu() && options_.dtype == at::kFloat && cache.kv_in_place();
-  for (const SeqSlice& s : batch.seqs) in_place = in_place && fused_cpu_attention(s.n_tokens);
+  // cache keeps them, when the cache and the backend allow it for every slice.
+  bool in_place = cache.kv_in_place();
+  for (const SeqSlice& s : batch.seqs) in_place = in_place && backend_->attends_in_place(s.n_tokens);
   std::vector<std::vector<KvSpan>> spans(in_place ? batch.seqs.size() : 0);
 
   for (size_t li = 0; li < layers_.size(); ++li) {
@@ -350,8 +237,8 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
     at::Tensor q = qkv[0].view({total, c.num_heads, c.head_dim});
     at::Tensor k = qkv[1].view({total, c.num_kv_heads, c.head_dim});
     at::Tensor v = qkv[2].view({total, c.num_kv_heads, c.head_dim});
-    q = Rope::apply(q, cos, sin);
-    k = Rope::apply(k, cos, sin);
+    q = backend_->rope(q, cos, sin);
+    k = backend_->rope(k, cos, sin);
 
     at::Tensor attn;  // [total, heads * d]
     if (in_place) {
@@ -364,7 +251,7 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
         const SeqSlice& s = batch.seqs[si];
         auto [kk, vv] = cache.append(static_cast<int64_t>(li), s.seq, k.narrow(0, offset, s.n_tokens),
                                      v.narrow(0, offset, s.n_tokens));
-        outs.push_back(attention(q.narrow(0, offset, s.n_tokens), kk, vv, pasts[si]));
+        outs.push_back(backend_->attention(q.narrow(0, offset, s.n_tokens), kk, vv, pasts[si]));
         offset += s.n_tokens;
       }
       attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);

@@ -15,6 +15,7 @@
 #include "cache/cache_strategy.hpp"
 #include "io/weight_store.hpp"
 #include "model/forward_batch.hpp"
+#include "model/layer_backend.hpp"
 #include "model/linear.hpp"
 #include "model/model_config.hpp"
 #include "model/rope.hpp"
@@ -102,11 +103,6 @@ class LlamaModel {
   at::Tensor run_layers(const ForwardBatch& batch, CacheStrategy& cache, at::Tensor x) const;
   at::Tensor head(const ForwardBatch& batch, const at::Tensor& x) const;
   at::Tensor forward_pipeline(const ForwardBatch& batch, CacheStrategy& cache) const;
-  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                       int64_t past) const;
-  // Whether a slice of n_tokens new tokens takes the fused fp32 CPU attention
-  // loop (attention_kernels.hpp) rather than ATen's batched matmuls.
-  bool fused_cpu_attention(int64_t n_tokens) const;
   // Appends the layer's K/V of every sequence in place (spans: per sequence,
   // kept across layers to reuse their memory) and runs all of the step's
   // attention in one call: [total, heads * head_dim].
@@ -117,6 +113,8 @@ class LlamaModel {
   ModelConfig config_;
   ModelOptions options_;
   Rope rope_;
+  // Norm, rotation and attention for this model's device and dtype.
+  std::shared_ptr<const LayerBackend> backend_;
   Linear embed_;  // the token embedding, looked up with gather_rows
   std::vector<Layer> layers_;
   at::Tensor final_norm_;

@@ -16,11 +16,9 @@ class Rope {
   // inv_freq: [head_dim / 2], float32, after scaling.
   const at::Tensor& inv_freq() const { return inv_freq_; }
 
-  // cos and sin for the given positions, each [n, head_dim], float32.
+  // cos and sin for the given positions, each [n, head_dim], float32 (the
+  // rotation itself: LayerBackend::rope).
   std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions) const;
-
-  // Rotates x: [n, heads, head_dim] with cos/sin [n, head_dim] (cast to x's dtype).
-  static at::Tensor apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
  private:
   at::Tensor inv_freq_;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "cache/cache_strategy.hpp"
+#include "core/named_factories.hpp"
 #include "io/weight_store.hpp"
 #include "model/linear.hpp"
 #include "model/llama_model.hpp"
@@ -40,6 +41,9 @@ class ParallelPlan {
   // Keeps in `store` only what this rank computes with, and sets `config` to
   // this rank's share (its heads, FFN channels).
   virtual void shard(ModelConfig& config, WeightStore& store) = 0;
+  // Capability: each rank holds slices of a projection's weight (not whole
+  // tensors), so quantizers that run stored blocks in place cannot serve it.
+  virtual bool slices_weights() const { return false; }
   // The kernel factory of this rank's model, around `inner` (the
   // quantizer's and pruner's kernels).
   virtual LinearFactory wrap(LinearFactory inner) { return inner; }
@@ -59,5 +63,10 @@ class ParallelPlan {
   virtual void shutdown() noexcept {}
   virtual ParallelStats stats() const { return {}; }
 };
+
+// The plans by name: "single-device", and where this build has c10d
+// "tensor-parallel" and "pipeline-parallel" (register_parallel_plans.cpp).
+using ParallelPlanFactories = NamedFactories<ParallelPlan>;
+void register_parallel_plans(ParallelPlanFactories& plans);
 
 }  // namespace udaci

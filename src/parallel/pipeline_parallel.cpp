@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 #include "parallel/rank_protocol.hpp"
 #include "parallel/tensor_parallel.hpp"
 

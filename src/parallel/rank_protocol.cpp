@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 
 namespace udaci {
 

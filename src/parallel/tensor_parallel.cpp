@@ -4,8 +4,9 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 #include "parallel/rank_protocol.hpp"
+#include "core/strings.hpp"
 
 namespace udaci {
 
@@ -117,10 +118,6 @@ std::unique_ptr<LinearKernel> build(const LinearFactory& inner, const LinearSpec
   return make_dense_kernel(w, b);
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // ---------------------------------------------------------------- the plan
 
 class TensorParallelPlan final : public RankedPlan {
@@ -129,6 +126,7 @@ class TensorParallelPlan final : public RankedPlan {
       : RankedPlan(std::move(comm), options.timeout, options.backend) {}
 
   const char* name() const override { return "tensor-parallel"; }
+  bool slices_weights() const override { return true; }
 
   void shard(ModelConfig& c, WeightStore& store) override {
     const int world = world_size(), r = rank();

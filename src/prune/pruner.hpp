@@ -1,6 +1,5 @@
 // Pruner: removes weights from a WeightStore before the model is built and
-// reports, per tensor, what it removed. Implementations: "none" so far;
-// magnitude, 2:4 and structured pruning arrive with issue #7.
+// reports, per tensor, what it removed. Implementations: register_pruners.cpp.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/strategy_options.hpp"
+#include "core/named_factories.hpp"
 #include "io/weight_store.hpp"
 #include "model/linear.hpp"
 #include "model/model_config.hpp"
@@ -41,5 +40,10 @@ class Pruner {
     return nullptr;
   }
 };
+
+// The pruners by name: "none" (runs a stored 2:4 artefact packed, prunes
+// nothing), "magnitude", "2:4", "structured" (register_pruners.cpp).
+using PrunerFactories = NamedFactories<Pruner>;
+void register_pruners(PrunerFactories& pruners);
 
 }  // namespace udaci

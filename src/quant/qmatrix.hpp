@@ -33,7 +33,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 
 namespace udaci {
 

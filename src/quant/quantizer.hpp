@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/strategy_options.hpp"
+#include "core/named_factories.hpp"
 #include "io/weight_store.hpp"
 #include "model/linear.hpp"
 
@@ -33,7 +33,17 @@ class Quantizer {
   virtual std::unique_ptr<LinearKernel> make_kernel(const LinearSpec& spec,
                                                     const WeightStore& store,
                                                     const ModelOptions& options) const = 0;
+  // Capability: its kernels run a file's quantised blocks in place (whole
+  // tensors as stored), so a plan that gives each rank slices of the weights
+  // cannot use it ("gguf-native").
+  virtual bool runs_stored_blocks() const { return false; }
 };
+
+// The quantizers by name: "none" (runs a stored int8 / int4 / nf4 artefact as
+// stored, leaves the rest dense), "int8", "int4", "nf4", "gguf-native"
+// (register_quantizers.cpp).
+using QuantizerFactories = NamedFactories<Quantizer>;
+void register_quantizers(QuantizerFactories& quantizers);
 
 // Total bytes of the tensors in `store`, as stored.
 int64_t stored_bytes(const WeightStore& store);

@@ -7,6 +7,7 @@
 #include "model/llama_model.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantized_linear.hpp"
+#include "core/strings.hpp"
 
 namespace udaci {
 
@@ -31,11 +32,6 @@ WeightFormat parse_weight_format(const std::string& owner, const std::string& ke
 }
 
 namespace {
-
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
 
 const char* const kEmbed = "model.embed_tokens";
 
@@ -281,6 +277,7 @@ class WeightQuantizer final : public Quantizer {
 class GgufNativeQuantizer final : public Quantizer {
  public:
   const char* name() const override { return "gguf-native"; }
+  bool runs_stored_blocks() const override { return true; }
   QuantizeReport quantize(WeightStore& store) const override {
     const int64_t b = stored_bytes(store);
     return {b, b, 0};

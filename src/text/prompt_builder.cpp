@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 
 namespace udaci {
 namespace {
@@ -110,11 +111,6 @@ std::string_view trim(std::string_view s) {
     s.remove_suffix(s.size() - start);
   }
   return s;
-}
-
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-bool ends_with(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
 std::string replace_placeholder(std::string_view text, std::string_view summary) {

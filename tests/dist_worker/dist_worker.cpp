@@ -23,7 +23,7 @@
 #include "decode/generate.hpp"
 #include "decode/speculative.hpp"
 #include "engine/registry.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
 

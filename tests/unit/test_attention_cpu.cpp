@@ -12,8 +12,9 @@
 #include <optional>
 #include <random>
 
+#include "core/error.hpp"
 #include "model/attention_kernels.hpp"
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 
 using namespace udaci;
 

@@ -8,7 +8,7 @@
 
 #include "model/dense_gemv.hpp"
 #include "model/linear.hpp"
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 
 using namespace udaci;
 

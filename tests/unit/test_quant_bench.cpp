@@ -17,7 +17,7 @@
 #include "engine/registry.hpp"
 #include "io/model_loader.hpp"
 #include "model/llama_model.hpp"
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantizers.hpp"
 #include "test_util.hpp"

@@ -19,7 +19,7 @@
 
 #include "io/gguf_quants.hpp"
 #include "model/llama_model.hpp"
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 #include "quant/qmatrix.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantized_linear.hpp"

@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "decode/generate.hpp"
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 #include "model/llama_model.hpp"
 #include "parallel/communicator.hpp"
 #include "parallel/tensor_parallel.hpp"

@@ -1,4 +1,4 @@
-#include "engine/strategy_options.hpp"
+#include "core/strategy_options.hpp"
 
 #include <cerrno>
 #include <cmath>

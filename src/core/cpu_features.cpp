@@ -1,4 +1,4 @@
-#include "quant/cpu_features.hpp"
+#include "core/cpu_features.hpp"
 
 #include <atomic>
 #include <cstdlib>

@@ -1,0 +1,68 @@
+// The decoders, registered by name with their options read and validated
+// here: "greedy" and "sampling" (one token per sequence per step, run by the
+// engine's scheduler), "beam" and "speculative" (own loops).
+#include "decode/beam_search.hpp"
+#include "decode/speculative.hpp"
+
+namespace udaci {
+
+namespace {
+
+// Argmax at every step whatever the request's sampling options say.
+class GreedyDecoder final : public Decoder {
+ public:
+  const char* name() const override { return "greedy"; }
+  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                         const std::vector<std::vector<int64_t>>& prompts,
+                                         const GenerationOptions& options,
+                                         const TokenCallback& on_token) const override {
+    GenerationOptions greedy = options;
+    greedy.sampling = SamplingOptions{};
+    return udaci::generate(model, cache, prompts, greedy, on_token);
+  }
+  bool one_token_per_step(GenerationOptions& options) const override {
+    options.sampling = SamplingOptions{};
+    return true;
+  }
+};
+
+// The request's SamplingOptions decide: temperature 0 is greedy, otherwise
+// seeded sampling with top-k / top-p / min-p / repetition penalty.
+class SamplingDecoder final : public Decoder {
+ public:
+  const char* name() const override { return "sampling"; }
+  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+                                         const std::vector<std::vector<int64_t>>& prompts,
+                                         const GenerationOptions& options,
+                                         const TokenCallback& on_token) const override {
+    return udaci::generate(model, cache, prompts, options, on_token);
+  }
+  bool one_token_per_step(GenerationOptions&) const override { return true; }
+};
+
+}  // namespace
+
+void register_decoders(DecoderFactories& r) {
+  r.add("greedy", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+    o.expect_only("decoder 'greedy'", {});
+    return std::make_unique<GreedyDecoder>();
+  });
+  r.add("sampling", [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+    o.expect_only("decoder 'sampling'", {});
+    return std::make_unique<SamplingDecoder>();
+  });
+  r.add(
+      "beam",
+      [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+        return std::make_unique<BeamSearchDecoder>(BeamOptions::from(o));
+      },
+      [](const StrategyOptions& o) { BeamOptions::from(o); });
+  r.add(
+      "speculative",
+      [](const StrategyOptions& o) -> std::unique_ptr<Decoder> {
+        return std::make_unique<SpeculativeDecoder>(SpeculativeOptions::from(o));
+      },
+      [](const StrategyOptions& o) { SpeculativeOptions::from(o); });
+}
+
+}  // namespace udaci
