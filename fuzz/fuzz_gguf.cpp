@@ -9,6 +9,7 @@
 #include "fuzz_common.hpp"
 #include "io/gguf_reader.hpp"
 #include "text/tokenizer.hpp"
+#include "model/gguf_llama.hpp"
 
 using namespace udaci;
 using udaci::fuzz::expect_error_or_ok;

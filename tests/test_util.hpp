@@ -156,7 +156,7 @@ void expect_error(F&& fn, udaci::Status status, const std::string& needle) {
 
 #include <vector>
 
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 
 namespace udaci_test {

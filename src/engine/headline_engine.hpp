@@ -21,7 +21,7 @@
 #include "engine/registry.hpp"
 #include "engine/scheduler.hpp"
 #include "decode/generate.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "text/prompt_builder.hpp"
 #include "text/tokenizer.hpp"

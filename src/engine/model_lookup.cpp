@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "io/gguf_reader.hpp"
+#include "model/gguf_llama.hpp"
 
 namespace udaci {
 

@@ -21,8 +21,6 @@
 
 #include "io/mapped_file.hpp"
 #include "io/weight_store.hpp"
-#include "model/model_config.hpp"
-#include "text/tokenizer_spec.hpp"
 
 namespace udaci {
 
@@ -196,39 +194,5 @@ class GgufFile {
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
 };
-
-// Hyper-parameters of a llama-architecture GGUF (general.architecture must be
-// "llama", Error(kUnsupported) otherwise) from the llama.* keys, validated.
-// Rope scaling: llama.rope.scaling.type "linear" (+ factor) maps onto
-// RopeScaling; Llama 3.x files instead carry the llama3 scaling as the tensor
-// `rope_freqs.weight` (see gguf_rope_freq_factors) and leave the type
-// "default" here.
-ModelConfig model_config_from_gguf(const GgufFile& gguf);
-
-// Llama 3.x GGUFs store the llama3 rope scaling as per-frequency divisors in
-// the F32 tensor `rope_freqs.weight` ([head_dim / 2]): the rotary inverse
-// frequency i becomes theta^(-2i/head_dim) / factors[i] (llama.cpp's
-// "freq_factors"; convert_hf_to_gguf.py computes them from the HF rope_scaling
-// block). Empty when the file has no such tensor.
-std::vector<float> gguf_rope_freq_factors(const GgufFile& gguf);
-
-// Maps a GGUF tensor name to its Hugging Face name (token_embd.weight ->
-// model.embed_tokens.weight, blk.N.attn_q.weight ->
-// model.layers.N.self_attn.q_proj.weight, ...). Names with no HF counterpart
-// (e.g. rope_freqs.weight) come back unchanged.
-std::string gguf_to_hf_tensor_name(const std::string& gguf_name);
-
-// Adds every tensor of the file to `store` under its HF name, shape in HF order
-// (outermost first), zero-copy over the mapping. Q and K projections get
-// `unpermute_heads` (llama.head_count / llama.head_count_kv) so that
-// WeightStore::tensor() undoes the converter's rotary row permutation.
-// Error(kUnsupported) for a tensor whose ggml type has no dequantiser.
-void gguf_weights_to_store(const std::shared_ptr<GgufFile>& gguf, WeightStore& store);
-
-// The tokenizer.ggml.* metadata as a TokenizerSpec. tokenizer.ggml.model must
-// be "gpt2" (byte-level BPE), Error(kUnsupported) otherwise; the raw
-// tokenizer.ggml.pre value (e.g. "smollm", "llama-bpe") goes into
-// spec.pre_tokenizer. eos_ids = eos, eot and eom ids when present.
-TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& gguf);
 
 }  // namespace udaci

@@ -20,8 +20,6 @@
 #include <vector>
 
 #include "io/weight_store.hpp"
-#include "model/model_config.hpp"
-#include "text/tokenizer_spec.hpp"
 
 namespace udaci {
 
@@ -60,24 +58,5 @@ class GgufWriter {
   std::vector<std::string> keys_;
   std::vector<Tensor> tensors_;
 };
-
-// Hugging Face tensor name -> GGUF name (model.layers.3.self_attn.q_proj.weight
-// -> blk.3.attn_q.weight); the inverse of gguf_to_hf_tensor_name. Names with
-// no GGUF counterpart come back empty.
-std::string hf_to_gguf_tensor_name(const std::string& hf_name);
-
-struct GgufExportReport {
-  int64_t tensors = 0;
-  int64_t tensor_bytes = 0;
-  std::string file_type;  // general.file_type's name, e.g. "Q4_1"
-};
-
-// Writes a Llama model. `tokenizer` may be null (then no tokenizer.* keys are
-// written and llama.cpp will not load the file; udaci can, given
-// --tokenizer). Error(kUnsupported) naming the tensor and its format when a
-// weight has no GGUF type.
-GgufExportReport write_model_gguf(const std::string& path, const ModelConfig& config,
-                                  const WeightStore& store, const TokenizerSpec* tokenizer,
-                                  const std::string& model_name);
 
 }  // namespace udaci

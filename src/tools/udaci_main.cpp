@@ -23,11 +23,12 @@
 #include "eval/news_dataset.hpp"
 #include "eval/perplexity.hpp"
 #include "eval/rouge_cli.hpp"
-#include "io/convert.hpp"
+#include "engine/convert.hpp"
 #include "io/gguf_writer.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "parallel/communicator.hpp"
+#include "model/gguf_llama_writer.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -415,11 +416,26 @@ int cmd_random_model(const std::string& shape, const std::string& dtype_name, ui
 int cmd_info(const std::string& model_path) {
   ModelFiles m = open_model(resolve_model(model_path));
   const ModelConfig& c = m.config;
+  {
+    // What it describes must load: the model is bound as the engine binds it
+    // (GGUF blocks in place, udaci's stored formats as stored, the rest
+    // dense), which checks every tensor the config implies — present, with
+    // its shape — and fails naming the first that is not.
+    const StrategyRegistry& reg = builtin_strategies();
+    const std::unique_ptr<Quantizer> q = reg.quantizers.create(m.format == "gguf" ? "gguf-native" : "none", {});
+    const std::unique_ptr<Pruner> pr = reg.pruners.create("none", {});
+    ModelOptions opt;
+    opt.linear_factory = [&](const LinearSpec& spec, const WeightStore& store, const ModelOptions& o) {
+      std::unique_ptr<LinearKernel> k = q->make_kernel(spec, store, o);
+      return k ? std::move(k) : pr->make_kernel(spec, store, o);
+    };
+    const LlamaModel model(c, m.weights, opt);
+  }
   json out;
   out["path"] = m.path;
   out["format"] = m.format;
   // The config as a Hugging Face config.json would hold it (the mapping
-  // `udaci convert` writes, src/io/convert.cpp).
+  // `udaci convert` writes, src/model/artefact.cpp).
   out["config"] = json::parse(config_to_json(c));
   out["parameters"] = m.weights.total_elements();
   out["tensors"] = m.weights.size();

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "cache/cache_strategy.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/kernels.hpp"

@@ -24,7 +24,7 @@
 #include "decode/speculative.hpp"
 #include "engine/registry.hpp"
 #include "core/strategy_options.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 
 using namespace udaci;

@@ -8,7 +8,7 @@
 
 #include "cache/cache_strategy.hpp"
 #include "decode/generate.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/llama_model.hpp"
 #include "test_util.hpp"

@@ -99,6 +99,35 @@ TEST_CASE("cli: wrong options and bad models give a message and status 1 or 2", 
   CHECK(r7.err.find("is not a model") != std::string::npos);
 }
 
+TEST_CASE("cli: info checks the checkpoint it describes: missing or mis-shaped tensors exit 1", "[unit][cli]") {
+  // The committed checkpoint with a config.json that does not fit its
+  // tensors: one layer more (its tensors are missing), a wider MLP (the
+  // gate/up/down shapes disagree).
+  const fs::path src = udaci_test::fixture("golden/tiny-gqa-tied");
+  const fs::path dir = fs::temp_directory_path() / ("udaci_cli_info_" + std::to_string(::getpid()));
+  auto variant = [&](const std::string& name, const std::string& key, int value) {
+    const fs::path d = dir / name;
+    fs::create_directories(d);
+    fs::copy_file(src / "model.safetensors", d / "model.safetensors", fs::copy_options::overwrite_existing);
+    json c = json::parse(std::ifstream(src / "config.json"));
+    c[key] = value;
+    std::ofstream(d / "config.json") << c.dump();
+    return quote(d.string());
+  };
+  Run missing = run_cli("info --model " + variant("missing", "num_hidden_layers", 3));
+  CHECK(missing.status == 1);
+  CHECK(missing.out.empty());
+  CHECK(missing.err.find("model.layers.2.") != std::string::npos);
+  Run shape = run_cli("info --model " + variant("shape", "intermediate_size", 192));
+  CHECK(shape.status == 1);
+  CHECK(shape.err.find("mlp") != std::string::npos);
+  CHECK(shape.err.find("192") != std::string::npos);
+  Run ok = run_cli("info --model " + variant("ok", "num_hidden_layers", 2));
+  CHECK(ok.status == 0);
+  CHECK(json::parse(ok.out)["config"]["num_hidden_layers"] == 2);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("cli: tokenize and detokenize keep order and report bad lines", "[unit][cli]") {
   const std::string tj = udaci_test::shared_path("assets/tokenizers/llama3/tokenizer.json");
   if (!udaci_test::shared_available()) {

@@ -11,7 +11,7 @@
 
 #include "engine/registry.hpp"
 #include "eval/perplexity.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "test_util.hpp"
 

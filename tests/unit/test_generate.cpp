@@ -5,7 +5,7 @@
 #include "cache/cache_strategy.hpp"
 #include "core/error.hpp"
 #include "decode/generate.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 
 using namespace udaci;

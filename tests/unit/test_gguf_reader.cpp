@@ -12,6 +12,7 @@
 #include "io/gguf_quants.hpp"
 #include "io/safetensors_reader.hpp"
 #include "test_util.hpp"
+#include "model/gguf_llama.hpp"
 
 using namespace udaci;
 using udaci_test::expect_error;

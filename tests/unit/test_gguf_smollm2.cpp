@@ -10,6 +10,7 @@
 
 #include "io/gguf_reader.hpp"
 #include "test_util.hpp"
+#include "model/gguf_llama.hpp"
 
 using namespace udaci;
 

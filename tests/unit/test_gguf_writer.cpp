@@ -22,14 +22,16 @@
 #include "engine/model_lookup.hpp"
 #include "cache/cache_strategy.hpp"
 #include "engine/registry.hpp"
-#include "io/convert.hpp"
+#include "engine/convert.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "model/rope.hpp"
 #include "quant/quantizer.hpp"
 #include "test_util.hpp"
+#include "model/gguf_llama.hpp"
+#include "model/gguf_llama_writer.hpp"
 
 using namespace udaci;
 namespace fs = std::filesystem;

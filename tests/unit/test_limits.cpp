@@ -12,7 +12,7 @@
 #include "core/error.hpp"
 #include "core/limits.hpp"
 #include "engine/headline_engine.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/model_config.hpp"
 #include "text/tokenizer.hpp"

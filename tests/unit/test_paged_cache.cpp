@@ -15,7 +15,7 @@
 #include "decode/generate.hpp"
 #include "engine/registry.hpp"
 #include "eval/news_dataset.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/llama_model.hpp"
 #include "test_util.hpp"

@@ -11,7 +11,7 @@
 #include "engine/headline_engine.hpp"
 #include "engine/registry.hpp"
 #include "eval/perplexity.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "prune/pruners.hpp"
 #include "prune/prune_util.hpp"

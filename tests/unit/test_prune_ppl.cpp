@@ -17,7 +17,7 @@
 #include "eval/perplexity.hpp"
 #include "engine/model_lookup.hpp"
 #include "engine/registry.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "prune/pruners.hpp"
 #include "prune/sparse24.hpp"

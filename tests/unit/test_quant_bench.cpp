@@ -15,7 +15,7 @@
 
 #include "cache/cache_strategy.hpp"
 #include "engine/registry.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "core/cpu_features.hpp"
 #include "quant/quant_formats.hpp"

@@ -10,7 +10,7 @@
 
 #include "engine/registry.hpp"
 #include "io/gguf_quants.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "quant/qmatrix.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantizers.hpp"

@@ -7,7 +7,7 @@
 
 #include "cache/cache_strategy.hpp"
 #include "engine/registry.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/llama_model.hpp"
 #include "quant/quantizers.hpp"

@@ -5,7 +5,7 @@
 #include "core/error.hpp"
 #include "engine/registry.hpp"
 #include "parallel/communicator.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "model/llama_model.hpp"
 #include "test_util.hpp"
 

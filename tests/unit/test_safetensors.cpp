@@ -9,7 +9,7 @@
 #include <random>
 
 #include "core/error.hpp"
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/llama_model.hpp"
 #include "test_util.hpp"

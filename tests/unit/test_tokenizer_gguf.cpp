@@ -15,6 +15,7 @@
 #include "test_tokenizer_util.hpp"
 #include "test_util.hpp"
 #include "text/tokenizer.hpp"
+#include "model/gguf_llama.hpp"
 
 using udaci::GgufFile;
 using udaci::Tokenizer;

@@ -1,13 +1,14 @@
-#include "io/model_loader.hpp"
+#include "model/model_loader.hpp"
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "core/error.hpp"
-#include "io/convert.hpp"
+#include "model/artefact.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/safetensors_reader.hpp"
+#include "model/gguf_llama.hpp"
 
 namespace udaci {
 

@@ -4,19 +4,18 @@
 // docs/ARTEFACT.md), as a GGUF file (an output path ending in .gguf; the
 // formats GGUF has, io/gguf_writer.hpp), or dequantise it back to a plain
 // Hugging Face folder.
-// open_model() recognises an artefact and returns its entries as stored.
+// open_model() recognises an artefact (model/artefact.hpp) and returns its
+// entries as stored.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <string>
 
-#include "io/model_loader.hpp"
+#include "model/artefact.hpp"
+#include "model/model_loader.hpp"
 
 namespace udaci {
-
-inline constexpr const char* kArtefactFormatKey = "udaci.format";
-inline constexpr int kArtefactFormatVersion = 1;
 
 struct ConvertOptions {
   std::string quantizer = "none";
@@ -45,21 +44,5 @@ struct ConvertReport {
 
 ConvertReport convert_model(const std::string& input_path, const std::string& output_path,
                             const ConvertOptions& options);
-
-// Writes `store` to `path` as a udaci artefact; `strategy_meta` adds keys to
-// __metadata__ (all values strings).
-void write_artefact(const std::string& path, const ModelConfig& config, const WeightStore& store,
-                    const std::map<std::string, std::string>& strategy_meta);
-
-// True when `path` is a .safetensors file whose header carries udaci.format.
-bool is_artefact(const std::string& path);
-
-// Reads an artefact; throws Error(kBadModelFile) for a truncated or malformed
-// file, an unknown format version or metadata that does not match the tensors.
-ModelFiles read_artefact(const std::string& path,
-                         std::map<std::string, std::string>* metadata = nullptr);
-
-// HF config.json text for `config`.
-std::string config_to_json(const ModelConfig& config);
 
 }  // namespace udaci
