@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "core/error.hpp"
+#include "engine/engine_config.hpp"
 #include "engine/registry.hpp"
 #include "engine/model_lookup.hpp"
 #include "io/gguf_writer.hpp"
@@ -47,10 +48,7 @@ ConvertReport convert_model(const std::string& input_path, const std::string& ou
   r.sparsity = pr.sparsity();
   std::error_code ec;
   if (o.dequantize != "none") {
-    at::ScalarType dt = at::kFloat;
-    if (o.dequantize == "f16") dt = at::kHalf;
-    else if (o.dequantize == "bf16") dt = at::kBFloat16;
-    else UDACI_CHECK(o.dequantize == "f32", "--dequantize wants f32, f16 or bf16, not '{}'", o.dequantize);
+    const at::ScalarType dt = parse_dtype(o.dequantize);  // f32, f16, bf16 (and their long names)
     UDACI_CHECK(o.quantizer == "none" && o.pruner != "2:4",
                 "--dequantize writes plain dense weights; it cannot be combined with a quantizer "
                 "or the packed 2:4 pruner");
@@ -60,7 +58,7 @@ ConvertReport convert_model(const std::string& input_path, const std::string& ou
     for (const std::string& name : files.weights.names()) {
       at::Tensor t = files.weights.tensor(name, dt).contiguous();
       keep.push_back(t);
-      out.push_back({name, dt == at::kFloat ? "F32" : dt == at::kHalf ? "F16" : "BF16",
+      out.push_back({name, weight_type_name(*weight_type_of(dt)),
                      t.sizes().vec(), static_cast<const uint8_t*>(t.data_ptr()),
                      static_cast<uint64_t>(t.nbytes())});
       r.bytes_after += static_cast<int64_t>(t.nbytes());

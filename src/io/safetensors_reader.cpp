@@ -20,18 +20,12 @@ namespace {
 
 using nlohmann::json;
 
+// A safetensors dtype: the plain storage names of weight_store.hpp.
 WeightType parse_dtype(const std::string& path, const std::string& name, const std::string& s) {
-  static const std::map<std::string, WeightType> kTypes = {
-      {"F32", WeightType::kF32}, {"F16", WeightType::kF16},   {"BF16", WeightType::kBF16},
-      {"F64", WeightType::kF64}, {"I8", WeightType::kI8},     {"I16", WeightType::kI16},
-      {"I32", WeightType::kI32}, {"I64", WeightType::kI64},   {"U8", WeightType::kU8},
-      {"BOOL", WeightType::kBool}};
-  auto it = kTypes.find(s);
-  if (it == kTypes.end()) {
-    fail(Status::kBadModelFile, "{}: tensor '{}' has unknown or unsupported dtype '{}'", path, name,
-         s);
-  }
-  return it->second;
+  const std::optional<WeightType> t = weight_type_from_name(s);
+  if (!t || weight_type_is_block(*t))
+    fail(Status::kBadModelFile, "{}: tensor '{}' has unknown or unsupported dtype '{}'", path, name, s);
+  return *t;
 }
 
 uint64_t read_u64_le(const uint8_t* p) {

@@ -45,6 +45,16 @@ TypeInfo info(WeightType t) {
 }  // namespace
 
 const char* weight_type_name(WeightType t) { return info(t).name; }
+
+std::optional<WeightType> weight_type_from_name(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(WeightType::kQ6_K); ++i) {
+    const auto t = static_cast<WeightType>(i);
+    if (name == info(t).name) return t;
+  }
+  return std::nullopt;
+}
+
+bool weight_type_is_block(WeightType t) { return info(t).block_elems > 1; }
 int64_t weight_type_block_elems(WeightType t) { return info(t).block_elems; }
 int64_t weight_type_block_bytes(WeightType t) { return info(t).block_bytes; }
 
@@ -114,9 +124,7 @@ std::vector<std::string> WeightStore::names() const {
   return out;
 }
 
-namespace {
-
-at::ScalarType plain_scalar_type(WeightType t) {
+at::ScalarType weight_type_scalar_type(WeightType t) {
   switch (t) {
     case WeightType::kF32: return at::kFloat;
     case WeightType::kF16: return at::kHalf;
@@ -132,11 +140,34 @@ at::ScalarType plain_scalar_type(WeightType t) {
   }
 }
 
-}  // namespace
+
+std::optional<WeightType> weight_type_of(at::ScalarType t) {
+  for (int i = 0; i <= static_cast<int>(WeightType::kBool); ++i) {
+    const auto w = static_cast<WeightType>(i);
+    if (weight_type_scalar_type(w) == t) return w;
+  }
+  return std::nullopt;
+}
+
+TensorEntry tensor_entry(const std::string& name, at::Tensor t, const std::string& source) {
+  const std::optional<WeightType> type = weight_type_of(t.scalar_type());
+  UDACI_CHECK_S(Status::kInternal, type.has_value(), "tensor '{}': no storage type for {}", name,
+                c10::toString(t.scalar_type()));
+  auto held = std::make_shared<at::Tensor>(t.contiguous());
+  TensorEntry e;
+  e.name = name;
+  e.type = *type;
+  e.shape = held->sizes().vec();
+  e.data = static_cast<const uint8_t*>(held->data_ptr());
+  e.nbytes = static_cast<uint64_t>(held->nbytes());
+  e.owner = std::move(held);
+  e.source = source;
+  return e;
+}
 
 at::Tensor WeightStore::tensor(const std::string& name, at::ScalarType dtype) const {
   const TensorEntry& e = entry(name);
-  const at::ScalarType stored = plain_scalar_type(e.type);
+  const at::ScalarType stored = weight_type_scalar_type(e.type);
   at::Tensor t;
   if (stored != at::ScalarType::Undefined) {
     std::shared_ptr<const void> owner = e.owner;

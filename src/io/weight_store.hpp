@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/mapped_file.hpp"
@@ -41,7 +43,14 @@ enum class WeightType {
   kQ6_K,
 };
 
+// The one vocabulary of storage names: "F32", "F16", "BF16", "F64", "I8",
+// "I16", "I32", "I64", "U8", "BOOL" (safetensors' dtype strings) and the GGUF
+// block formats "Q4_0" ... "Q6_K" (ggml's type names).
 const char* weight_type_name(WeightType t);
+// The type of a name above; nullopt for any other string.
+std::optional<WeightType> weight_type_from_name(std::string_view name);
+// True for the block formats (more than one element per block).
+bool weight_type_is_block(WeightType t);
 
 // Elements per block and bytes per block (1 and sizeof(element) for plain
 // dtypes).
@@ -70,6 +79,14 @@ struct TensorEntry {
 
   int64_t numel() const;
 };
+
+// The ATen dtype of a plain storage type; Undefined for the block formats.
+at::ScalarType weight_type_scalar_type(WeightType t);
+// The storage type of an ATen dtype; nullopt for one no file stores.
+std::optional<WeightType> weight_type_of(at::ScalarType t);
+// An entry that holds the tensor itself (made contiguous; a plain dtype):
+// what a quantizer, pruner or plan puts back into a store.
+TensorEntry tensor_entry(const std::string& name, at::Tensor t, const std::string& source);
 
 // For each row of the tensor in Hugging Face order, the index of the row as
 // stored (the identity unless unpermute_heads > 0). Kernels that run stored

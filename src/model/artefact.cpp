@@ -20,40 +20,23 @@ using json = nlohmann::json;
 // Safetensors dtype for a storage type; block formats are stored as U8 bytes
 // and their WeightType is recorded in the metadata.
 const char* st_dtype(WeightType t, bool* ambiguous) {
-  *ambiguous = false;
-  switch (t) {
-    case WeightType::kF32: return "F32";
-    case WeightType::kF16: return "F16";
-    case WeightType::kBF16: return "BF16";
-    case WeightType::kF64: return "F64";
-    case WeightType::kI8: return "I8";
-    case WeightType::kI16: return "I16";
-    case WeightType::kI32: return "I32";
-    case WeightType::kI64: return "I64";
-    case WeightType::kU8: return "U8";
-    case WeightType::kBool: return "BOOL";
-    default: *ambiguous = true; return "U8";
-  }
+  *ambiguous = weight_type_is_block(t);
+  return *ambiguous ? "U8" : weight_type_name(t);
 }
 
+// A udaci weight type recorded in the metadata (any storage name).
 WeightType type_from_name(const std::string& path, const std::string& s) {
-  for (int i = 0; i <= static_cast<int>(WeightType::kQ6_K); ++i) {
-    const auto t = static_cast<WeightType>(i);
-    if (s == weight_type_name(t)) return t;
-  }
-  fail(Status::kBadModelFile, "{}: unknown udaci weight type '{}'", path, s);
+  const std::optional<WeightType> t = weight_type_from_name(s);
+  UDACI_CHECK_S(Status::kBadModelFile, t.has_value(), "{}: unknown udaci weight type '{}'", path, s);
+  return *t;
 }
 
+// A tensor's safetensors dtype (a plain storage name).
 WeightType type_from_st(const std::string& path, const std::string& name, const std::string& s) {
-  static const std::map<std::string, WeightType> m = {
-      {"F32", WeightType::kF32}, {"F16", WeightType::kF16}, {"BF16", WeightType::kBF16},
-      {"F64", WeightType::kF64}, {"I8", WeightType::kI8},   {"I16", WeightType::kI16},
-      {"I32", WeightType::kI32}, {"I64", WeightType::kI64}, {"U8", WeightType::kU8},
-      {"BOOL", WeightType::kBool}};
-  auto it = m.find(s);
-  UDACI_CHECK_S(Status::kBadModelFile, it != m.end(), "{}: tensor '{}' has unsupported dtype '{}'",
-                path, name, s);
-  return it->second;
+  const std::optional<WeightType> t = weight_type_from_name(s);
+  UDACI_CHECK_S(Status::kBadModelFile, t && !weight_type_is_block(*t),
+                "{}: tensor '{}' has unsupported dtype '{}'", path, name, s);
+  return *t;
 }
 
 json read_header(const MappedFile& f, uint64_t* data_start) {

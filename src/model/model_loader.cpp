@@ -135,17 +135,7 @@ WeightStore random_weights(const ModelConfig& c, at::ScalarType dtype, uint64_t 
   auto opts = at::TensorOptions().dtype(at::kFloat);
   auto add = [&](const std::string& name, std::vector<int64_t> shape, bool ones) {
     at::Tensor t = (ones ? at::ones(shape, opts) : at::randn(shape, opts).mul_(std)).to(dtype);
-    TensorEntry e;
-    e.name = name;
-    e.shape = shape;
-    e.type = dtype == at::kBFloat16 ? WeightType::kBF16
-             : dtype == at::kHalf   ? WeightType::kF16
-                                    : WeightType::kF32;
-    e.data = static_cast<const uint8_t*>(t.data_ptr());
-    e.nbytes = static_cast<uint64_t>(t.numel() * t.element_size());
-    e.owner = std::make_shared<at::Tensor>(t);
-    e.source = "random";
-    store.add(std::move(e));
+    store.add(tensor_entry(name, t, "random"));
   };
   const int64_t h = c.hidden_size;
   add("model.embed_tokens.weight", {c.vocab_size, h}, false);

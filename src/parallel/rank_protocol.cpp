@@ -34,29 +34,6 @@ class SelfCommunicator final : public Communicator {
   std::chrono::milliseconds timeout() const override { return std::chrono::milliseconds(0); }
 };
 
-WeightType weight_type_of(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return WeightType::kF32;
-    case at::kHalf: return WeightType::kF16;
-    case at::kBFloat16: return WeightType::kBF16;
-    default: fail(Status::kInternal, "parallel plan: no weight type for {}", c10::toString(t));
-  }
-}
-
-void put_tensor_impl(WeightStore& store, const std::string& name, at::Tensor t, const std::string& source) {
-  TensorEntry e;
-  e.name = name;
-  e.type = weight_type_of(t.scalar_type());
-  e.shape = t.sizes().vec();
-  e.data = static_cast<const uint8_t*>(t.data_ptr());
-  e.nbytes = static_cast<uint64_t>(t.numel() * t.element_size());
-  e.owner = std::shared_ptr<const void>(new at::Tensor(t), [](const void* p) {
-    delete static_cast<const at::Tensor*>(p);
-  });
-  e.source = source;
-  store.put(std::move(e));
-}
-
 // ---------------------------------------------------------------- commands
 
 enum Op : int64_t { kNoop = 0, kForward, kAdd, kFree, kTruncate, kFork, kBeginPrompt, kShutdown };
@@ -274,7 +251,7 @@ std::shared_ptr<Communicator> communicator_from_environment(std::chrono::millise
 }
 
 void put_owned_tensor(WeightStore& store, const std::string& name, at::Tensor t, const std::string& source) {
-  put_tensor_impl(store, name, std::move(t), source);
+  store.put(tensor_entry(name, std::move(t), source));
 }
 
 std::shared_ptr<ForwardListener> make_leader(std::shared_ptr<Communicator> comm) {

@@ -32,9 +32,8 @@ void keep_slice(WeightStore& store, const std::string& name, int64_t dim, int64_
                 int rank) {
   if (!store.has(name)) return;
   const TensorEntry& src = store.entry(name);
-  const at::ScalarType dt = src.type == WeightType::kF16    ? at::kHalf
-                            : src.type == WeightType::kBF16 ? at::kBFloat16
-                                                            : at::kFloat;
+  const at::ScalarType dt =
+      src.type == WeightType::kF16 || src.type == WeightType::kBF16 ? weight_type_scalar_type(src.type) : at::kFloat;
   const std::string source = src.source + " (rank " + std::to_string(rank) + " slice)";
   at::Tensor part = store.tensor(name, dt).narrow(dim, begin, end - begin).clone(at::MemoryFormat::Contiguous);
   put_owned_tensor(store, name, part, source);

@@ -36,29 +36,9 @@ WeightType pruned_storage_type(WeightType stored) {
   }
 }
 
-at::ScalarType scalar_type_of(WeightType plain) {
-  switch (plain) {
-    case WeightType::kF32: return at::kFloat;
-    case WeightType::kF16: return at::kHalf;
-    case WeightType::kBF16: return at::kBFloat16;
-    case WeightType::kU8: return at::kByte;
-    default:
-      fail(Status::kInternal, "the pruners do not write tensors of type {}", weight_type_name(plain));
-  }
-}
-
 void put_tensor(WeightStore& store, const std::string& name, const at::Tensor& values,
                 WeightType type, const std::string& source) {
-  auto held = std::make_shared<at::Tensor>(values.to(scalar_type_of(type)).contiguous());
-  TensorEntry e;
-  e.name = name;
-  e.type = type;
-  e.shape = held->sizes().vec();
-  e.data = static_cast<const uint8_t*>(held->data_ptr());
-  e.nbytes = static_cast<uint64_t>(held->numel() * held->element_size());
-  e.owner = held;
-  e.source = source;
-  store.put(std::move(e));
+  store.put(tensor_entry(name, values.to(weight_type_scalar_type(type)), source));
 }
 
 KthMagnitude kth_smallest_magnitude(

@@ -35,8 +35,6 @@ WeightType pruned_storage_type(WeightType stored);
 void put_tensor(WeightStore& store, const std::string& name, const at::Tensor& values,
                 WeightType type, const std::string& source);
 
-at::ScalarType scalar_type_of(WeightType plain);
-
 // Order-preserving key of |x| for a float: the IEEE bits of |x| as an unsigned
 // integer compare as the magnitudes do (NaN above +inf).
 inline uint32_t magnitude_key(float x) {

@@ -9,105 +9,20 @@
 
 #include "core/error.hpp"
 #include "core/strings.hpp"
+#include "core/utf8.hpp"
 
 namespace udaci {
 namespace {
 
 constexpr const char* kPlaceholder = "{summary}";
-constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-
-// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629 table 3-7), or
-// 0 when it is ill-formed; *truncated is set when the input ends inside an
-// otherwise well-formed prefix.
-size_t utf8_seq_len(std::string_view s, size_t i, bool* truncated) {
-  *truncated = false;
-  const auto c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80) return 1;
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  for (size_t k = 1; k < n; ++k) {
-    if (i + k >= s.size()) {
-      *truncated = true;
-      return 0;
-    }
-    const auto d = static_cast<unsigned char>(s[i + k]);
-    if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF)) return 0;
-  }
-  return n;
-}
-
-bool valid_utf8(std::string_view s) {
-  bool truncated = false;
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_seq_len(s, i, &truncated);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-// Invalid bytes become U+FFFD (one per ill-formed byte run start); an
-// incomplete sequence at the very end, a generation cut mid-character, is
-// dropped.
-std::string sanitize_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  bool truncated = false;
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_seq_len(s, i, &truncated);
-    if (n > 0) {
-      out.append(s.substr(i, n));
-      i += n;
-    } else if (truncated) {
-      break;
-    } else {
-      out += kReplacement;
-      ++i;
-      while (i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) ++i;
-    }
-  }
-  return out;
-}
-
-uint32_t decode_at(std::string_view s, size_t i, size_t* len) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80) return *len = 1, c;
-  const size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-  uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-  for (size_t k = 1; k < n && i + k < s.size(); ++k)
-    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  *len = n;
-  return cp;
-}
-
-// Unicode White_Space as Python's str.isspace() sees it.
-bool is_space(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 ||
-         cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
-         cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
 
 // Trims whitespace on both ends of valid UTF-8, whole characters only.
 std::string_view trim(std::string_view s) {
   size_t n = 0;
-  while (!s.empty() && is_space(decode_at(s, 0, &n))) s.remove_prefix(n);
+  while (!s.empty() && is_unicode_space(decode_utf8_at(s, 0, &n))) s.remove_prefix(n);
   while (!s.empty()) {
-    size_t start = s.size() - 1;
-    while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
-    if (!is_space(decode_at(s, start, &n))) break;
+    const size_t start = utf8_char_start_before(s, s.size());
+    if (!is_unicode_space(decode_utf8_at(s, start, &n))) break;
     s.remove_suffix(s.size() - start);
   }
   return s;
@@ -323,7 +238,7 @@ bool is_intro_line(std::string_view line) {
 }  // namespace
 
 std::string normalize_summary(std::string_view summary, size_t max_bytes) {
-  UDACI_CHECK(valid_utf8(summary), "summary is not valid UTF-8");
+  UDACI_CHECK(is_valid_utf8(summary), "summary is not valid UTF-8");
   const std::string_view t = trim(summary);
   UDACI_CHECK(!t.empty(), "summary is empty (after trimming whitespace)");
   UDACI_CHECK(t.size() <= max_bytes,
@@ -337,7 +252,7 @@ PromptBuilder::PromptBuilder(PromptOptions options, const std::string& chat_temp
   UDACI_CHECK(options_.max_summary_bytes > 0, "PromptOptions::max_summary_bytes must be positive");
   UDACI_CHECK(options_.completion.find(kPlaceholder) != std::string::npos,
               "PromptOptions::completion must contain {}", kPlaceholder);
-  UDACI_CHECK(valid_utf8(options_.system) && valid_utf8(options_.instruction) && valid_utf8(options_.completion),
+  UDACI_CHECK(is_valid_utf8(options_.system) && is_valid_utf8(options_.instruction) && is_valid_utf8(options_.completion),
               "PromptOptions: system, instruction and completion must be valid UTF-8");
   if (options_.use_chat_template && !chat_template.empty()) {
     UDACI_CHECK(options_.instruction.find(kPlaceholder) != std::string::npos,

@@ -9,114 +9,9 @@
 
 #include "core/error.hpp"
 #include "core/limits.hpp"
+#include "core/utf8.hpp"
 
 namespace udaci {
-
-// ---- UTF-8 ------------------------------------------------------------------
-
-namespace {
-
-constexpr const char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
-
-// Well-formed UTF-8 byte sequences, Unicode 15 Table 3-7: for a lead byte,
-// the number of continuation bytes and the allowed range of the first one
-// (the others are always 80..BF). 0 continuation bytes with lo > hi marks a
-// byte that can never start a sequence.
-struct Lead {
-  uint8_t n;
-  uint8_t lo;
-  uint8_t hi;
-};
-inline Lead lead_info(uint8_t b) {
-  if (b < 0x80) return {0, 1, 0};
-  if (b < 0xC2) return {0, 0xFF, 0};  // continuation byte or overlong C0/C1
-  if (b < 0xE0) return {1, 0x80, 0xBF};
-  if (b == 0xE0) return {2, 0xA0, 0xBF};
-  if (b == 0xED) return {2, 0x80, 0x9F};  // no surrogates
-  if (b < 0xF0) return {2, 0x80, 0xBF};
-  if (b == 0xF0) return {3, 0x90, 0xBF};
-  if (b < 0xF4) return {3, 0x80, 0xBF};
-  if (b == 0xF4) return {3, 0x80, 0x8F};  // <= U+10FFFF
-  return {0, 0xFF, 0};
-}
-
-}  // namespace
-
-size_t append_utf8_lossy(std::string_view in, std::string& out, bool final) {
-  const auto* s = reinterpret_cast<const uint8_t*>(in.data());
-  const size_t n = in.size();
-  size_t i = 0;
-  size_t run = 0;  // start of the pending run of valid bytes
-  while (i < n) {
-    const uint8_t b = s[i];
-    if (b < 0x80) {
-      ++i;
-      continue;
-    }
-    const Lead L = lead_info(b);
-    if (L.n == 0) {  // never valid
-      out.append(in.data() + run, i - run);
-      out += kReplacement;
-      run = ++i;
-      continue;
-    }
-    size_t k = 1;
-    bool bad = false;
-    for (; k <= L.n; ++k) {
-      if (i + k >= n) break;  // incomplete
-      const uint8_t c = s[i + k];
-      const uint8_t lo = k == 1 ? L.lo : 0x80, hi = k == 1 ? L.hi : 0xBF;
-      if (c < lo || c > hi) {
-        bad = true;
-        break;
-      }
-    }
-    if (!bad && k > L.n) {
-      i += k;
-      continue;
-    }
-    if (!bad && !final) {
-      // A valid prefix cut by the end of the input: wait for more bytes.
-      out.append(in.data() + run, i - run);
-      return i;
-    }
-    // The maximal subpart s[i, i+k) becomes one U+FFFD.
-    out.append(in.data() + run, i - run);
-    out += kReplacement;
-    i += k;
-    run = i;
-  }
-  out.append(in.data() + run, n - run);
-  return n;
-}
-
-bool is_valid_utf8(std::string_view in) {
-  const auto* s = reinterpret_cast<const uint8_t*>(in.data());
-  const size_t n = in.size();
-  size_t i = 0;
-  while (i < n) {
-    // ASCII fast path, 8 bytes at a time.
-    while (i + 8 <= n) {
-      uint64_t w;
-      std::memcpy(&w, s + i, 8);
-      if (w & 0x8080808080808080ull) break;
-      i += 8;
-    }
-    if (i >= n) break;
-    const uint8_t b = s[i];
-    if (b < 0x80) {
-      ++i;
-      continue;
-    }
-    const Lead L = lead_info(b);
-    if (L.n == 0 || i + L.n >= n) return false;
-    if (s[i + 1] < L.lo || s[i + 1] > L.hi) return false;
-    for (size_t k = 2; k <= L.n; ++k)
-      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return false;
-    i += L.n + 1;
-  }
-  return true;
-}
 
 // ---- byte-to-unicode (GPT-2 encoder.py bytes_to_unicode) ---------------------
 
@@ -132,42 +27,6 @@ std::array<uint32_t, 256> byte_to_codepoint() {
     m[b] = printable ? b : next++;
   }
   return m;
-}
-
-void append_codepoint(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// Decodes one code point of valid UTF-8 at s[i]; advances i.
-uint32_t next_codepoint(std::string_view s, size_t& i) {
-  const auto b = static_cast<uint8_t>(s[i]);
-  uint32_t cp;
-  int extra;
-  if (b < 0x80) {
-    cp = b;
-    extra = 0;
-  } else if (b < 0xE0) {
-    cp = b & 0x1F;
-    extra = 1;
-  } else if (b < 0xF0) {
-    cp = b & 0x0F;
-    extra = 2;
-  } else {
-    cp = b & 0x07;
-    extra = 3;
-  }
-  ++i;
-  for (int k = 0; k < extra && i < s.size(); ++k, ++i) cp = (cp << 6) | (static_cast<uint8_t>(s[i]) & 0x3F);
-  return cp;
 }
 
 // Open-addressing map from a token-id pair to (rank, merged id).
@@ -497,7 +356,9 @@ Tokenizer Tokenizer::build(TokenizerSpec spec, std::vector<PreTokenizerStep> ste
     std::string raw;
     bool all_mapped = true;
     for (size_t k = 0; k < t.size();) {
-      auto it = c2b.find(next_codepoint(t, k));
+      size_t len = 0;
+      auto it = c2b.find(decode_utf8_at(t, k, &len));
+      k += len;
       if (it == c2b.end()) {
         all_mapped = false;
         break;
@@ -517,7 +378,7 @@ Tokenizer Tokenizer::build(TokenizerSpec spec, std::vector<PreTokenizerStep> ste
   // byte-level vocabulary at all.
   for (uint32_t b = 0; b < 256; ++b) {
     std::string ch;
-    append_codepoint(ch, b2c[b]);
+    append_utf8(ch, b2c[b]);
     auto it = m.by_token.find(ch);
     const bool required = b >= 0x20 && b <= 0x7E;
     UDACI_CHECK_S(Status::kBadModelFile, it != m.by_token.end() || !required,

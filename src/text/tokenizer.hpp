@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/utf8.hpp"
 #include "text/pretokenizer.hpp"
 #include "text/tokenizer_spec.hpp"
 
@@ -108,10 +109,5 @@ class Tokenizer {
   std::shared_ptr<Impl> impl_;
 };
 
-// Appends `in` to `out` with each maximal ill-formed UTF-8 subsequence
-// replaced by U+FFFD. When `final` is false, an incomplete but so far valid
-// sequence at the end is not consumed; returns the number of bytes consumed.
-size_t append_utf8_lossy(std::string_view in, std::string& out, bool final = true);
-bool is_valid_utf8(std::string_view s);
 
 }  // namespace udaci
