@@ -158,40 +158,6 @@ std::vector<float> gguf_rope_freq_factors(const GgufFile& g) {
   return out;
 }
 
-// ---- tensor names ------------------------------------------------------------------
-
-std::string gguf_to_hf_tensor_name(const std::string& name) {
-  // Suffix (.weight / .bias) is kept; the stem is mapped.
-  const size_t dot = name.rfind('.');
-  if (dot == std::string::npos) return name;
-  const std::string stem = name.substr(0, dot);
-  const std::string suffix = name.substr(dot);  // ".weight"
-  if (stem == "token_embd") return "model.embed_tokens" + suffix;
-  if (stem == "output_norm") return "model.norm" + suffix;
-  if (stem == "output") return "lm_head" + suffix;
-  if (stem.rfind("blk.", 0) != 0) return name;
-  const size_t dot2 = stem.find('.', 4);
-  if (dot2 == std::string::npos) return name;
-  const std::string layer = stem.substr(4, dot2 - 4);
-  if (layer.empty() || layer.find_first_not_of("0123456789") != std::string::npos) return name;
-  const std::string part = stem.substr(dot2 + 1);
-  static const std::pair<const char*, const char*> kParts[] = {
-      {"attn_norm", "input_layernorm"},
-      {"attn_q", "self_attn.q_proj"},
-      {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},
-      {"attn_output", "self_attn.o_proj"},
-      {"ffn_norm", "post_attention_layernorm"},
-      {"ffn_gate", "mlp.gate_proj"},
-      {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"},
-  };
-  for (const auto& kv : kParts) {
-    if (part == kv.first) return "model.layers." + layer + "." + kv.second + suffix;
-  }
-  return name;
-}
-
 void gguf_weights_to_store(const std::shared_ptr<GgufFile>& g, WeightStore& store) {
   UDACI_CHECK(g != nullptr, "gguf_weights_to_store: null GgufFile");
   // Head counts for the Q/K unpermutation; a non-llama file has no

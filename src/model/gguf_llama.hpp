@@ -9,6 +9,7 @@
 
 #include "io/gguf_reader.hpp"
 #include "io/weight_store.hpp"
+#include "model/llama_names.hpp"
 #include "model/model_config.hpp"
 #include "text/tokenizer_spec.hpp"
 
@@ -28,12 +29,6 @@ ModelConfig model_config_from_gguf(const GgufFile& gguf);
 // "freq_factors"; convert_hf_to_gguf.py computes them from the HF rope_scaling
 // block). Empty when the file has no such tensor.
 std::vector<float> gguf_rope_freq_factors(const GgufFile& gguf);
-
-// Maps a GGUF tensor name to its Hugging Face name (token_embd.weight ->
-// model.embed_tokens.weight, blk.N.attn_q.weight ->
-// model.layers.N.self_attn.q_proj.weight, ...). Names with no HF counterpart
-// (e.g. rope_freqs.weight) come back unchanged.
-std::string gguf_to_hf_tensor_name(const std::string& gguf_name);
 
 // Adds every tensor of the file to `store` under its HF name, shape in HF order
 // (outermost first), zero-copy over the mapping. Q and K projections get

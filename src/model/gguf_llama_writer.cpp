@@ -7,7 +7,6 @@
 #include <cstring>
 #include <map>
 #include <optional>
-#include <regex>
 
 #include "core/error.hpp"
 #include "core/strings.hpp"
@@ -121,32 +120,6 @@ std::pair<uint32_t, std::string> file_type_of(uint32_t ggml_type) {
 }
 
 }  // namespace
-// ---- names -----------------------------------------------------------------------
-
-std::string hf_to_gguf_tensor_name(const std::string& name) {
-  std::string stem = name, suffix;
-  for (const char* s : {".weight", ".bias"}) {
-    if (ends_with(name, s)) {
-      stem = name.substr(0, name.size() - std::strlen(s));
-      suffix = s;
-    }
-  }
-  if (stem == "model.embed_tokens") return "token_embd" + suffix;
-  if (stem == "model.norm") return "output_norm" + suffix;
-  if (stem == "lm_head") return "output" + suffix;
-  static const std::regex layer(R"(model\.layers\.(\d+)\.(.+))");
-  std::smatch m;
-  if (!std::regex_match(stem, m, layer)) return {};
-  static const std::map<std::string, std::string> parts = {
-      {"input_layernorm", "attn_norm"},       {"self_attn.q_proj", "attn_q"},
-      {"self_attn.k_proj", "attn_k"},         {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"},    {"post_attention_layernorm", "ffn_norm"},
-      {"mlp.gate_proj", "ffn_gate"},          {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"}};
-  auto it = parts.find(m[2].str());
-  if (it == parts.end()) return {};
-  return "blk." + m[1].str() + "." + it->second + suffix;
-}
 
 // ---- the model -------------------------------------------------------------------
 
@@ -167,8 +140,9 @@ GgufExportReport write_model_gguf(const std::string& path, const ModelConfig& c,
     return hf_to_gguf_tensor_name(stem);
   };
   auto heads_of = [&](const std::string& stem) -> int64_t {
-    if (stem.find(".self_attn.q_proj.") != std::string::npos) return c.num_heads;
-    if (stem.find(".self_attn.k_proj.") != std::string::npos) return c.num_kv_heads;
+    const std::optional<LlamaLayerTensor> t = parse_llama_layer_name(stem);
+    if (t && t->part == LlamaPart::kQ) return c.num_heads;
+    if (t && t->part == LlamaPart::kK) return c.num_kv_heads;
     return 0;
   };
 
@@ -241,7 +215,7 @@ GgufExportReport write_model_gguf(const std::string& path, const ModelConfig& c,
     const std::string gname = gguf_name_of(stem);
     UDACI_CHECK_S(Status::kUnsupported, !gname.empty(),
                   "tensor '{}' has no GGUF name (udaci writes Llama models)", name);
-    const int64_t heads = heads_of(stem + ".");
+    const int64_t heads = heads_of(stem);
     if (heads > 0 && hf_row_order) {
       buf = permute_rows(data, nbytes, hf_rows_in_gguf_order(shape.at(0), heads, name));
       data = buf->data();

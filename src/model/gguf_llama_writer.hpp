@@ -8,15 +8,12 @@
 #include <string>
 
 #include "io/weight_store.hpp"
+#include "model/llama_names.hpp"
 #include "model/model_config.hpp"
 #include "text/tokenizer_spec.hpp"
 
 namespace udaci {
 
-// Hugging Face tensor name -> GGUF name (model.layers.3.self_attn.q_proj.weight
-// -> blk.3.attn_q.weight); the inverse of gguf_to_hf_tensor_name. Names with
-// no GGUF counterpart come back empty.
-std::string hf_to_gguf_tensor_name(const std::string& hf_name);
 
 struct GgufExportReport {
   int64_t tensors = 0;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "model/llama_names.hpp"
 
 namespace udaci {
 
@@ -36,8 +37,6 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
                 opt.dtype == at::kFloat || opt.dtype == at::kBFloat16 || opt.dtype == at::kHalf,
                 "compute dtype must be float32, bfloat16 or float16");
   const int64_t h = c.hidden_size;
-  const int64_t q_out = c.num_heads * c.head_dim;
-  const int64_t kv_out = c.num_kv_heads * c.head_dim;
   // Each projection's kernel: the factory's if it builds one, else dense.
   auto make = [&](const std::string& name, const std::string& weight, LinearRole role, int64_t out,
                   int64_t in, bool bias) {
@@ -64,35 +63,33 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
   first_layer_ = first_layer;
   const bool has_embedding = !opt.stage || opt.stage->first();
   const bool has_head = !opt.stage || opt.stage->last();
-  if (has_embedding)
-    embed_ = make("model.embed_tokens", "model.embed_tokens", LinearRole::kEmbedding, c.vocab_size, h, false);
+  if (has_embedding) embed_ = make(kLlamaEmbed, kLlamaEmbed, LinearRole::kEmbedding, c.vocab_size, h, false);
   layers_.resize(static_cast<size_t>(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(first_layer + i);
+    const int64_t layer = first_layer + i;
     Layer& L = layers_[static_cast<size_t>(i)];
-    L.input_norm = load(store, p + ".input_layernorm.weight", {h}, opt);
-    L.post_norm = load(store, p + ".post_attention_layernorm.weight", {h}, opt);
-    L.q = dense(p + ".self_attn.q_proj", q_out, h, c.attention_bias);
-    L.k = dense(p + ".self_attn.k_proj", kv_out, h, c.attention_bias);
-    L.v = dense(p + ".self_attn.v_proj", kv_out, h, c.attention_bias);
-    L.o = dense(p + ".self_attn.o_proj", h, q_out, c.attention_bias);
-    L.gate = dense(p + ".mlp.gate_proj", c.intermediate_size, h, c.mlp_bias);
-    L.up = dense(p + ".mlp.up_proj", c.intermediate_size, h, c.mlp_bias);
-    L.down = dense(p + ".mlp.down_proj", h, c.intermediate_size, c.mlp_bias);
+    L.input_norm = load(store, llama_layer_name(layer, LlamaPart::kAttnNorm) + ".weight", {h}, opt);
+    L.post_norm = load(store, llama_layer_name(layer, LlamaPart::kFfnNorm) + ".weight", {h}, opt);
+    for (const LlamaPartName& p : llama_parts()) {
+      if (!p.projection) continue;
+      const std::vector<int64_t> shape = llama_part_shape(c, p.part);
+      L.projection(p.part) = dense(llama_layer_name(layer, p.part), shape[0], shape[1], llama_part_has_bias(c, p.part));
+    }
   }
   if (!has_head) return;
-  final_norm_ = load(store, "model.norm.weight", {h}, opt);
+  final_norm_ = load(store, std::string(kLlamaFinalNorm) + ".weight", {h}, opt);
   // Tied checkpoints usually omit lm_head.weight (transformers drops it); a
   // tied config whose file still carries it uses the embedding all the same.
-  tied_ = c.tie_word_embeddings || !store.has("lm_head.weight");
-  UDACI_CHECK_S(Status::kBadModelFile, c.tie_word_embeddings || store.has("lm_head.weight"),
-                "missing tensor 'lm_head.weight' (the config says tie_word_embeddings = false)");
+  const std::string head_weight = std::string(kLlamaHead) + ".weight";
+  tied_ = c.tie_word_embeddings || !store.has(head_weight);
+  UDACI_CHECK_S(Status::kBadModelFile, c.tie_word_embeddings || store.has(head_weight),
+                "missing tensor '{}' (the config says tie_word_embeddings = false)", head_weight);
   if (!tied_) {
-    lm_head_ = make("lm_head", "lm_head", LinearRole::kLmHead, c.vocab_size, h, false);
+    lm_head_ = make(kLlamaHead, kLlamaHead, LinearRole::kLmHead, c.vocab_size, h, false);
   } else {
     // A factory may build a head kernel of its own from the embedding's
     // weight (e.g. int8 head, dense embedding); otherwise the two share one.
-    LinearSpec spec{"lm_head", "model.embed_tokens", LinearRole::kLmHead, c.vocab_size, h, false};
+    LinearSpec spec{kLlamaHead, kLlamaEmbed, LinearRole::kLmHead, c.vocab_size, h, false};
     std::unique_ptr<LinearKernel> k =
         opt.linear_factory ? opt.linear_factory(spec, store, opt) : nullptr;
     if (k) {
@@ -100,8 +97,21 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
     } else if (embed_.bound()) {
       lm_head_ = embed_;
     } else {  // the last stage of a pipeline: the embedding's kernel, built here
-      lm_head_ = make("model.embed_tokens", "model.embed_tokens", LinearRole::kEmbedding, c.vocab_size, h, false);
+      lm_head_ = make(kLlamaEmbed, kLlamaEmbed, LinearRole::kEmbedding, c.vocab_size, h, false);
     }
+  }
+}
+
+Linear& LlamaModel::Layer::projection(LlamaPart part) {
+  switch (part) {
+    case LlamaPart::kQ: return q;
+    case LlamaPart::kK: return k;
+    case LlamaPart::kV: return v;
+    case LlamaPart::kO: return o;
+    case LlamaPart::kGate: return gate;
+    case LlamaPart::kUp: return up;
+    case LlamaPart::kDown: return down;
+    default: fail(Status::kInternal, "layer part {} is not a projection", static_cast<int>(part));
   }
 }
 
@@ -117,17 +127,11 @@ CacheShape LlamaModel::cache_shape() const {
 
 void LlamaModel::for_each_linear(const std::function<void(const std::string&, Linear&)>& fn) {
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const std::string p = "model.layers." + std::to_string(first_layer_ + static_cast<int64_t>(i));
-    Layer& L = layers_[i];
-    fn(p + ".self_attn.q_proj", L.q);
-    fn(p + ".self_attn.k_proj", L.k);
-    fn(p + ".self_attn.v_proj", L.v);
-    fn(p + ".self_attn.o_proj", L.o);
-    fn(p + ".mlp.gate_proj", L.gate);
-    fn(p + ".mlp.up_proj", L.up);
-    fn(p + ".mlp.down_proj", L.down);
+    const int64_t layer = first_layer_ + static_cast<int64_t>(i);
+    for (const LlamaPartName& p : llama_parts())
+      if (p.projection) fn(llama_layer_name(layer, p.part), layers_[i].projection(p.part));
   }
-  if (lm_head_.bound()) fn("lm_head", lm_head_);
+  if (lm_head_.bound()) fn(kLlamaHead, lm_head_);
 }
 
 int64_t LlamaModel::weight_bytes() const {

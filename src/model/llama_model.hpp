@@ -17,6 +17,7 @@
 #include "model/forward_batch.hpp"
 #include "model/layer_backend.hpp"
 #include "model/linear.hpp"
+#include "model/llama_names.hpp"
 #include "model/model_config.hpp"
 #include "model/rope.hpp"
 
@@ -94,6 +95,8 @@ class LlamaModel {
     at::Tensor input_norm;  // [hidden]
     at::Tensor post_norm;   // [hidden]
     Linear q, k, v, o, gate, up, down;
+    // The projection of a part (q ... down; not a norm).
+    Linear& projection(LlamaPart part);
   };
 
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;

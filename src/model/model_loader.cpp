@@ -9,6 +9,7 @@
 #include "io/gguf_reader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/gguf_llama.hpp"
+#include "model/llama_names.hpp"
 
 namespace udaci {
 
@@ -138,21 +139,12 @@ WeightStore random_weights(const ModelConfig& c, at::ScalarType dtype, uint64_t 
     store.add(tensor_entry(name, t, "random"));
   };
   const int64_t h = c.hidden_size;
-  add("model.embed_tokens.weight", {c.vocab_size, h}, false);
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i);
-    add(p + ".input_layernorm.weight", {h}, true);
-    add(p + ".post_attention_layernorm.weight", {h}, true);
-    add(p + ".self_attn.q_proj.weight", {c.num_heads * c.head_dim, h}, false);
-    add(p + ".self_attn.k_proj.weight", {c.num_kv_heads * c.head_dim, h}, false);
-    add(p + ".self_attn.v_proj.weight", {c.num_kv_heads * c.head_dim, h}, false);
-    add(p + ".self_attn.o_proj.weight", {h, c.num_heads * c.head_dim}, false);
-    add(p + ".mlp.gate_proj.weight", {c.intermediate_size, h}, false);
-    add(p + ".mlp.up_proj.weight", {c.intermediate_size, h}, false);
-    add(p + ".mlp.down_proj.weight", {h, c.intermediate_size}, false);
-  }
-  add("model.norm.weight", {h}, true);
-  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, h}, false);
+  add(std::string(kLlamaEmbed) + ".weight", {c.vocab_size, h}, false);
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    for (const LlamaPartName& p : llama_parts())
+      add(llama_layer_name(i, p.part) + ".weight", llama_part_shape(c, p.part), !p.projection);
+  add(std::string(kLlamaFinalNorm) + ".weight", {h}, true);
+  if (!c.tie_word_embeddings) add(std::string(kLlamaHead) + ".weight", {c.vocab_size, h}, false);
   return store;
 }
 

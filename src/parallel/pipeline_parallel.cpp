@@ -5,6 +5,8 @@
 
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
+#include "core/strings.hpp"
+#include "model/llama_names.hpp"
 #include "parallel/rank_protocol.hpp"
 #include "parallel/tensor_parallel.hpp"
 
@@ -70,15 +72,18 @@ class PipelineParallelPlan final : public RankedPlan {
                   world, c.num_layers);
     const auto [l0, l1] = split_range(c.num_layers, world, r);
     const bool first = r == 0, last = r == world - 1;
-    const bool tied = c.tie_word_embeddings || !store.has("lm_head.weight");
+    const std::string embed = std::string(kLlamaEmbed) + ".", norm = std::string(kLlamaFinalNorm) + ".",
+                      head = std::string(kLlamaHead) + ".", layers = kLlamaLayerPrefix;
+    const bool tied = c.tie_word_embeddings || !store.has(head + "weight");
     for (const std::string& name : store.names()) {
       bool keep = true;
-      if (name.rfind("model.layers.", 0) == 0) {
-        const int64_t l = std::stoll(name.substr(13, name.find('.', 13) - 13));
+      if (starts_with(name, layers)) {  // model.layers.N.… (weights, biases, quantised parts)
+        const size_t n0 = layers.size();
+        const int64_t l = std::stoll(name.substr(n0, name.find('.', n0) - n0));
         keep = l >= l0 && l < l1;
-      } else if (name.rfind("model.embed_tokens.", 0) == 0) {
+      } else if (starts_with(name, embed)) {
         keep = first || (last && tied);
-      } else if (name.rfind("model.norm.", 0) == 0 || name.rfind("lm_head.", 0) == 0) {
+      } else if (starts_with(name, norm) || starts_with(name, head)) {
         keep = last;
       }
       if (!keep) store.remove(name);

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
+#include "model/llama_names.hpp"
 #include "parallel/rank_protocol.hpp"
 #include "core/strings.hpp"
 
@@ -142,22 +143,36 @@ class TensorParallelPlan final : public RankedPlan {
     const auto [i0, i1] = split_range(c.intermediate_size, world, r);
     const int64_t v_local = c.vocab_size / world;
     vocab_offset_ = r * v_local;
+    const int64_t q0 = kv0 * group * d, q1 = kv1 * group * d;
     for (int64_t l = 0; l < c.num_layers; ++l) {
-      const std::string p = "model.layers." + std::to_string(l);
-      for (const char* w : {".weight", ".bias"}) {
-        keep_slice(store, p + ".self_attn.q_proj" + w, 0, kv0 * group * d, kv1 * group * d, r);
-        keep_slice(store, p + ".self_attn.k_proj" + w, 0, kv0 * d, kv1 * d, r);
-        keep_slice(store, p + ".self_attn.v_proj" + w, 0, kv0 * d, kv1 * d, r);
-        keep_slice(store, p + ".mlp.gate_proj" + w, 0, i0, i1, r);
-        keep_slice(store, p + ".mlp.up_proj" + w, 0, i0, i1, r);
+      for (const LlamaPartName& part : llama_parts()) {
+        const std::string n = llama_layer_name(l, part.part);
+        switch (part.part) {
+          // Column-parallel: each rank its rows of the output (and of the bias).
+          case LlamaPart::kQ:
+          case LlamaPart::kK:
+          case LlamaPart::kV:
+          case LlamaPart::kGate:
+          case LlamaPart::kUp: {
+            const bool q = part.part == LlamaPart::kQ, kv = part.part == LlamaPart::kK || part.part == LlamaPart::kV;
+            const int64_t b = q ? q0 : kv ? kv0 * d : i0, e = q ? q1 : kv ? kv1 * d : i1;
+            for (const char* w : {".weight", ".bias"}) keep_slice(store, n + w, 0, b, e, r);
+            break;
+          }
+          // Row-parallel: each rank its columns of the input; the bias added once.
+          case LlamaPart::kO:
+          case LlamaPart::kDown: {
+            const bool o = part.part == LlamaPart::kO;
+            keep_slice(store, n + ".weight", 1, o ? q0 : i0, o ? q1 : i1, r);
+            keep_on_rank0(store, n + ".bias", r);
+            break;
+          }
+          default: break;  // norms: whole on every rank
+        }
       }
-      keep_slice(store, p + ".self_attn.o_proj.weight", 1, kv0 * group * d, kv1 * group * d, r);
-      keep_slice(store, p + ".mlp.down_proj.weight", 1, i0, i1, r);
-      keep_on_rank0(store, p + ".self_attn.o_proj.bias", r);
-      keep_on_rank0(store, p + ".mlp.down_proj.bias", r);
     }
-    keep_slice(store, "model.embed_tokens.weight", 0, vocab_offset_, vocab_offset_ + v_local, r);
-    keep_slice(store, "lm_head.weight", 0, vocab_offset_, vocab_offset_ + v_local, r);
+    keep_slice(store, std::string(kLlamaEmbed) + ".weight", 0, vocab_offset_, vocab_offset_ + v_local, r);
+    keep_slice(store, std::string(kLlamaHead) + ".weight", 0, vocab_offset_, vocab_offset_ + v_local, r);
     c.num_kv_heads = kv1 - kv0;
     c.num_heads = c.num_kv_heads * group;
     c.intermediate_size = i1 - i0;
@@ -176,14 +191,15 @@ class TensorParallelPlan final : public RankedPlan {
                                                const ModelOptions& opt) -> std::unique_ptr<LinearKernel> {
       if (spec.role == LinearRole::kProjection) {
         std::unique_ptr<LinearKernel> k = build(inner, spec, store, opt);
-        if (ends_with(spec.name, "o_proj") || ends_with(spec.name, "down_proj"))
+        const std::optional<LlamaLayerTensor> part = parse_llama_layer_name(spec.name);
+        if (part && (part->part == LlamaPart::kO || part->part == LlamaPart::kDown))
           return std::make_unique<RowParallelKernel>(std::move(k), comm);
         return k;
       }
       // Embedding or LM head: this rank's rows of the vocabulary.
       LinearSpec local = spec;
       local.out_features = vocab / world;
-      const bool tied_head = spec.role == LinearRole::kLmHead && spec.weight == "model.embed_tokens";
+      const bool tied_head = spec.role == LinearRole::kLmHead && spec.weight == kLlamaEmbed;
       std::unique_ptr<LinearKernel> k;
       if (inner) k = inner(local, store, opt);
       if (!k && tied_head) return nullptr;  // shares the embedding's kernel

@@ -3,17 +3,15 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "model/llama_names.hpp"
 
 namespace udaci {
 
 std::vector<std::string> projection_weight_names(const ModelConfig& config) {
-  static const char* const kSuffixes[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                          "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                          "mlp.down_proj"};
   std::vector<std::string> out;
   for (int64_t i = 0; i < config.num_layers; ++i)
-    for (const char* s : kSuffixes)
-      out.push_back("model.layers." + std::to_string(i) + "." + s + ".weight");
+    for (const LlamaPartName& p : llama_parts())
+      if (p.projection) out.push_back(llama_layer_name(i, p.part) + ".weight");
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "prune/pruners.hpp"
+#include "model/llama_names.hpp"
 #include "prune/prune_util.hpp"
 
 namespace udaci {
@@ -52,9 +53,9 @@ void prune_head_groups(WeightStore& store, ModelConfig& config, int64_t keep_gro
                 config.num_heads, kv);
   const int64_t per = config.num_heads / kv;  // query heads per group
   for (int64_t l = 0; l < config.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
-    const std::string qn = p + "q_proj.weight", kn = p + "k_proj.weight", vn = p + "v_proj.weight",
-                      on = p + "o_proj.weight";
+    const std::string qp = llama_layer_name(l, LlamaPart::kQ), kp = llama_layer_name(l, LlamaPart::kK),
+                      vp = llama_layer_name(l, LlamaPart::kV), op = llama_layer_name(l, LlamaPart::kO);
+    const std::string qn = qp + ".weight", kn = kp + ".weight", vn = vp + ".weight", on = op + ".weight";
     const TensorEntry& qe = projection_entry(store, qn);
     const TensorEntry& ke = projection_entry(store, kn);
     const TensorEntry& ve = projection_entry(store, vn);
@@ -97,9 +98,9 @@ void prune_head_groups(WeightStore& store, ModelConfig& config, int64_t keep_gro
       report.tensors.push_back({*part.name, before - part.pruned.numel(), before});
     }
     if (config.attention_bias) {
-      for (const auto& [name, rows] : {std::pair<std::string, at::Tensor>{p + "q_proj.bias", q_rows},
-                                       {p + "k_proj.bias", kv_rows},
-                                       {p + "v_proj.bias", kv_rows}}) {
+      for (const auto& [name, rows] : {std::pair<std::string, at::Tensor>{qp + ".bias", q_rows},
+                                       {kp + ".bias", kv_rows},
+                                       {vp + ".bias", kv_rows}}) {
         const TensorEntry& be = store.entry(name);
         put_tensor(store, name, store.tensor(name, at::kFloat).index_select(0, rows),
                    pruned_storage_type(be.type), be.source + " (pruned: structured heads)");
@@ -120,9 +121,9 @@ PruneReport StructuredPruner::prune(WeightStore& store, ModelConfig& config) con
   const int64_t keep = kept_channels(inter, options_);
   if (keep == inter) return report;
   for (int64_t l = 0; l < config.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
-    const std::string gate_n = p + "gate_proj.weight", up_n = p + "up_proj.weight",
-                      down_n = p + "down_proj.weight";
+    const std::string gate_p = llama_layer_name(l, LlamaPart::kGate), up_p = llama_layer_name(l, LlamaPart::kUp);
+    const std::string gate_n = gate_p + ".weight", up_n = up_p + ".weight",
+                      down_n = llama_layer_name(l, LlamaPart::kDown) + ".weight";
     const TensorEntry& ge = projection_entry(store, gate_n);
     const TensorEntry& ue = projection_entry(store, up_n);
     const TensorEntry& de = projection_entry(store, down_n);
@@ -154,7 +155,7 @@ PruneReport StructuredPruner::prune(WeightStore& store, ModelConfig& config) con
         {&down_n, down.index_select(1, kept), pruned_storage_type(de.type), de.source},
     };
     if (config.mlp_bias) {
-      for (const std::string& b : {p + "gate_proj.bias", p + "up_proj.bias"}) {
+      for (const std::string& b : {gate_p + ".bias", up_p + ".bias"}) {
         const TensorEntry& be = store.entry(b);
         put_tensor(store, b, store.tensor(b, at::kFloat).index_select(0, kept),
                    pruned_storage_type(be.type), be.source + " (pruned: structured)");

@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "io/gguf_quants.hpp"
+#include "model/llama_names.hpp"
 #include "model/llama_model.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantized_linear.hpp"
@@ -33,15 +34,13 @@ WeightFormat parse_weight_format(const std::string& owner, const std::string& ke
 
 namespace {
 
-const char* const kEmbed = "model.embed_tokens";
-
 enum class Role { kProjection, kHead, kEmbed };
 
 // A separate "lm_head.*" tensor exists (as stored, float or quantised): the
 // model is not tied.
 bool has_own_head(const WeightStore& store) {
   for (const std::string& n : store.names())
-    if (starts_with(n, "lm_head.")) return true;
+    if (starts_with(n, std::string(kLlamaHead) + ".")) return true;
   return false;
 }
 
@@ -80,11 +79,12 @@ class WeightQuantizer final : public Quantizer {
       if (!ends_with(name, ".weight")) continue;
       const std::string prefix = name.substr(0, name.size() - 7);
       std::vector<Role> roles;
-      if (starts_with(prefix, "model.layers.") && ends_with(prefix, "_proj")) {
+      const std::optional<LlamaLayerTensor> part = parse_llama_layer_name(prefix);
+      if (part && llama_parts()[static_cast<size_t>(part->part)].projection) {
         roles = {Role::kProjection};
-      } else if (prefix == "lm_head") {
+      } else if (prefix == kLlamaHead) {
         roles = {Role::kHead};
-      } else if (prefix == kEmbed) {
+      } else if (prefix == kLlamaEmbed) {
         roles = own_head ? std::vector<Role>{Role::kEmbed}
                          : std::vector<Role>{Role::kEmbed, Role::kHead};
       } else {
@@ -92,7 +92,7 @@ class WeightQuantizer final : public Quantizer {
       }
       const TensorEntry& e = store.entry(name);
       if (e.shape.size() != 2 || !is_float_source(e.type)) continue;  // ours already
-      const bool tied = prefix == kEmbed && !own_head;
+      const bool tied = prefix == kLlamaEmbed && !own_head;
       at::Tensor w;  // [out, in] fp32, read once before anything replaces it
       bool float_needed = false;
       for (Role role : roles) {
@@ -120,7 +120,7 @@ class WeightQuantizer final : public Quantizer {
     const Role role = spec.role == LinearRole::kProjection ? Role::kProjection
                       : spec.role == LinearRole::kLmHead   ? Role::kHead
                                                            : Role::kEmbed;
-    const bool tied = spec.weight == kEmbed && (role == Role::kHead || !has_own_head(store));
+    const bool tied = spec.weight == kLlamaEmbed && (role == Role::kHead || !has_own_head(store));
     // A tied head in the embedding's format shares its kernel (LlamaModel
     // binds the embedding's kernel when the factory returns nullptr).
     if (role == Role::kHead && tied && o_.head == o_.embed) return nullptr;
@@ -300,7 +300,7 @@ class GgufNativeQuantizer final : public Quantizer {
       default: return nullptr;  // F32/F16/BF16, Q2_K/Q3_K: dense, dequantised by the model
     }
     // The tied head shares the embedding's kernel (same blocks).
-    if (spec.role == LinearRole::kLmHead && spec.weight == kEmbed) return nullptr;
+    if (spec.role == LinearRole::kLmHead && spec.weight == kLlamaEmbed) return nullptr;
     UDACI_CHECK_S(Status::kUnsupported, opt.device.is_cpu(),
                   "quantizer 'gguf-native' has CPU kernels only (model device {})", opt.device.str());
     UDACI_CHECK_S(Status::kBadModelFile,
