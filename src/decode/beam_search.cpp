@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "cache/sequence_slots.hpp"
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
 
@@ -64,7 +65,7 @@ double normalised(double score, size_t length, double penalty) {
 
 }  // namespace
 
-std::vector<GenerationResult> BeamSearchDecoder::generate(const LlamaModel& model, CacheStrategy& cache,
+std::vector<GenerationResult> BeamSearchDecoder::decode(const LlamaModel& model, CacheStrategy& cache,
                                                           const std::vector<std::vector<int64_t>>& prompts,
                                                           const GenerationOptions& options,
                                                           const TokenCallback& on_token) const {
@@ -79,26 +80,11 @@ std::vector<GenerationResult> BeamSearchDecoder::generate(const LlamaModel& mode
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
     const std::vector<int64_t>& prompt = prompts[pi];
     GenerationResult& res = results[pi];
-    std::set<SeqId> slots;  // held by this prompt's beams; freed on every exit
-    auto new_slot = [&] {
-      SeqId s = 0;
-      while (cache.has_sequence(s) || slots.count(s)) ++s;
-      slots.insert(s);
-      return s;
-    };
-    struct Release {
-      CacheStrategy& cache;
-      std::set<SeqId>& slots;
-      ~Release() {
-        for (SeqId s : slots)
-          if (cache.has_sequence(s)) cache.free_sequence(s);
-      }
-    } release{cache, slots};
+    SequenceSlots slots(cache);  // held by this prompt's beams; freed on every exit
 
     const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens + 1;
     std::vector<Beam> live(1);
-    live[0].slot = new_slot();
-    cache.add_sequence(live[0].slot, capacity);
+    live[0].slot = slots.add(capacity);
     cache.begin_prompt(live[0].slot, prompt);
     std::vector<Hypothesis> finished;
     auto t0 = Clock::now();
@@ -198,15 +184,14 @@ std::vector<GenerationResult> BeamSearchDecoder::generate(const LlamaModel& mode
           if (children[parent[k]]++ == 0) {
             next[k].slot = p.slot;
           } else {
-            next[k].slot = new_slot();
+            next[k].slot = slots.reserve();
             cache.fork(p.slot, next[k].slot);
           }
         }
       }
       for (size_t bi = 0; bi < live.size(); ++bi) {
         if (children[bi] == 0) {
-          cache.free_sequence(live[bi].slot);
-          slots.erase(live[bi].slot);
+          slots.free(live[bi].slot);
         }
       }
       live = done ? std::vector<Beam>{} : std::move(next);

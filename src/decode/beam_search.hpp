@@ -34,7 +34,7 @@ class BeamSearchDecoder final : public Decoder {
  public:
   explicit BeamSearchDecoder(const BeamOptions& options) : options_(options) {}
   const char* name() const override { return "beam"; }
-  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+  std::vector<GenerationResult> decode(const LlamaModel& model, CacheStrategy& cache,
                                          const std::vector<std::vector<int64_t>>& prompts,
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override;

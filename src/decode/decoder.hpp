@@ -44,7 +44,7 @@ class Decoder {
   // Called once after the model has loaded (a draft model loads here).
   virtual void prepare(const DecoderContext& context) { (void)context; }
   virtual DecoderStats stats() const { return {}; }
-  virtual std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+  virtual std::vector<GenerationResult> decode(const LlamaModel& model, CacheStrategy& cache,
                                                  const std::vector<std::vector<int64_t>>& prompts,
                                                  const GenerationOptions& options,
                                                  const TokenCallback& on_token) const = 0;

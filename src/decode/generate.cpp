@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "cache/sequence_slots.hpp"
 #include "core/error.hpp"
 
 namespace udaci {
@@ -16,25 +17,6 @@ const char* finish_reason_name(FinishReason r) {
   }
   return "?";
 }
-
-namespace {
-
-// Frees the cache slots of a generate() call however it ends.
-class SlotGuard {
- public:
-  explicit SlotGuard(CacheStrategy& cache) : cache_(cache) {}
-  ~SlotGuard() {
-    for (SeqId s : slots_)
-      if (cache_.has_sequence(s)) cache_.free_sequence(s);
-  }
-  void add(SeqId s) { slots_.push_back(s); }
-
- private:
-  CacheStrategy& cache_;
-  std::vector<SeqId> slots_;
-};
-
-}  // namespace
 
 void check_generation_inputs(const LlamaModel& model, const std::vector<std::vector<int64_t>>& prompts,
                              const GenerationOptions& options) {
@@ -50,7 +32,7 @@ void check_generation_inputs(const LlamaModel& model, const std::vector<std::vec
   }
 }
 
-std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+std::vector<GenerationResult> decode_sampled(const LlamaModel& model, CacheStrategy& cache,
                                        const std::vector<std::vector<int64_t>>& prompts,
                                        const GenerationOptions& options,
                                        const TokenCallback& on_token) {
@@ -64,13 +46,9 @@ std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& c
 
   // The cache may hold the caller's other sequences: take ids it does not use.
   std::vector<SeqId> slot(n);
-  SlotGuard guard(cache);
-  SeqId next = 0;
+  SequenceSlots slots(cache);
   for (size_t i = 0; i < n; ++i) {
-    while (cache.has_sequence(next)) ++next;
-    slot[i] = next++;
-    cache.add_sequence(slot[i], static_cast<int64_t>(prompts[i].size()) + options.max_new_tokens);
-    guard.add(slot[i]);
+    slot[i] = slots.add(static_cast<int64_t>(prompts[i].size()) + options.max_new_tokens);
     // A prefix-sharing cache may already hold the start of the prompt; the loop
     // below then feeds only the tokens from cached_length() on.
     cache.begin_prompt(slot[i], prompts[i]);

@@ -1,5 +1,10 @@
-// The generation loop: prefill the prompts, then decode one token per live
-// sequence per step until EOS, max_new_tokens, or the callback says stop.
+// What every decoder returns (GenerationResult, FinishReason) and takes
+// (GenerationOptions, TokenCallback), and the sampled decoding loop that the
+// greedy and sampling decoders run (decode_sampled): prefill the prompts,
+// then decode one token per live sequence per step until EOS, max_new_tokens,
+// or the callback says stop. Vocabulary: front ends *generate* headlines
+// (udaci_generate, HeadlineEngine::generate, `udaci generate`); a Decoder
+// *decodes* token ids.
 // Several prompts run as one ragged batch; each has its own sampler, so a
 // sequence's tokens do not depend on the others' (up to floating-point
 // differences of batched matrix products).
@@ -29,7 +34,7 @@ struct GenerationOptions {
 
 // kLength: max_new_tokens reached; kEos: an EOS id; kStopped: the token
 // callback ended it (a stop condition, e.g. a complete headline line);
-// kCancelled: the caller cancelled it (set by front ends, not by generate()).
+// kCancelled: the caller cancelled it (set by front ends, not by the decoders).
 enum class FinishReason { kLength, kEos, kStopped, kCancelled };
 const char* finish_reason_name(FinishReason r);
 
@@ -61,7 +66,7 @@ using TokenCallback = std::function<bool(size_t index, int64_t token)>;
 void check_generation_inputs(const LlamaModel& model, const std::vector<std::vector<int64_t>>& prompts,
                              const GenerationOptions& options);
 
-std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+std::vector<GenerationResult> decode_sampled(const LlamaModel& model, CacheStrategy& cache,
                                        const std::vector<std::vector<int64_t>>& prompts,
                                        const GenerationOptions& options,
                                        const TokenCallback& on_token = {});

@@ -12,13 +12,13 @@ namespace {
 class GreedyDecoder final : public Decoder {
  public:
   const char* name() const override { return "greedy"; }
-  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+  std::vector<GenerationResult> decode(const LlamaModel& model, CacheStrategy& cache,
                                          const std::vector<std::vector<int64_t>>& prompts,
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override {
     GenerationOptions greedy = options;
     greedy.sampling = SamplingOptions{};
-    return udaci::generate(model, cache, prompts, greedy, on_token);
+    return udaci::decode_sampled(model, cache, prompts, greedy, on_token);
   }
   bool one_token_per_step(GenerationOptions& options) const override {
     options.sampling = SamplingOptions{};
@@ -31,11 +31,11 @@ class GreedyDecoder final : public Decoder {
 class SamplingDecoder final : public Decoder {
  public:
   const char* name() const override { return "sampling"; }
-  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+  std::vector<GenerationResult> decode(const LlamaModel& model, CacheStrategy& cache,
                                          const std::vector<std::vector<int64_t>>& prompts,
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override {
-    return udaci::generate(model, cache, prompts, options, on_token);
+    return udaci::decode_sampled(model, cache, prompts, options, on_token);
   }
   bool one_token_per_step(GenerationOptions&) const override { return true; }
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "cache/sequence_slots.hpp"
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
 
@@ -208,20 +209,7 @@ void SpeculativeDecoder::prepare(const DecoderContext& context) {
   make_draft_ = [dm, reuse](const SamplingOptions& s) { return make_model_draft(*dm, s, reuse); };
 }
 
-namespace {
-
-// Frees a sequence's cache slot however generation ends.
-struct SlotFree {
-  CacheStrategy& cache;
-  SeqId slot;
-  ~SlotFree() {
-    if (cache.has_sequence(slot)) cache.free_sequence(slot);
-  }
-};
-
-}  // namespace
-
-std::vector<GenerationResult> SpeculativeDecoder::generate(const LlamaModel& model, CacheStrategy& cache,
+std::vector<GenerationResult> SpeculativeDecoder::decode(const LlamaModel& model, CacheStrategy& cache,
                                                            const std::vector<std::vector<int64_t>>& prompts,
                                                            const GenerationOptions& options,
                                                            const TokenCallback& on_token) const {
@@ -236,11 +224,9 @@ std::vector<GenerationResult> SpeculativeDecoder::generate(const LlamaModel& mod
 
   for (size_t i = 0; i < prompts.size(); ++i) {
     GenerationResult& res = results[i];
-    SeqId slot = 0;
-    while (cache.has_sequence(slot)) ++slot;
-    cache.add_sequence(slot, static_cast<int64_t>(prompts[i].size()) + options.max_new_tokens +
+    SequenceSlots slots(cache);
+    const SeqId slot = slots.add(static_cast<int64_t>(prompts[i].size()) + options.max_new_tokens +
                                  options_.k_max + 1);
-    SlotFree guard{cache, slot};
     cache.begin_prompt(slot, prompts[i]);
     Sampler target(options.sampling);
     std::unique_ptr<DraftSource> draft = make_draft_(options.sampling);

@@ -96,14 +96,14 @@ std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const Sam
 
 class SpeculativeDecoder final : public Decoder {
  public:
-  // make_draft builds the source for one generate() call (sampling options of
+  // make_draft builds the source for one decode() call (sampling options of
   // that call given); the default is chosen from `options` in prepare().
   using DraftFactory = std::function<std::unique_ptr<DraftSource>(const SamplingOptions&)>;
   explicit SpeculativeDecoder(const SpeculativeOptions& options, DraftFactory make_draft = {});
 
   const char* name() const override { return "speculative"; }
   void prepare(const DecoderContext& context) override;
-  std::vector<GenerationResult> generate(const LlamaModel& model, CacheStrategy& cache,
+  std::vector<GenerationResult> decode(const LlamaModel& model, CacheStrategy& cache,
                                          const std::vector<std::vector<int64_t>>& prompts,
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override;

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/strings.hpp"
 #include "quant/stored_format.hpp"
+#include "engine/model_builder.hpp"
 #include "engine/model_lookup.hpp"
 #include "parallel/communicator.hpp"
 
@@ -45,45 +46,39 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
                 "parallel plan '{}' gives each rank slices of the weights; quantizer '{}' runs a file's "
                 "blocks in place and cannot run on slices: use int8, int4, nf4 or none",
                 parallel_->name(), quantizer_->name());
-  // Load pipeline: split for this rank, prune, quantise, build, bind kernels.
-  parallel_->shard(files.config, files.weights);
-  prune_report_ = pruner_->prune(files.weights, files.config);
-  quantize_report_ = quantizer_->quantize(files.weights);
   UDACI_CHECK(config.max_prompt_tokens >= 0 && config.max_memory_bytes >= 0,
               "max_prompt_tokens and max_memory_bytes must be >= 0 (0: no cap), got {} and {}",
               config.max_prompt_tokens, config.max_memory_bytes);
   max_prompt_tokens_ = config.max_prompt_tokens;
   SchedulerOptions scheduler_options = config.scheduler;
+  ModelBuild build;
+  build.quantizer = quantizer_.get();
+  build.pruner = pruner_.get();
+  build.plan = parallel_.get();
+  build.dtype = config.dtype;
+  build.device = device;
   if (config.max_memory_bytes > 0) {
     // Before anything is materialised: refuse what does not fit, and leave
     // the rest to the K/V cache.
-    const int64_t weights = estimate_resident_weight_bytes(files.weights, config.dtype,
-                                                           quantizer_->runs_stored_blocks());
-    const double mib = 1024.0 * 1024.0;
-    UDACI_CHECK_S(Status::kOutOfMemory, weights < config.max_memory_bytes,
-                  "model '{}' needs about {:.1f} MiB for its weights (quantizer '{}', dtype {}), "
-                  "over the memory cap of {:.1f} MiB (max_memory_bytes): use a quantizer or raise "
-                  "the cap",
-                  model_path_, weights / mib, config.quantizer, c10::toString(config.dtype),
-                  config.max_memory_bytes / mib);
-    const int64_t left = config.max_memory_bytes - weights;
-    scheduler_options.max_cache_bytes = scheduler_options.max_cache_bytes > 0
-                                            ? std::min(scheduler_options.max_cache_bytes, left)
-                                            : left;
+    build.check_weights = [&](const WeightStore& weights) {
+      const int64_t bytes = estimate_resident_weight_bytes(weights, config.dtype, quantizer_->runs_stored_blocks());
+      const double mib = 1024.0 * 1024.0;
+      UDACI_CHECK_S(Status::kOutOfMemory, bytes < config.max_memory_bytes,
+                    "model '{}' needs about {:.1f} MiB for its weights (quantizer '{}', dtype {}), "
+                    "over the memory cap of {:.1f} MiB (max_memory_bytes): use a quantizer or raise "
+                    "the cap",
+                    model_path_, bytes / mib, config.quantizer, c10::toString(config.dtype),
+                    config.max_memory_bytes / mib);
+      const int64_t left = config.max_memory_bytes - bytes;
+      scheduler_options.max_cache_bytes = scheduler_options.max_cache_bytes > 0
+                                              ? std::min(scheduler_options.max_cache_bytes, left)
+                                              : left;
+    };
   }
-  ModelOptions model_options;
-  model_options.dtype = config.dtype;
-  model_options.device = device;
-  const Quantizer* q = quantizer_.get();
-  const Pruner* pr = pruner_.get();
-  model_options.linear_factory = parallel_->wrap([q, pr](const LinearSpec& spec, const WeightStore& store,
-                                                         const ModelOptions& opt) {
-    std::unique_ptr<LinearKernel> k = q->make_kernel(spec, store, opt);
-    return k ? std::move(k) : pr->make_kernel(spec, store, opt);
-  });
-  model_options.listener = parallel_->listener();
-  model_options.stage = parallel_->stage();
-  model_ = std::make_unique<LlamaModel>(files.config, files.weights, model_options);
+  BuiltModel built = build_model(files.config, files.weights, build);
+  model_ = std::move(built.model);
+  prune_report_ = built.prune;
+  quantize_report_ = built.quantize;
   try {
     tokenizer_ = std::make_unique<Tokenizer>(
         load_tokenizer(config.tokenizer_path.empty() ? model_path_ : config.tokenizer_path));
@@ -112,18 +107,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
   dc.load_model = [dtype, device](const std::string& path,
                                   const std::string& quantizer) -> std::shared_ptr<const LlamaModel> {
     ModelFiles f = open_model(resolve_model_path(path));
-    std::shared_ptr<Quantizer> q = builtin_strategies().quantizers.create(quantizer, StrategyOptions{});
-    q->quantize(f.weights);
-    ModelOptions mo;
-    mo.dtype = dtype;
-    mo.device = device;
-    const Quantizer* qp = q.get();
-    mo.linear_factory = [qp](const LinearSpec& spec, const WeightStore& store, const ModelOptions& opt) {
-      return qp->make_kernel(spec, store, opt);
-    };
-    auto* m = new LlamaModel(f.config, f.weights, mo);
-    // The quantizer lives as long as the model its kernels came from.
-    return std::shared_ptr<const LlamaModel>(m, [q](const LlamaModel* p) { delete p; });
+    return build_quantized_model(f.config, f.weights, quantizer, StrategyOptions{}, dtype, device);
   };
   decoder_->prepare(dc);
   cache_ = parallel_->wrap_cache(reg.caches.create(config.cache, config.cache_options, model_->cache_shape()));
@@ -224,7 +208,7 @@ std::vector<GenerationResult> HeadlineEngine::generate_ids(
   if (!decoder_->one_token_per_step(adjusted)) {
     std::vector<GenerationResult> out;
     scheduler_->run_exclusive([&](CacheStrategy& cache) {
-      out = decoder_->generate(*model_, cache, prompts, options, on_token);
+      out = decoder_->decode(*model_, cache, prompts, options, on_token);
     });
     return out;
   }
@@ -349,7 +333,7 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
       const double queued =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p->t0).count();
       try {
-        gen = decoder_->generate(*model_, cache, prompts, go,
+        gen = decoder_->decode(*model_, cache, prompts, go,
                                  [p](size_t i, int64_t tok) { return p->on_token(i, tok); });
         for (GenerationResult& g : gen) g.queue_ms = queued;
       } catch (...) {

@@ -1,6 +1,7 @@
 #include "engine/model_lookup.hpp"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -28,10 +29,31 @@ void add_python_lib(const fs::path& lib, std::vector<fs::path>& out) {
   }
 }
 
+// The prefixes of the python3 interpreters on PATH (a venv's, conda's, a
+// /opt build's): …/bin/python3 -> … . Both the folder it is found in and the
+// one its link resolves to, since a venv links to its base interpreter but
+// keeps its own packages.
+void add_path_pythons(std::vector<fs::path>& out) {
+  const char* path = std::getenv("PATH");
+  if (path == nullptr) return;
+  std::error_code ec;
+  const std::string all(path);
+  for (size_t begin = 0; begin <= all.size();) {
+    const size_t end = std::min(all.find(':', begin), all.size());
+    const fs::path exe = fs::path(all.substr(begin, end - begin)) / "python3";
+    begin = end + 1;
+    if (!fs::exists(exe, ec)) continue;
+    add_python_lib(exe.parent_path().parent_path() / "lib", out);
+    const fs::path real = fs::canonical(exe, ec);
+    if (!ec) add_python_lib(real.parent_path().parent_path() / "lib", out);
+  }
+}
+
 std::vector<fs::path> site_package_dirs() {
   std::vector<fs::path> dirs;
   std::error_code ec;
   if (const char* venv = std::getenv("VIRTUAL_ENV")) add_python_lib(fs::path(venv) / "lib", dirs);
+  add_path_pythons(dirs);
   const char* home = std::getenv("HOME");
   if (home) add_python_lib(fs::path(home) / ".local" / "lib", dirs);
   std::vector<fs::path> pyenv_roots;

@@ -78,13 +78,13 @@ int run(const std::map<std::string, std::string>& a) {
   opt.max_new_tokens = 20;
   if (mode == "kill") {
     auto cache = plan->wrap_cache(cache_named(cache_name, model.cache_shape()));
-    generate(model, *cache, {prompts()[0]}, opt);
+    decode_sampled(model, *cache, {prompts()[0]}, opt);
     write(out + ".ready", json::object());
     while (!exists(out + ".go")) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto t0 = std::chrono::steady_clock::now();
     json r;
     try {
-      generate(model, *cache, {prompts()[1]}, opt);
+      decode_sampled(model, *cache, {prompts()[1]}, opt);
       r["status"] = "ok";
     } catch (const Error& e) {
       r["status"] = status_name(e.status());
@@ -105,12 +105,12 @@ int run(const std::map<std::string, std::string>& a) {
     auto ref_cache = cache_named(c, ref.cache_shape());
     // One sequence at a time, then all together (ragged batches).
     for (const auto& p : prompts()) {
-      const bool eq = generate(model, *cache, {p}, opt)[0].tokens == generate(ref, *ref_cache, {p}, opt)[0].tokens;
+      const bool eq = decode_sampled(model, *cache, {p}, opt)[0].tokens == decode_sampled(ref, *ref_cache, {p}, opt)[0].tokens;
       cases.push_back({{"cache", c}, {"run", "single"}, {"equal", eq}});
       all_equal = all_equal && eq;
     }
-    const auto got = generate(model, *cache, prompts(), opt);
-    const auto want = generate(ref, *ref_cache, prompts(), opt);
+    const auto got = decode_sampled(model, *cache, prompts(), opt);
+    const auto want = decode_sampled(ref, *ref_cache, prompts(), opt);
     bool eq = true;
     for (size_t i = 0; i < got.size(); ++i) eq = eq && got[i].tokens == want[i].tokens;
     cases.push_back({{"cache", c}, {"run", "batch"}, {"equal", eq}});
@@ -118,7 +118,7 @@ int run(const std::map<std::string, std::string>& a) {
     // Speculative decoding truncates the cache after rejected drafts.
     SpeculativeDecoder spec(SpeculativeOptions::from(StrategyOptions(std::map<std::string, std::string>{{"k", "3"}})));
     const auto sgot = spec.generate(model, *cache, {prompts()[0]}, opt, {});
-    const bool seq = sgot[0].tokens == generate(ref, *ref_cache, {prompts()[0]}, opt)[0].tokens;
+    const bool seq = sgot[0].tokens == decode_sampled(ref, *ref_cache, {prompts()[0]}, opt)[0].tokens;
     cases.push_back({{"cache", c}, {"run", "speculative"}, {"equal", seq}, {"rounds", spec.stats().rounds}});
     all_equal = all_equal && seq;
     const bool released = cache->bytes_reserved() == ref_cache->bytes_reserved();

@@ -62,7 +62,7 @@ TEST_CASE("golden: greedy continuation equals transformers, with and without cac
   for_each_fixture_and_cache([](Golden& g, const LlamaModel& model, CacheStrategy& cache) {
     GenerationOptions opt;
     opt.max_new_tokens = static_cast<int64_t>(g.greedy.size());
-    auto results = generate(model, cache, {g.prompt}, opt);
+    auto results = decode_sampled(model, cache, {g.prompt}, opt);
     CHECK(results[0].tokens == g.greedy);
     CHECK(results[0].finish == FinishReason::kLength);
     CHECK(cache.bytes_reserved() == 0);
@@ -95,9 +95,9 @@ TEST_CASE("golden: a ragged batch of three sequences equals each run alone", "[g
   GenerationOptions opt;
   opt.max_new_tokens = 12;
   auto cache = make_contiguous_cache(model.cache_shape());
-  auto together = generate(model, *cache, prompts, opt);
+  auto together = decode_sampled(model, *cache, prompts, opt);
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto alone = generate(model, *cache, {prompts[i]}, opt);
+    auto alone = decode_sampled(model, *cache, {prompts[i]}, opt);
     CHECK(together[i].tokens == alone[0].tokens);
   }
   CHECK(together[0].tokens == std::vector<int64_t>(g.greedy.begin(), g.greedy.begin() + 12));

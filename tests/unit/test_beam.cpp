@@ -86,8 +86,8 @@ TEST_CASE("beam: width 1 is greedy decoding", "[beam]") {
     GenerationOptions o;
     o.max_new_tokens = 16;
     o.eos_ids = {2};
-    const auto ref = generate(model, *cache, {g.prompt}, o);
-    const auto got = beam({{"width", "1"}}).generate(model, *cache, {g.prompt}, o, {});
+    const auto ref = decode_sampled(model, *cache, {g.prompt}, o);
+    const auto got = beam({{"width", "1"}}).decode(model, *cache, {g.prompt}, o, {});
     CHECK(got[0].tokens == ref[0].tokens);
     CHECK(got[0].finish == ref[0].finish);
     CHECK(cache->bytes_reserved() == 0);
@@ -119,7 +119,7 @@ TEST_CASE("beam: width = vocabulary finds the exhaustive best two tokens", "[bea
   GenerationOptions o;
   o.max_new_tokens = 2;
   const auto got = beam({{"width", std::to_string(vocab)}, {"n_best", "3"}})
-                       .generate(model, *cache, {prompt}, o, {});
+                       .decode(model, *cache, {prompt}, o, {});
   CHECK(got[0].tokens == best_pair);
   REQUIRE(got[0].n_best.size() == 3);
   CHECK(got[0].n_best[0].score == Approx(best / 2).epsilon(1e-6));  // divided by length 2
@@ -141,7 +141,7 @@ TEST_CASE("beam: width 4 equals a from-scratch reference, on every cache", "[bea
       o.max_new_tokens = 6;
       // Length penalty 0: scores are plain sums, as in the reference.
       const auto got = beam({{"width", "4"}, {"n_best", "4"}, {"length_penalty", "0"}})
-                           .generate(model, *cache, {prompt, prompt}, o, {});
+                           .decode(model, *cache, {prompt, prompt}, o, {});
       for (const auto& r : got) {
         CHECK(r.tokens == ref[0].first);
         REQUIRE(r.n_best.size() == 4);
@@ -162,22 +162,22 @@ TEST_CASE("beam: EOS, is_complete, no_repeat_ngram and streaming", "[beam]") {
   const std::vector<int64_t> prompt = {5, 6, 7, 5, 6, 7, 5, 6};
   GenerationOptions o;
   o.max_new_tokens = 12;
-  const auto free_run = beam({{"width", "3"}}).generate(model, *cache, {prompt}, o, {})[0];
+  const auto free_run = beam({{"width", "3"}}).decode(model, *cache, {prompt}, o, {})[0];
   REQUIRE(free_run.tokens.size() == 12);
   // Any of the best beam's tokens as EOS ends the search no later.
   o.eos_ids = {free_run.tokens[3]};
-  const auto eos_run = beam({{"width", "3"}}).generate(model, *cache, {prompt}, o, {})[0];
+  const auto eos_run = beam({{"width", "3"}}).decode(model, *cache, {prompt}, o, {})[0];
   CHECK(eos_run.tokens.size() <= 12);
   if (eos_run.finish == FinishReason::kEos) CHECK(eos_run.tokens.back() == free_run.tokens[3]);
   o.eos_ids.clear();
   // A completion rule ends candidates as EOS would.
   o.is_complete = [](const std::vector<int64_t>& t) { return t.size() >= 5; };
-  const auto complete = beam({{"width", "3"}}).generate(model, *cache, {prompt}, o, {})[0];
+  const auto complete = beam({{"width", "3"}}).decode(model, *cache, {prompt}, o, {})[0];
   CHECK(complete.tokens.size() == 5);
   CHECK(complete.finish == FinishReason::kStopped);
   o.is_complete = nullptr;
   // No bigram of prompt + output occurs twice once its second token is new.
-  const auto norep = beam({{"width", "3"}, {"no_repeat_ngram", "2"}}).generate(model, *cache, {prompt}, o, {})[0];
+  const auto norep = beam({{"width", "3"}, {"no_repeat_ngram", "2"}}).decode(model, *cache, {prompt}, o, {})[0];
   std::vector<int64_t> seq = prompt;
   std::set<std::pair<int64_t, int64_t>> seen;
   for (size_t i = 0; i + 1 < seq.size(); ++i) seen.insert({seq[i], seq[i + 1]});
@@ -187,7 +187,7 @@ TEST_CASE("beam: EOS, is_complete, no_repeat_ngram and streaming", "[beam]") {
   }
   // The chosen tokens are streamed once search ends.
   std::vector<int64_t> streamed;
-  const auto r = beam({{"width", "2"}}).generate(model, *cache, {prompt}, o, [&](size_t i, int64_t t) {
+  const auto r = beam({{"width", "2"}}).decode(model, *cache, {prompt}, o, [&](size_t i, int64_t t) {
     CHECK(i == 0);
     streamed.push_back(t);
     return true;

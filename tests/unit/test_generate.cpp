@@ -71,7 +71,7 @@ TEST_CASE("generate: streaming callback sees every token in order; stop and EOS 
   GenerationOptions opt;
   opt.max_new_tokens = 9;
   std::vector<int64_t> streamed;
-  auto r = generate(f.model, *cache, {{3, 4, 6}}, opt, [&](size_t i, int64_t t) {
+  auto r = decode_sampled(f.model, *cache, {{3, 4, 6}}, opt, [&](size_t i, int64_t t) {
     CHECK(i == 0);
     streamed.push_back(t);
     return true;
@@ -81,14 +81,14 @@ TEST_CASE("generate: streaming callback sees every token in order; stop and EOS 
   CHECK(r[0].finish == FinishReason::kLength);
 
   int calls = 0;
-  auto stopped = generate(f.model, *cache, {{3, 4, 6}}, opt, [&](size_t, int64_t) { return ++calls < 4; });
+  auto stopped = decode_sampled(f.model, *cache, {{3, 4, 6}}, opt, [&](size_t, int64_t) { return ++calls < 4; });
   CHECK(stopped[0].tokens.size() == 4);
   CHECK(stopped[0].finish == FinishReason::kStopped);
   CHECK(std::vector<int64_t>(r[0].tokens.begin(), r[0].tokens.begin() + 4) == stopped[0].tokens);
 
   // Make the third greedy token an EOS id: generation must end right there.
   opt.eos_ids = {r[0].tokens[2]};
-  auto eos = generate(f.model, *cache, {{3, 4, 6}}, opt);
+  auto eos = decode_sampled(f.model, *cache, {{3, 4, 6}}, opt);
   CHECK(eos[0].finish == FinishReason::kEos);
   CHECK(eos[0].tokens.size() <= 3);
   CHECK(eos[0].tokens.back() == r[0].tokens[2]);
@@ -105,10 +105,10 @@ TEST_CASE("generate: seeded sampling is reproducible and seed-dependent", "[unit
   opt.sampling.top_p = 0.95f;
   opt.sampling.repetition_penalty = 1.1f;
   opt.sampling.seed = 1234;
-  auto a = generate(f.model, *cache, {{7, 8, 9}}, opt);
-  auto b = generate(f.model, *cache, {{7, 8, 9}}, opt);
+  auto a = decode_sampled(f.model, *cache, {{7, 8, 9}}, opt);
+  auto b = decode_sampled(f.model, *cache, {{7, 8, 9}}, opt);
   opt.sampling.seed = 99;
-  auto c = generate(f.model, *cache, {{7, 8, 9}}, opt);
+  auto c = decode_sampled(f.model, *cache, {{7, 8, 9}}, opt);
   CHECK(a[0].tokens == b[0].tokens);
   CHECK(a[0].tokens != c[0].tokens);
 }
@@ -120,7 +120,7 @@ TEST_CASE("generate: bad input is rejected with a clear message", "[unit][genera
   auto expect = [&](const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& o,
                     const char* needle) {
     try {
-      generate(f.model, *cache, prompts, o);
+      decode_sampled(f.model, *cache, prompts, o);
       FAIL("no error for " << needle);
     } catch (const Error& e) {
       CHECK(std::string(e.what()).find(needle) != std::string::npos);
@@ -136,7 +136,7 @@ TEST_CASE("generate: bad input is rejected with a clear message", "[unit][genera
   GenerationOptions badp = opt;
   badp.sampling.top_p = 2;
   expect({{1}}, badp, "top_p");
-  CHECK(generate(f.model, *cache, {{1, 2}}, GenerationOptions{0, {}, {}})[0].tokens.empty());
+  CHECK(decode_sampled(f.model, *cache, {{1, 2}}, GenerationOptions{0, {}, {}})[0].tokens.empty());
 }
 
 TEST_CASE("model config: parameter count of known shapes", "[unit][config]") {

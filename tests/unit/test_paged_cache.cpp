@@ -80,7 +80,7 @@ std::vector<std::vector<int64_t>> greedy_ids(const LlamaModel& model, CacheStrat
   GenerationOptions opt;
   opt.max_new_tokens = n_new;
   std::vector<std::vector<int64_t>> out;
-  for (auto& r : generate(model, cache, prompts, opt)) out.push_back(r.tokens);
+  for (auto& r : decode_sampled(model, cache, prompts, opt)) out.push_back(r.tokens);
   return out;
 }
 
@@ -480,7 +480,7 @@ TEST_CASE("paged: a full cap is a clear kOutOfMemory error and the cache stays u
   PagedCache& c = as_paged(*owned);
   GenerationOptions opt;
   opt.max_new_tokens = 4;
-  udaci_test::expect_error([&] { generate(model, c, {g.prompt}, opt); }, Status::kOutOfMemory,
+  udaci_test::expect_error([&] { decode_sampled(model, c, {g.prompt}, opt); }, Status::kOutOfMemory,
                            "max_blocks=5");
   CHECK(c.stats().blocks_in_use == 0);  // the failed request freed its blocks
   c.check_invariants();
@@ -491,7 +491,7 @@ TEST_CASE("paged: a full cap is a clear kOutOfMemory error and the cache stays u
   // max_bytes caps the same way.
   auto by_bytes = make_cache("paged", model.cache_shape(),
                              {{"block", "4"}, {"max_bytes", std::to_string(3 * c.block_bytes() + 7)}});
-  udaci_test::expect_error([&] { generate(model, *by_bytes, {shorter}, opt); }, Status::kOutOfMemory,
+  udaci_test::expect_error([&] { decode_sampled(model, *by_bytes, {shorter}, opt); }, Status::kOutOfMemory,
                            "max_bytes=");
   CHECK(as_paged(*by_bytes).pool_blocks() == 3);
 }
@@ -671,7 +671,7 @@ TEST_CASE("paged: benchmark of 20 real headlines, contiguous vs paged vs paged-p
       auto cache = make_cache(v.cache, run.engine->model().cache_shape(), v.options);
       GenerationOptions g;
       g.max_new_tokens = 1;
-      for (const auto& p : prompts_of(*run.engine, summaries)) generate(run.engine->model(), *cache, {p}, g);
+      for (const auto& p : prompts_of(*run.engine, summaries)) decode_sampled(run.engine->model(), *cache, {p}, g);
       st = cache->stats();
     }
     const double n = static_cast<double>(summaries.size());

@@ -64,10 +64,10 @@ TEST_CASE("registry: greedy decoder ignores sampling options, sampling decoder f
   const StrategyRegistry& r = builtin_strategies();
   auto greedy = r.decoders.create("greedy", {});
   auto sampling = r.decoders.create("sampling", {});
-  auto base = greedy->generate(model, *cache, {{1, 2, 3}}, greedy_opt, {});
-  CHECK(greedy->generate(model, *cache, {{1, 2, 3}}, hot, {})[0].tokens == base[0].tokens);
-  CHECK(sampling->generate(model, *cache, {{1, 2, 3}}, greedy_opt, {})[0].tokens == base[0].tokens);
-  CHECK(sampling->generate(model, *cache, {{1, 2, 3}}, hot, {})[0].tokens != base[0].tokens);
+  auto base = greedy->decode(model, *cache, {{1, 2, 3}}, greedy_opt, {});
+  CHECK(greedy->decode(model, *cache, {{1, 2, 3}}, hot, {})[0].tokens == base[0].tokens);
+  CHECK(sampling->decode(model, *cache, {{1, 2, 3}}, greedy_opt, {})[0].tokens == base[0].tokens);
+  CHECK(sampling->decode(model, *cache, {{1, 2, 3}}, hot, {})[0].tokens != base[0].tokens);
 }
 
 TEST_CASE("registry: an engine reports its strategies and rejects unknown ones before loading", "[unit][registry][smollm2]") {

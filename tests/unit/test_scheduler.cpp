@@ -58,7 +58,7 @@ std::vector<std::vector<int64_t>> alone(const LlamaModel& model, CacheStrategy& 
                                         const std::vector<std::vector<int64_t>>& prompts,
                                         int64_t n_new) {
   std::vector<std::vector<int64_t>> out;
-  for (const auto& p : prompts) out.push_back(generate(model, cache, {p}, greedy_options(n_new))[0].tokens);
+  for (const auto& p : prompts) out.push_back(decode_sampled(model, cache, {p}, greedy_options(n_new))[0].tokens);
   return out;
 }
 

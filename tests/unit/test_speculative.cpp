@@ -104,7 +104,7 @@ TEST_CASE("speculative: greedy output equals plain greedy with every draft and c
     opt.max_new_tokens = 24;
     opt.eos_ids = {2};
     auto ref_cache = make_cache("contiguous", model.cache_shape());
-    const auto ref = token_lists(generate(model, *ref_cache, prompts, opt));
+    const auto ref = token_lists(decode_sampled(model, *ref_cache, prompts, opt));
     REQUIRE(ref[0] == std::vector<int64_t>(g.greedy.begin(), g.greedy.begin() + ref[0].size()));
 
     const int64_t vocab = model.config().vocab_size;
@@ -121,7 +121,7 @@ TEST_CASE("speculative: greedy output equals plain greedy with every draft and c
           SpeculativeOptions so = SpeculativeOptions::from(StrategyOptions(std::map<std::string, std::string>{{"k", k}}));
           SpeculativeDecoder dec(so, factory);
           auto cache = make_cache(cache_name, model.cache_shape());
-          CHECK(token_lists(dec.generate(model, *cache, prompts, opt, {})) == ref);
+          CHECK(token_lists(dec.decode(model, *cache, prompts, opt, {})) == ref);
           CHECK(cache->bytes_reserved() == 0);
           const DecoderStats st = dec.stats();
           CHECK(st.rounds > 0);
@@ -157,8 +157,8 @@ TEST_CASE("speculative: callbacks, EOS and max_new_tokens end a sequence as in p
   for (int64_t n : {1, 2, 5, 9}) {
     GenerationOptions opt;
     opt.max_new_tokens = n;
-    auto plain = generate(model, *cache, prompts, opt);
-    auto spec = dec.generate(model, *cache, prompts, opt, {});
+    auto plain = decode_sampled(model, *cache, prompts, opt);
+    auto spec = dec.decode(model, *cache, prompts, opt, {});
     for (size_t i = 0; i < prompts.size(); ++i) {
       CHECK(spec[i].tokens == plain[i].tokens);
       CHECK(spec[i].finish == plain[i].finish);
@@ -167,14 +167,14 @@ TEST_CASE("speculative: callbacks, EOS and max_new_tokens end a sequence as in p
   // Stop after the third token, and an EOS id that occurs in the output.
   GenerationOptions opt;
   opt.max_new_tokens = 20;
-  const auto full = generate(model, *cache, {prompts[0]}, opt)[0].tokens;
+  const auto full = decode_sampled(model, *cache, {prompts[0]}, opt)[0].tokens;
   int seen = 0;
-  auto spec = dec.generate(model, *cache, {prompts[0]}, opt, [&](size_t, int64_t) { return ++seen < 3; });
+  auto spec = dec.decode(model, *cache, {prompts[0]}, opt, [&](size_t, int64_t) { return ++seen < 3; });
   CHECK(spec[0].finish == FinishReason::kStopped);
   CHECK(spec[0].tokens == std::vector<int64_t>(full.begin(), full.begin() + 3));
   opt.eos_ids = {full[4]};
-  auto plain_eos = generate(model, *cache, {prompts[0]}, opt)[0];
-  auto spec_eos = dec.generate(model, *cache, {prompts[0]}, opt, {})[0];
+  auto plain_eos = decode_sampled(model, *cache, {prompts[0]}, opt)[0];
+  auto spec_eos = dec.decode(model, *cache, {prompts[0]}, opt, {})[0];
   CHECK(spec_eos.finish == FinishReason::kEos);
   CHECK(spec_eos.tokens == plain_eos.tokens);
   CHECK(cache->bytes_reserved() == 0);
@@ -223,7 +223,7 @@ TEST_CASE("speculative: with sampling, the rejection rule keeps the target's dis
       o.max_new_tokens = 3;
       o.sampling = base;
       o.sampling.seed = seed;
-      return generate(model, *cache, {prompt}, o)[0].tokens;
+      return decode_sampled(model, *cache, {prompt}, o)[0].tokens;
     };
   };
   const auto plain = histogram(plain_with(target));
@@ -233,7 +233,7 @@ TEST_CASE("speculative: with sampling, the rejection rule keeps the target's dis
     o.max_new_tokens = 3;
     o.sampling = target;
     o.sampling.seed = seed + 7 * runs;
-    return dec.generate(model, *cache, {prompt}, o, {})[0].tokens;
+    return dec.decode(model, *cache, {prompt}, o, {})[0].tokens;
   });
   const auto draft_like = histogram(plain_with(flat));
   const double noise = tv(plain, plain_again);  // two samples of the same distribution
