@@ -113,7 +113,9 @@ typedef enum udaci_dtype {
   UDACI_DTYPE_F16 = 2
 } udaci_dtype;
 
-/* Defined from the header that added recipe and config_json on (issue #21). */
+/* Defined by headers whose udaci_engine_params has `recipe` and
+ * `config_json` (fields added within ABI 0; docs/versioning.md lists the
+ * additions). */
 #define UDACI_ENGINE_PARAMS_HAS_RECIPE 1
 
 typedef struct udaci_engine_params {

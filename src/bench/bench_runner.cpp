@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "core/compat.hpp"
+#include "core/threads.hpp"
 #include "core/error.hpp"
 #include "eval/news_dataset.hpp"
 #include "eval/rouge.hpp"
@@ -174,7 +175,7 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                 t.name, t.unavailable);
   UDACI_CHECK(s.samples > 0, "bench: --samples must be at least 1");
   UDACI_CHECK(s.batch > 0, "bench: --batch must be at least 1");
-  compat::set_threads(s.threads);
+  set_threads(s.threads);
 
   NewsReadOptions ro;
   ro.required = {"short_description", "headline"};
@@ -211,7 +212,7 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   HeadlineOptions ho;
   ho.max_new_tokens = s.max_new_tokens;
   auto run_all = [&](const std::vector<NewsRecord>& recs, const std::function<void(size_t)>& done) {
-    std::vector<HeadlineRequest> reqs;
+    std::vector<PendingHeadlines> reqs;
     reqs.reserve(recs.size());
     for (const NewsRecord& r : recs) reqs.push_back(engine.submit({r.short_description}, ho));
     std::vector<HeadlineResult> out;
@@ -288,7 +289,7 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                    {"device", t.config.engine.device}};
   out["samples"] = n;
   out["batch"] = s.batch;
-  out["threads"] = compat::threads();
+  out["threads"] = aten_threads();
   out["load_ms"] = load_ms;
   out["ttft_ms_p50"] = percentile(ttft, 50);
   out["latency_ms_p50"] = percentile(latency, 50);

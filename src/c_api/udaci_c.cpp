@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "c_api/guard.hpp"
-#include "core/compat.hpp"
 #include "core/error.hpp"
 #include "engine/headline_engine.hpp"
 #include "engine/recipe.hpp"

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/compat.hpp"
+#include "core/threads.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -57,7 +57,7 @@ class Pool {
 
   void run(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
     const int64_t range = end - begin;
-    const int64_t threads = std::max(1, compat::kernel_threads());
+    const int64_t threads = std::max(1, kernel_threads());
     grain = std::max<int64_t>(1, grain);
     const int64_t parts = std::min<int64_t>(threads, (range + grain - 1) / grain);
     if (parts <= 1 || t_in_task || g_forked.load(std::memory_order_relaxed)) {

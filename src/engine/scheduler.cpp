@@ -6,7 +6,7 @@
 #include <chrono>
 #include <future>
 
-#include "core/compat.hpp"
+#include "core/threads.hpp"
 #include "core/error.hpp"
 #include "decode/sampler.hpp"
 #include "core/strategy_options.hpp"
@@ -468,8 +468,8 @@ void Scheduler::loop() {
       if (stop_) break;
     }
     // ATen's thread count is per thread under OpenMP: follow udaci's setting
-    // (compat::set_threads from any thread).
-    compat::adopt_requested_threads();
+    // (set_threads from any thread).
+    adopt_requested_threads();
     std::lock_guard<std::mutex> step_lock(step_mu_);
     sweep();
     flush_completed();

@@ -117,7 +117,7 @@ int run(const std::map<std::string, std::string>& a) {
     all_equal = all_equal && eq;
     // Speculative decoding truncates the cache after rejected drafts.
     SpeculativeDecoder spec(SpeculativeOptions::from(StrategyOptions(std::map<std::string, std::string>{{"k", "3"}})));
-    const auto sgot = spec.generate(model, *cache, {prompts()[0]}, opt, {});
+    const auto sgot = spec.decode(model, *cache, {prompts()[0]}, opt, {});
     const bool seq = sgot[0].tokens == decode_sampled(ref, *ref_cache, {prompts()[0]}, opt)[0].tokens;
     cases.push_back({{"cache", c}, {"run", "speculative"}, {"equal", seq}, {"rounds", spec.stats().rounds}});
     all_equal = all_equal && seq;

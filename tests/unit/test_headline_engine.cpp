@@ -108,8 +108,8 @@ TEST_CASE("engine: submit() runs asynchronously and can be cancelled", "[unit][e
   HeadlineOptions o;
   o.max_new_tokens = 20;
   auto sync = e->generate({kSummary, "Storms closed schools across the state on Friday."}, o);
-  HeadlineRequest a = e->submit({kSummary, "Storms closed schools across the state on Friday."}, o);
-  HeadlineRequest b = e->submit({kSummary}, o);
+  PendingHeadlines a = e->submit({kSummary, "Storms closed schools across the state on Friday."}, o);
+  PendingHeadlines b = e->submit({kSummary}, o);
   auto ra = a.get();
   auto rb = b.get();
   REQUIRE(ra.size() == 2);
@@ -128,13 +128,13 @@ TEST_CASE("engine: submit() runs asynchronously and can be cancelled", "[unit][e
     ++pieces;
     return true;
   };
-  HeadlineRequest c = e->submit({kSummary}, slow);
+  PendingHeadlines c = e->submit({kSummary}, slow);
   c.cancel();
   auto rc = c.get();
   CHECK(rc[0].finish == FinishReason::kCancelled);
   CHECK(rc[0].new_ids.size() <= 1);
   CHECK(pieces.load() == 0);
 
-  HeadlineRequest bad = e->submit({"   "}, o);
+  PendingHeadlines bad = e->submit({"   "}, o);
   CHECK_THROWS_AS(bad.get(), Error);
 }

@@ -532,7 +532,7 @@ TEST_CASE("engine: 16 threads submitting at once all get their own headlines",
         if (t % 2) {
           got[t] = engine.generate({summaries[t]}, o)[0];
         } else {
-          HeadlineRequest r = engine.submit({summaries[t]}, o);
+          PendingHeadlines r = engine.submit({summaries[t]}, o);
           got[t] = r.get()[0];
         }
       } catch (const std::exception& e) {

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/compat.hpp"
+#include "core/threads.hpp"
 #include "core/thread_pool.hpp"
 
 using namespace udaci;
@@ -18,9 +18,9 @@ using namespace udaci;
 namespace {
 
 struct ThreadsGuard {
-  int before = compat::threads();
-  explicit ThreadsGuard(int n) { compat::set_threads(n); }
-  ~ThreadsGuard() { compat::set_threads(before); }
+  int before = aten_threads();
+  explicit ThreadsGuard(int n) { set_threads(n); }
+  ~ThreadsGuard() { set_threads(before); }
 };
 
 std::vector<int> visit_counts(int64_t begin, int64_t end, int64_t grain) {
@@ -106,7 +106,7 @@ TEST_CASE("thread pool: nested loops and concurrent callers", "[thread-pool]") {
   std::atomic<int> wrong{0};
   for (int t = 0; t < 4; ++t) {
     callers.emplace_back([&] {
-      compat::adopt_requested_threads();
+      adopt_requested_threads();
       for (int rep = 0; rep < 200; ++rep) {
         std::vector<int> hits = visit_counts(0, 257, 8);
         for (int h : hits)

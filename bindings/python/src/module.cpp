@@ -22,7 +22,6 @@
 #include <utility>
 #include <vector>
 
-#include "core/compat.hpp"
 #include "core/error.hpp"
 #include "decode/generate.hpp"
 #include "engine/headline_engine.hpp"
@@ -120,7 +119,7 @@ class PyEngine {
     // the batch, so the callback above is no longer running).
     const bool check_signals = on_main_thread();
     py::gil_scoped_release release;
-    HeadlineRequest req = engine_->submit(summaries, options);
+    PendingHeadlines req = engine_->submit(summaries, options);
     if (check_signals) {
       while (!req.wait_for(std::chrono::milliseconds(50))) {
         py::gil_scoped_acquire gil;
