@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fmt/ranges.h>  // fmt::join (fmt >= 11 keeps it here)
 
 #include "cache/cache_strategy.hpp"
 #include "core/error.hpp"

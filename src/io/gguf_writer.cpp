@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <fmt/ranges.h>  // fmt::join (fmt >= 11 keeps it here)
 
 #include "core/error.hpp"
 #include "io/gguf_reader.hpp"

@@ -1,6 +1,7 @@
 #include "quant/quantizers.hpp"
 
 #include <vector>
+#include <fmt/ranges.h>  // fmt::join (fmt >= 11 keeps it here)
 
 #include "core/error.hpp"
 #include "io/gguf_quants.hpp"

@@ -1,5 +1,7 @@
 #include "quant/stored_format.hpp"
 
+#include <fmt/ranges.h>  // fmt::join (fmt >= 11 keeps it here)
+
 #include "core/error.hpp"
 #include "core/strings.hpp"
 

@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <string>
+#include <fmt/ranges.h>  // fmt::join (fmt >= 11 keeps it here)
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
