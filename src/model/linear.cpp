@@ -1,7 +1,7 @@
 #include "model/linear.hpp"
 
 #include "core/error.hpp"
-#include "model/dense_gemv.hpp"
+#include "model/dense_gemm.hpp"
 
 namespace udaci {
 
@@ -12,14 +12,14 @@ class DenseKernel final : public LinearKernel {
   DenseKernel(at::Tensor w, at::Tensor b) : weight_(std::move(w)), bias_(std::move(b)) {}
   const char* name() const override { return "dense"; }
   at::Tensor forward(const at::Tensor& x) const override {
-    // Decode-sized fp32 batches on the CPU: udaci's own GEMV on its pool.
+    // fp32 decode steps and headline prompts on the CPU: udaci's own GEMM on its pool.
     if (weight_.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat && x.device().is_cpu() &&
         weight_.device().is_cpu() && weight_.is_contiguous() && x.dim() >= 1 &&
-        x.size(-1) == weight_.size(1) && x.numel() / weight_.size(1) <= kDenseGemvMaxRows) {
+        x.size(-1) == weight_.size(1) && x.numel() / weight_.size(1) <= dense_gemm_max_rows()) {
       const int64_t in = weight_.size(1), out = weight_.size(0);
       const at::Tensor xc = x.reshape({-1, in}).contiguous();
       at::Tensor y = at::empty({xc.size(0), out}, xc.options());
-      dense_gemv(weight_.data_ptr<float>(), out, in, xc.data_ptr<float>(), xc.size(0), y.data_ptr<float>());
+      dense_gemm(weight_.data_ptr<float>(), out, in, xc.data_ptr<float>(), xc.size(0), y.data_ptr<float>());
       if (bias_.defined()) y.add_(bias_);
       std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
       shape.back() = out;

@@ -16,8 +16,10 @@
 #include "cache/cache_strategy.hpp"
 #include "engine/registry.hpp"
 #include "model/model_loader.hpp"
+#include "model/dense_gemm.hpp"
 #include "model/llama_model.hpp"
 #include "core/cpu_features.hpp"
+#include "core/threads.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantizers.hpp"
 #include "test_util.hpp"
@@ -210,5 +212,39 @@ TEST_CASE("quant bench: tiled GEMM multiply-adds per second by row count", "[.qu
     }
   }
   at::set_num_threads(threads_before);
+  CHECK(true);
+}
+
+TEST_CASE("dense bench: fp32 GEMM on udaci's pool vs at::linear by row count", "[.quant-bench]") {
+  // As an engine computes: 2 kernel threads on udaci's pool, ATen's team at
+  // one thread on this thread (OpenBLAS keeps its own threads). Both sides
+  // are timed in the same loop, alternating, so the host's drift cancels in
+  // the ratio. Prints the ratios that set dense_gemm_max_rows().
+  const int threads_before = at::get_num_threads();
+  set_threads(2);
+  adopt_requested_threads();
+  std::printf("isa %s, pool %d threads, ATen %d\n", kernel_isa_name(active_kernel_isa()), kernel_threads(),
+              aten_threads());
+  std::printf("%-12s %5s %10s %10s %8s %10s\n", "shape", "rows", "pool us", "aten us", "ratio", "pool GF/s");
+  for (auto [out, in] : {std::pair<int64_t, int64_t>{1536, 576}, {576, 1536}, {8192, 2048}}) {
+    at::Tensor w = at::randn({out, in});
+    for (int64_t n : {1, 8, 32, 64, 128, 256, 512}) {
+      at::Tensor x = at::randn({n, in});
+      at::Tensor y = at::empty({n, out});
+      const int reps = n >= 128 ? 9 : 21;
+      std::vector<double> pool, aten;
+      for (int round = 0; round < 3; ++round) {
+        pool.push_back(median_us([&] { dense_gemm(w.data_ptr<float>(), out, in, x.data_ptr<float>(), n,
+                                                  y.data_ptr<float>()); }, reps));
+        aten.push_back(median_us([&] { (void)at::linear(x, w); }, reps));
+      }
+      std::sort(pool.begin(), pool.end());
+      std::sort(aten.begin(), aten.end());
+      std::printf("%5lldx%-6lld %5lld %10.1f %10.1f %8.2f %10.1f\n", static_cast<long long>(out),
+                  static_cast<long long>(in), static_cast<long long>(n), pool[1], aten[1], aten[1] / pool[1],
+                  2.0 * static_cast<double>(n * in * out) / pool[1] / 1e3);
+    }
+  }
+  set_threads(threads_before);
   CHECK(true);
 }

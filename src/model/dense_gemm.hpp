@@ -1,0 +1,36 @@
+#pragma once
+// fp32 y[j, r] = x[j, :] . w[r, :] on udaci's pool, for dense fp32
+// projections (model/linear.cpp) of decode steps and headline prompts.
+// at::linear would call OpenBLAS's sgemv/sgemm, which runs on OpenBLAS's own
+// threads beside udaci's pool (the engine keeps ATen single-threaded) and
+// packs the weight again on every call; here the weight is read as stored
+// (row-major, as loaded), in blocks of rows that stay in cache while every
+// activation row passes over them (issue #22: an fp32 model decoded on one
+// core at 0.35x llama.cpp before the GEMV, and its prompts went to OpenBLAS).
+
+#include <cstdint>
+
+namespace udaci {
+
+// Activation rows up to which dense fp32 projections use dense_gemm rather
+// than at::linear (OpenBLAS's packed SGEMM wins on longer inputs): the
+// crossover measured per instruction set, docs/BENCHMARKS.md "M13 third
+// step" — 128 with AVX-512 (16 floats a register), 64 with AVX2, 8 for the
+// scalar reference. A headline prompt is ~35-150 new tokens.
+int64_t dense_gemm_max_rows();
+
+// w [out, in] and x [n, in] row-major fp32, y [n, out] (ldy = out).
+void dense_gemm(const float* w, int64_t out, int64_t in, const float* x, int64_t n, float* y);
+
+namespace detail {
+// Output columns [r0, r1) (weight rows) for every activation row; ldy the row
+// stride of y.
+void dense_gemm_scalar(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0,
+                       int64_t r1, int64_t ldy);
+void dense_gemm_avx2(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0,
+                     int64_t r1, int64_t ldy);
+void dense_gemm_avx512(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0,
+                       int64_t r1, int64_t ldy);
+}  // namespace detail
+
+}  // namespace udaci

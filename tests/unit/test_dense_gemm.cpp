@@ -1,0 +1,65 @@
+// The fp32 GEMM that dense projections run for decode steps and prompts
+// (model/dense_gemm.hpp, issue #22) against at::linear, on both paths.
+#include "udaci_catch.hpp"
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "model/dense_gemm.hpp"
+#include "model/linear.hpp"
+#include "core/cpu_features.hpp"
+
+using namespace udaci;
+
+TEST_CASE("dense gemm: fp32 batches of every size equal at::linear up to rounding", "[dense-gemm]") {
+  at::manual_seed(7);
+  for (auto isa : {std::optional<KernelIsa>(KernelIsa::kScalar), std::optional<KernelIsa>(KernelIsa::kAvx2),
+                   std::optional<KernelIsa>()}) {
+    set_kernel_isa_override(isa);
+    for (int64_t out : {1, 5, 64, 1000}) {
+      for (int64_t in : {3, 8, 576, 1003}) {
+        at::Tensor w = at::randn({out, in});
+        at::Tensor b = at::randn({out});
+        auto k = make_dense_kernel(w, b);
+        for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{8}, int64_t{67},
+                          dense_gemm_max_rows(), dense_gemm_max_rows() + 1}) {
+          INFO("isa " << kernel_isa_name(active_kernel_isa()) << " out " << out << " in " << in << " n " << n);
+          at::Tensor x = at::randn({n, in});
+          at::Tensor ref = at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+          at::Tensor y = k->forward(x);
+          REQUIRE(y.sizes() == ref.sizes());
+          const double scale = std::sqrt(static_cast<double>(in)) + 1.0;
+          CHECK((y.to(at::kDouble) - ref).abs().max().item<double>() <= 1e-5 * scale);
+        }
+        // Leading dimensions are kept: [2, 3, in] -> [2, 3, out].
+        CHECK(k->forward(at::randn({2, 3, in})).sizes() == at::IntArrayRef({2, 3, out}));
+      }
+    }
+  }
+  set_kernel_isa_override(std::nullopt);
+}
+
+TEST_CASE("dense gemm: a row's output does not depend on the rows batched with it", "[dense-gemm]") {
+  // Every (activation row, weight row) dot product runs the same sequence of
+  // operations whatever block it falls in, so fp32 projections are batch
+  // invariant up to dense_gemm_max_rows() without the scheduler's
+  // batch-invariant mode.
+  at::manual_seed(11);
+  for (auto isa : {std::optional<KernelIsa>(KernelIsa::kScalar), std::optional<KernelIsa>(KernelIsa::kAvx2),
+                   std::optional<KernelIsa>()}) {
+    set_kernel_isa_override(isa);
+    const int64_t out = 67, in = 203;
+    auto k = make_dense_kernel(at::randn({out, in}), at::Tensor());
+    const int64_t max_rows = dense_gemm_max_rows();
+    at::Tensor x = at::randn({max_rows, in});
+    at::Tensor all = k->forward(x);
+    for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{7}, max_rows - 1}) {
+      INFO("isa " << kernel_isa_name(active_kernel_isa()) << " n " << n);
+      at::Tensor part = k->forward(x.narrow(0, max_rows - n, n));
+      CHECK(at::equal(part, all.narrow(0, max_rows - n, n)));
+      CHECK(at::equal(k->forward(x.narrow(0, 3, 1)), all.narrow(0, 3, 1)));
+    }
+  }
+  set_kernel_isa_override(std::nullopt);
+}
