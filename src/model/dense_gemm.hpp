@@ -9,6 +9,7 @@
 // core at 0.35x llama.cpp before the GEMV, and its prompts went to OpenBLAS).
 
 #include <cstdint>
+#include <cstring>
 
 namespace udaci {
 
@@ -22,6 +23,18 @@ int64_t dense_gemm_max_rows();
 // w [out, in] and x [n, in] row-major fp32, y [n, out] (ldy = out).
 void dense_gemm(const float* w, int64_t out, int64_t in, const float* x, int64_t n, float* y);
 
+// The same with 16-bit weights as stored (bf16 when `bf16`, else IEEE fp16
+// bits), widened to fp32 as they are read: a bf16/fp16 model's projections
+// read half the bytes of fp32 and accumulate in fp32. x and y fp32.
+void dense_gemm_half(const uint16_t* w, bool bf16, int64_t out, int64_t in, const float* x, int64_t n, float* y);
+
+inline float bf16_bits_to_float(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 namespace detail {
 // Output columns [r0, r1) (weight rows) for every activation row; ldy the row
 // stride of y.
@@ -31,6 +44,12 @@ void dense_gemm_avx2(const float* w, int64_t in, const float* x, int64_t n, floa
                      int64_t r1, int64_t ldy);
 void dense_gemm_avx512(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0,
                        int64_t r1, int64_t ldy);
+void dense_gemm_half_scalar(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
+                            int64_t r0, int64_t r1, int64_t ldy);
+void dense_gemm_half_avx2(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
+                          int64_t r0, int64_t r1, int64_t ldy);
+void dense_gemm_half_avx512(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
+                            int64_t r0, int64_t r1, int64_t ldy);
 }  // namespace detail
 
 }  // namespace udaci

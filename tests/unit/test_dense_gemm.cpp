@@ -63,3 +63,37 @@ TEST_CASE("dense gemm: a row's output does not depend on the rows batched with i
   }
   set_kernel_isa_override(std::nullopt);
 }
+
+TEST_CASE("dense gemm: bf16 and fp16 weights equal an fp32 product of the same values", "[dense-gemm]") {
+  // The 16-bit kernels widen each weight exactly, so the reference is the
+  // fp32 product of the widened weights and the input rounded to the
+  // model's dtype; the output is rounded to that dtype again.
+  at::manual_seed(5);
+  for (auto isa : {std::optional<KernelIsa>(KernelIsa::kScalar), std::optional<KernelIsa>(KernelIsa::kAvx2),
+                   std::optional<KernelIsa>()}) {
+    set_kernel_isa_override(isa);
+    for (at::ScalarType t : {at::kBFloat16, at::kHalf}) {
+      for (int64_t out : {1, 9, 300}) {
+        for (int64_t in : {5, 16, 576, 1003}) {
+          at::Tensor w = at::randn({out, in}).to(t);
+          at::Tensor b = at::randn({out}).to(t);
+          auto k = make_dense_kernel(w, b);
+          for (int64_t n : {1, 2, 7, 65, 300}) {
+            INFO("isa " << kernel_isa_name(active_kernel_isa()) << " dtype " << at::toString(t) << " out " << out
+                        << " in " << in << " n " << n);
+            at::Tensor x = at::randn({n, in}).to(t);
+            at::Tensor ref = at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+            at::Tensor y = k->forward(x);
+            REQUIRE(y.scalar_type() == t);
+            REQUIRE(y.sizes() == ref.sizes());
+            // fp32 accumulation, then one rounding to the 16-bit type.
+            const double eps = t == at::kBFloat16 ? 1.0 / 128 : 1.0 / 1024;
+            const double tol = 1e-5 * (std::sqrt(static_cast<double>(in)) + 1.0) + eps * ref.abs().max().item<double>();
+            CHECK((y.to(at::kDouble) - ref).abs().max().item<double>() <= tol);
+          }
+        }
+      }
+    }
+  }
+  set_kernel_isa_override(std::nullopt);
+}
