@@ -36,6 +36,9 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& store, const Mod
   UDACI_CHECK_S(Status::kUnsupported,
                 opt.dtype == at::kFloat || opt.dtype == at::kBFloat16 || opt.dtype == at::kHalf,
                 "compute dtype must be float32, bfloat16 or float16");
+  UDACI_CHECK_S(Status::kUnsupported, !(opt.dtype == at::kHalf && opt.device.is_cpu()),
+                "float16 compute runs on CUDA devices only: LibTorch's CPU kernels have no float16 matmul or "
+                "SiLU; on the CPU use bf16 (half the weight bytes of fp32) or fp32");
   const int64_t h = c.hidden_size;
   // Each projection's kernel: the factory's if it builds one, else dense.
   auto make = [&](const std::string& name, const std::string& weight, LinearRole role, int64_t out,

@@ -97,6 +97,14 @@ TEST_CASE("cli: wrong options and bad models give a message and status 1 or 2", 
   Run r7 = run_cli("info --model " + quote(udaci_test::fixture("golden/tiny-gqa-tied/config.json")));
   CHECK(r7.status == 1);
   CHECK(r7.err.find("is not a model") != std::string::npos);
+  // fp16 compute on the CPU: refused with the reason and the alternatives,
+  // not an ATen error and its stack trace from inside the first forward pass.
+  Run r8 = run_cli("generate --model " + m + " --ids 5 --max-new-tokens 2 --dtype fp16");
+  CHECK(r8.status == 1);
+  CHECK(r8.err.find("float16 compute runs on CUDA devices only") != std::string::npos);
+  CHECK(r8.err.find("Exception raised from") == std::string::npos);
+  Run r9 = run_cli("generate --model " + m + " --ids 5 --max-new-tokens 2 --dtype bf16");
+  CHECK(r9.status == 0);
 }
 
 TEST_CASE("cli: info checks the checkpoint it describes: missing or mis-shaped tensors exit 1", "[unit][cli]") {
