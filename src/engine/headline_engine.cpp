@@ -142,6 +142,10 @@ int64_t estimate_resident_weight_bytes(const WeightStore& store, at::ScalarType 
       case WeightType::kQ4_K:
       case WeightType::kQ5_K:
       case WeightType::kQ6_K: as_stored = native_gguf_blocks; break;
+      case WeightType::kF16:
+      case WeightType::kBF16:  // projections kept 16-bit under gguf-native with fp32 compute
+        as_stored = native_gguf_blocks && e.shape.size() == 2 && dtype == at::kFloat;
+        break;
       default: break;
     }
     // Scales and minimums of the quantised formats stay as they are.

@@ -19,7 +19,10 @@ class DenseKernel final : public LinearKernel {
     // speed; it has no fp16 one).
     const at::ScalarType t = weight_.scalar_type();
     const bool half = t == at::kBFloat16 || t == at::kHalf;
-    if ((t == at::kFloat || half) && x.scalar_type() == t && x.device().is_cpu() && weight_.device().is_cpu() &&
+    // 16-bit weights serve activations of their own dtype or fp32 (a GGUF's
+    // F16/BF16 tensors kept as stored under an fp32 model, gguf-native).
+    const bool x_ok = x.scalar_type() == t || (half && x.scalar_type() == at::kFloat);
+    if ((t == at::kFloat || half) && x_ok && x.device().is_cpu() && weight_.device().is_cpu() &&
         weight_.is_contiguous() && x.dim() >= 1 && x.size(-1) == weight_.size(1) &&
         (half || x.numel() / weight_.size(1) <= dense_gemm_max_rows())) {
       const int64_t in = weight_.size(1), out = weight_.size(0);
@@ -34,7 +37,7 @@ class DenseKernel final : public LinearKernel {
       if (bias_.defined()) y.add_(bias_.to(at::kFloat));
       std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
       shape.back() = out;
-      return (half ? y.to(t) : y).view(shape);
+      return (y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type())).view(shape);
     }
     return bias_.defined() ? at::linear(x, weight_, bias_) : at::linear(x, weight_);
   }

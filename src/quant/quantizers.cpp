@@ -298,7 +298,15 @@ class GgufNativeQuantizer final : public Quantizer {
       case WeightType::kQ4_K: f = QFormat::kQ4_K; break;
       case WeightType::kQ5_K: f = QFormat::kQ5_K; break;
       case WeightType::kQ6_K: f = QFormat::kQ6_K; break;
-      default: return nullptr;  // F32/F16/BF16, Q2_K/Q3_K: dense, dequantised by the model
+      case WeightType::kF16:
+      case WeightType::kBF16:
+        // 16-bit floats as stored (half the bytes of fp32), widened in the
+        // dense kernel's registers, for an fp32 model on the CPU.
+        if (!opt.device.is_cpu() || opt.dtype != at::kFloat || e.shape.size() != 2) return nullptr;
+        if (spec.role == LinearRole::kLmHead && spec.weight == kLlamaEmbed) return nullptr;
+        return make_dense_kernel(store.tensor(name, weight_type_scalar_type(e.type)).contiguous(),
+                                 spec.bias ? store.tensor(spec.weight + ".bias", at::kFloat) : at::Tensor());
+      default: return nullptr;  // F32, Q2_K/Q3_K: dense, dequantised by the model
     }
     // The tied head shares the embedding's kernel (same blocks).
     if (spec.role == LinearRole::kLmHead && spec.weight == kLlamaEmbed) return nullptr;

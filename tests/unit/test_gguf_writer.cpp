@@ -398,6 +398,26 @@ TEST_CASE("gguf writer: llama.cpp loads every kind of GGUF udaci writes, and com
       CHECK(worst <= tol);
       CHECK(greedy[0] == ref[0]);
       if (kind == "f32") CHECK(same == 8);
+      if (kind == "f16" || kind == "bf16") {
+        // gguf-native keeps the 16-bit projections as stored (half the
+        // bytes) and widens them in registers: the same values as "none"'s
+        // fp32 copy, so the same logits up to summation order.
+        auto [native_logits, native_greedy] = greedy_from(mf, "gguf-native", prompts[p], 8);
+        const double diff = (native_logits - logits).abs().max().item<double>();
+        INFO("max |gguf-native - none| " << diff);
+        CHECK(diff <= 1e-4 * range);
+        CHECK(native_greedy == greedy);
+        if (p == 0) {
+          auto q = builtin_strategies().quantizers.create("gguf-native", StrategyOptions());
+          ModelOptions o;
+          o.linear_factory = [&q](const LinearSpec& s, const WeightStore& w, const ModelOptions& opt) {
+            return q->make_kernel(s, w, opt);
+          };
+          const LlamaModel native(mf.config, mf.weights, o), dense(mf.config, mf.weights, ModelOptions{});
+          INFO("weight bytes: gguf-native " << native.weight_bytes() << ", none " << dense.weight_bytes());
+          CHECK(native.weight_bytes() * 10 < dense.weight_bytes() * 6);  // ~half: the norms stay fp32
+        }
+      }
     }
     fs::remove(out);
     if (f["how"].contains("hf")) fs::remove_all(scratch(kind + "-hf"));
