@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "model/avx2_util.hpp"
-#include "model/dense_gemm_simd.inl"
+#include "model/dense_gemm.hpp"
 
 namespace udaci {
 namespace detail {
@@ -42,19 +42,9 @@ struct F16 : Avx2 {
 };
 
 }  // namespace
-
-void dense_gemm_avx2(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0, int64_t r1,
-                     int64_t ldy) {
-  dense_run<F32>(w, in, x, n, y, r0, r1, ldy);
-}
-void dense_gemm_half_avx2(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
-                          int64_t r0, int64_t r1, int64_t ldy) {
-  if (bf16) {
-    dense_run<BF16>(w, in, x, n, y, r0, r1, ldy);
-  } else {
-    dense_run<F16>(w, in, x, n, y, r0, r1, ldy);
-  }
-}
-
 }  // namespace detail
 }  // namespace udaci
+
+#define UDACI_DENSE_FN dense_gemm_avx2
+#define UDACI_DENSE_HALF_FN dense_gemm_half_avx2
+#include "model/dense_gemm_simd.inl"

@@ -2,7 +2,7 @@
 // with the AVX-512 flags, called after a run-time check).
 #include <immintrin.h>
 
-#include "model/dense_gemm_simd.inl"
+#include "model/dense_gemm.hpp"
 
 namespace udaci {
 namespace detail {
@@ -39,19 +39,9 @@ struct F16 : Avx512 {
 };
 
 }  // namespace
-
-void dense_gemm_avx512(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0, int64_t r1,
-                       int64_t ldy) {
-  dense_run<F32>(w, in, x, n, y, r0, r1, ldy);
-}
-void dense_gemm_half_avx512(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
-                            int64_t r0, int64_t r1, int64_t ldy) {
-  if (bf16) {
-    dense_run<BF16>(w, in, x, n, y, r0, r1, ldy);
-  } else {
-    dense_run<F16>(w, in, x, n, y, r0, r1, ldy);
-  }
-}
-
 }  // namespace detail
 }  // namespace udaci
+
+#define UDACI_DENSE_FN dense_gemm_avx512
+#define UDACI_DENSE_HALF_FN dense_gemm_half_avx512
+#include "model/dense_gemm_simd.inl"

@@ -1,11 +1,13 @@
-// The SIMD body of dense_gemm (model/dense_gemm.hpp), included by
-// dense_gemm_avx2.cpp (8 floats a register) and dense_gemm_avx512.cpp (16).
-// Each instantiates dense_run<S> with a struct S giving: `using V` (the
-// register type), `using W` (the weight's element: float, or uint16_t for
-// bf16/fp16 bits), `kRows`, `kActs` (the block: weight rows x activation rows,
-// sized to the register file), `kWidth`, zero(), load(const float*),
-// load_w(const W*) (kWidth weights as floats), fma(a, b, acc), hsum(v) and
-// scalar(W) (one weight as a float).
+// The SIMD body of dense_gemm and dense_gemm_half (model/dense_gemm.hpp),
+// included by dense_gemm_avx2.cpp (8 floats a register) and
+// dense_gemm_avx512.cpp (16) after they define, inside udaci::detail's
+// anonymous namespace, three structs F32, BF16 and F16, each giving:
+// `using V` (the register type), `using W` (the weight's element: float, or
+// uint16_t for bf16/fp16 bits), `kRows`, `kActs` (the block: weight rows x
+// activation rows, sized to the register file), `kWidth`, zero(),
+// load(const float*), load_w(const W*) (kWidth weights as floats),
+// fma(a, b, acc), hsum(v) and scalar(W) (one weight as a float); and the
+// macros UDACI_DENSE_FN and UDACI_DENSE_HALF_FN, the entry points' names.
 #include <algorithm>
 
 #include "model/dense_gemm.hpp"
@@ -86,6 +88,20 @@ void dense_run(const typename S::W* w, int64_t in, const float* x, int64_t n, fl
 }
 
 }  // namespace
+
+void UDACI_DENSE_FN(const float* w, int64_t in, const float* x, int64_t n, float* y, int64_t r0, int64_t r1,
+                    int64_t ldy) {
+  dense_run<F32>(w, in, x, n, y, r0, r1, ldy);
+}
+
+void UDACI_DENSE_HALF_FN(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
+                         int64_t r0, int64_t r1, int64_t ldy) {
+  if (bf16) {
+    dense_run<BF16>(w, in, x, n, y, r0, r1, ldy);
+  } else {
+    dense_run<F16>(w, in, x, n, y, r0, r1, ldy);
+  }
+}
 
 }  // namespace detail
 }  // namespace udaci
