@@ -8,6 +8,7 @@
 #include "udaci_catch.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <future>
 #include <map>
@@ -213,14 +214,25 @@ TEST_CASE("scheduler: chunked prefill of a newcomer does not stall sequences alr
   std::mutex mu;
   std::vector<char> events;
   std::atomic<int> a_tokens{0};
+  // A's first token waits (on the scheduler thread) until B is queued, so A
+  // cannot run to its end while this thread is slow to wake (a loaded
+  // machine made the test flaky: A finished before B was submitted).
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool b_queued = false;
   Outcome a, b;
   std::vector<int64_t> long_prompt;
   for (int i = 0; i < 64; ++i) long_prompt.push_back(3 + (i * 37) % 250);
   s.submit(one_job({5, 6, 7}, 50,
                    [&](int64_t) {
-                     std::lock_guard<std::mutex> lock(mu);
-                     events.push_back('a');
-                     ++a_tokens;
+                     {
+                       std::lock_guard<std::mutex> lock(mu);
+                       events.push_back('a');
+                     }
+                     if (++a_tokens == 1) {
+                       std::unique_lock<std::mutex> lock(gate_mu);
+                       gate_cv.wait_for(lock, std::chrono::seconds(10), [&] { return b_queued; });
+                     }
                      return true;
                    }),
            nullptr, a.done());
@@ -236,6 +248,11 @@ TEST_CASE("scheduler: chunked prefill of a newcomer does not stall sequences alr
                      return true;
                    }),
            nullptr, b.done());
+  {
+    std::lock_guard<std::mutex> lock(gate_mu);
+    b_queued = true;
+  }
+  gate_cv.notify_all();
   a.future.get();
   b.future.get();
   // B's 64-token prompt takes 8 steps of 8 tokens; A gets a token in each.
