@@ -56,7 +56,9 @@ class LlamaModel {
   // Bytes held by weights in their bound kernels (tied head counted once).
   int64_t weight_bytes() const;
 
- private:
+  // The parts, read-only, for executors that run the layers their own way
+  // over K/V they keep themselves (model/slot_decoder.hpp: fixed slots whose
+  // decode step is captured as a CUDA graph). forward() is the reference.
   struct Layer {
     at::Tensor input_norm;  // [hidden]
     at::Tensor post_norm;   // [hidden]
@@ -64,8 +66,16 @@ class LlamaModel {
     // The projection of a part (q ... down; not a norm).
     Linear& projection(LlamaPart part);
   };
-
+  const std::vector<Layer>& layers() const { return layers_; }
+  // Unbound on a pipeline stage without the embedding / the head.
+  const Linear& embedding() const { return embed_; }
+  const Linear& lm_head() const { return lm_head_; }
+  const at::Tensor& final_norm() const { return final_norm_; }
+  const Rope& rope() const { return rope_; }
+  const LayerBackend& backend() const { return *backend_; }
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+
+ private:
   // The three parts of a pass: token embeddings, the decoder layers (K/V
   // appended and committed), the LM head on the rows whose logits are asked.
   at::Tensor embed(const ForwardBatch& batch) const;

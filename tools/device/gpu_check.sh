@@ -107,8 +107,8 @@ write_summary() {
     printf '%s\n' "${SUMMARY[@]}"
     if [ -s "$OUT/bench.jsonl" ]; then
       echo
-      echo "| run | dtype | quantizer | batch | decode tok/s | prefill tok/s | prefill s (TTFT at batch 1) |"
-      echo "|---|---|---|---|---|---|---|"
+      echo "| run | dtype | quantizer | batch | decoder | decode tok/s | prefill tok/s | prefill s (TTFT at batch 1) |"
+      echo "|---|---|---|---|---|---|---|---|"
       "$PY" - "$OUT/bench.jsonl" <<'EOF' || true
 import json, sys
 for line in open(sys.argv[1]):
@@ -116,8 +116,8 @@ for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
-    print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.4f} |".format(
-        r.get("label", ""), r["dtype"], r["quantizer"], r.get("batch", 1),
+    print("| {} | {} | {} | {} | {} | {:.1f} | {:.1f} | {:.4f} |".format(
+        r.get("label", ""), r["dtype"], r["quantizer"], r.get("batch", 1), r.get("decoder", "model"),
         r["decode_tok_s_median"], r["prefill_tok_s_median"], r.get("prefill_s_median", float("nan"))))
 EOF
     fi
@@ -205,6 +205,10 @@ fi
 bench() {  # bench LABEL LIMIT ARGS...
   local label=$1 limit=$2
   shift 2
+  # UDACI_GPU_CHECK_BENCHES="label ...": only those runs.
+  if [ -n "${UDACI_GPU_CHECK_BENCHES:-}" ] && [[ " $UDACI_GPU_CHECK_BENCHES " != *" $label "* ]]; then
+    return 0
+  fi
   if [ ! -x "$UDACI" ]; then
     log "SKIP bench $label: udaci did not build"
     SUMMARY+=("| bench $label | skipped (not built) | |")
@@ -220,19 +224,48 @@ for l in sys.stdin:
   fi
 }
 # Batch 1, 128-token prompt (prefill_s_median is the time to first token),
-# 128 decode steps.
+# 128 decode steps. Each configuration runs LlamaModel::forward over a
+# contiguous cache (the engine's step) and the slot decoder with its decode
+# step captured as CUDA graphs (model/slot_decoder.hpp); bf16-b1-slots is the
+# slot decoder without graphs, which separates the graphs' share from the
+# fused kernels'.
 bench bf16-b1 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3
+bench bf16-b1-slots 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3 --decoder slots
+bench bf16-b1-graphs 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3 --decoder graphs
 bench int4-b1 150 --dtype bf16 --quantizer int4 --prompt 128 --gen 128 --repeats 3
+bench int4-b1-graphs 150 --dtype bf16 --quantizer int4 --prompt 128 --gen 128 --repeats 3 --decoder graphs
 # 64 sequences decoded together.
 bench bf16-b64 120 --dtype bf16 --batch 64 --prompt 128 --gen 32 --repeats 1
+bench bf16-b64-graphs 120 --dtype bf16 --batch 64 --prompt 128 --gen 32 --repeats 1 --decoder graphs
 bench int4-b64 120 --dtype bf16 --quantizer int4 --batch 64 --prompt 128 --gen 32 --repeats 1
+bench int4-b64-graphs 120 --dtype bf16 --quantizer int4 --batch 64 --prompt 128 --gen 32 --repeats 1 --decoder graphs
+
+# --- where the decode step's time goes (UDACI_GPU_CHECK_PROFILE=1) -------------------
+# nsys's per-kernel summary of a graphs decode run (graph nodes traced one by
+# one) and cuBLAS's bf16 matrix-vector time for the Llama-3.2-1B projections.
+if [ "${UDACI_GPU_CHECK_PROFILE:-0}" = 1 ] && [ -x "$UDACI" ]; then
+  NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1 || true)
+  if [ -n "$NSYS" ]; then
+    stage nsys 90 "$OUT/profile.txt" "$NSYS" profile --cuda-graph-trace=node --stats=true -o "$BUILD/prof" --force-overwrite true \
+      "$UDACI" bench-forward --shape llama-3.2-1b --device cuda:0 --dtype bf16 --prompt 128 --gen 64 --repeats 1 --decoder graphs
+  else
+    log "SKIP nsys: not on this machine"
+  fi
+  stage gemv-timing 60 "$OUT/profile.txt" "$PY" "$ROOT/tools/device/linear_timing.py"
+fi
 
 # --- unit tests, with the time left ------------------------------------------------
 # The unit tests that touch what the GPU build changes (quantised kernels,
 # caches, model, sampling); tests that need the default model skip without it.
-stage build-unit 150 "$LOG" cmake --build "$BUILD" -j "$JOBS" --target udaci_unit_tests "${KEEP[@]}"
-stage unit-tests 90 "$OUT/unit_tests.log" ctest --test-dir "$BUILD" -L unit -j 8 --output-on-failure --timeout 80 \
-  -R '^(quant|paged|sampler|generate|scheduler|rouge): '
+# UDACI_GPU_CHECK_UNIT=0 skips them (they ran on an H200 on 2026-12-04).
+if [ "${UDACI_GPU_CHECK_UNIT:-1}" = 1 ]; then
+  stage build-unit 150 "$LOG" cmake --build "$BUILD" -j "$JOBS" --target udaci_unit_tests "${KEEP[@]}"
+  stage unit-tests 90 "$OUT/unit_tests.log" ctest --test-dir "$BUILD" -L unit -j 8 --output-on-failure --timeout 80 \
+    -R '^(quant|paged|sampler|generate|scheduler|rouge|slot decoder): '
+else
+  log "SKIP unit tests: UDACI_GPU_CHECK_UNIT=0"
+  SUMMARY+=("| unit-tests | skipped (UDACI_GPU_CHECK_UNIT=0) | |")
+fi
 
 # --- SmolLM2 headlines (quality), when the default model is on the machine -------
 MODEL=${UDACI_MODEL:-}

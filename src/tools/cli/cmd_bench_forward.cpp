@@ -12,6 +12,7 @@
 #include "engine/model_builder.hpp"
 #include "model/llama_model.hpp"
 #include "model/model_loader.hpp"
+#include "model/slot_decoder.hpp"
 #include "tools/cli/common.hpp"
 
 namespace udaci::cli {
@@ -31,6 +32,7 @@ struct BenchArgs {
   std::vector<std::string> quantizer_opts;
   std::string device = "cpu";
   int64_t batch = 1;
+  std::string decoder = "model";
 };
 
 double median(std::vector<double> v) {
@@ -69,23 +71,50 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
     return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
   };
 
+  // --decoder slots|graphs: the slot decoder (model/slot_decoder.hpp) holds
+  // the K/V instead of the cache; each prompt is prefilled alone, and every
+  // decode step is one pass over all sequences (a CUDA graph with graphs).
+  std::unique_ptr<SlotDecoder> slots;
+  UDACI_CHECK_S(Status::kUnsupported, a.decoder != "graphs" || device.is_cuda(),
+                "--decoder graphs captures CUDA graphs: it needs --device cuda (slots runs anywhere)");
+  if (a.decoder != "model") {
+    SlotDecoderOptions so;
+    so.slots = a.batch;
+    so.capacity = a.prompt + a.gen;
+    so.graphs = a.decoder == "graphs";
+    slots = make_slot_decoder(built, so);
+  }
+  std::vector<int64_t> slot_ids(static_cast<size_t>(a.batch));
+  for (int64_t s = 0; s < a.batch; ++s) slot_ids[static_cast<size_t>(s)] = s;
+
   std::vector<double> prefill_tps, decode_tps, prefill_s;
-  for (int rep = 0; rep < a.repeats + 1; ++rep) {  // first pass warms up
-    ForwardBatch pb;
-    for (int64_t s = 0; s < a.batch; ++s) {
-      cache->add_sequence(s, a.prompt + a.gen);
-      pb.add(s, prompts[static_cast<size_t>(s)]);
-    }
+  for (int rep = 0; rep < a.repeats + 1; ++rep) {  // first pass warms up (and captures graphs)
     auto t0 = Clock::now();
-    std::vector<int64_t> tok = next_tokens(model.forward(pb, *cache));
+    std::vector<int64_t> tok;
+    if (slots) {
+      for (int64_t s = 0; s < a.batch; ++s)
+        tok.push_back(next_tokens(slots->prefill(s, prompts[static_cast<size_t>(s)]))[0]);
+    } else {
+      ForwardBatch pb;
+      for (int64_t s = 0; s < a.batch; ++s) {
+        cache->add_sequence(s, a.prompt + a.gen);
+        pb.add(s, prompts[static_cast<size_t>(s)]);
+      }
+      tok = next_tokens(model.forward(pb, *cache));
+    }
     auto t1 = Clock::now();
     for (int64_t g = 0; g < a.gen; ++g) {
+      if (slots) {
+        tok = next_tokens(slots->decode(slot_ids, tok));
+        continue;
+      }
       ForwardBatch db;
       for (int64_t s = 0; s < a.batch; ++s) db.add(s, {tok[static_cast<size_t>(s)]});
       tok = next_tokens(model.forward(db, *cache));
     }
     auto t2 = Clock::now();
-    for (int64_t s = 0; s < a.batch; ++s) cache->free_sequence(s);
+    if (!slots)
+      for (int64_t s = 0; s < a.batch; ++s) cache->free_sequence(s);
     if (rep == 0) continue;
     const double ps = std::chrono::duration<double>(t1 - t0).count();
     prefill_s.push_back(ps);
@@ -96,6 +125,8 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
               {"dtype", a.dtype},
               {"device", device.str()},
               {"batch", a.batch},
+              {"decoder", a.decoder},
+              {"graphs_captured", slots ? slots->graphs_captured() : 0},
               {"quantizer", a.quantizer},
               {"parameters", c.parameter_count()},
               {"weight_bytes", model.weight_bytes()},
@@ -130,6 +161,10 @@ CommandRun setup_bench_forward(CLI::App& sub) {
   sub.add_option("--device", a->device, "cpu, cuda or cuda:N");
   sub.add_option("--batch", a->batch, "sequences prefilled and decoded together")
       ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  sub.add_option("--decoder", a->decoder,
+                 "model: LlamaModel::forward over a contiguous cache; slots: the slot decoder (K/V in "
+                 "fixed slots, one pass per step); graphs: the slot decoder with CUDA graphs (CUDA only)")
+      ->check(CLI::IsMember({"model", "slots", "graphs"}));
   return [a](const GlobalOptions& global) { return cmd_bench_forward(*a, global.threads); };
 }
 

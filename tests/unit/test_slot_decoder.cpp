@@ -1,0 +1,85 @@
+// The slot decoder on the CPU (its ATen path): the same logits as
+// LlamaModel::forward with a contiguous cache, step by step, for sequences at
+// different positions decoded together; and its argument checks. The CUDA
+// test runs the same scenario with CUDA graphs (tests/cuda).
+#include "udaci_catch.hpp"
+
+#include "core/error.hpp"
+#include "model/model_loader.hpp"
+#include "slot_decoder_check.hpp"
+
+using namespace udaci;
+
+namespace {
+
+std::shared_ptr<const LlamaModel> small_model(at::ScalarType dtype) {
+  ModelConfig c;
+  c.vocab_size = 97;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 8;
+  c.rope_theta = 10000;
+  c.tie_word_embeddings = true;
+  c.validate("test");
+  const WeightStore store = random_weights(c, dtype, 7, 0.3);
+  ModelOptions o;
+  o.dtype = dtype;
+  return std::make_shared<const LlamaModel>(c, store, o);
+}
+
+Status status_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.status();
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+TEST_CASE("slot decoder: CPU logits equal LlamaModel::forward's, sequences at different positions",
+          "[unit][slot_decoder]") {
+  auto dec = udaci_test::check_slot_decoder_matches_model(small_model(at::kFloat), /*graphs=*/true, 1e-5);
+  CHECK(dec->graphs_captured() == 0);  // graphs are a CUDA matter; the CPU step runs eagerly
+}
+
+TEST_CASE("slot decoder: bf16 on the CPU stays within bf16 rounding of the model", "[unit][slot_decoder]") {
+  udaci_test::check_slot_decoder_matches_model(small_model(at::kBFloat16), false, 3e-2);
+}
+
+TEST_CASE("slot decoder: bad slots, tokens and sizes are refused with invalid_argument", "[unit][slot_decoder]") {
+  auto model = small_model(at::kFloat);
+  SlotDecoderOptions o;
+  o.slots = 2;
+  o.capacity = 4;
+  auto dec = make_slot_decoder(model, o);
+  auto invalid = [](const std::function<void()>& f) { return status_of(f) == Status::kInvalidArgument; };
+  CHECK(invalid([&] { dec->prefill(2, {1}); }));
+  CHECK(invalid([&] { dec->prefill(-1, {1}); }));
+  CHECK(invalid([&] { dec->prefill(0, {}); }));
+  CHECK(invalid([&] { dec->prefill(0, {1, 2, 3, 4, 5}); }));  // over the capacity
+  CHECK(invalid([&] { dec->prefill(0, {97}); }));             // outside the vocabulary
+  dec->prefill(0, {1, 2, 3});
+  dec->prefill(1, {4});
+  CHECK(invalid([&] { dec->decode({0, 0}, {1, 2}); }));  // one slot twice
+  CHECK(invalid([&] { dec->decode({0}, {1, 2}); }));
+  CHECK(invalid([&] { dec->decode({0, 1, 1}, {1, 2, 3}); }));
+  CHECK(invalid([&] { dec->decode({0}, {-1}); }));
+  CHECK(dec->decode({0, 1}, {5, 6}).sizes() == at::IntArrayRef({2, 97}));
+  CHECK(dec->length(0) == 4);
+  CHECK(dec->length(1) == 2);
+  CHECK(invalid([&] { dec->decode({0}, {5}); }));  // slot 0 is full
+  CHECK(dec->length(0) == 4);
+  dec->prefill(0, {9});  // a new prompt empties the slot first
+  CHECK(dec->length(0) == 1);
+  CHECK(dec->decode({0}, {5}).size(0) == 1);
+  o.slots = 0;
+  CHECK(invalid([&] { make_slot_decoder(model, o); }));
+  o.slots = 1;
+  o.capacity = 0;
+  CHECK(invalid([&] { make_slot_decoder(model, o); }));
+}
