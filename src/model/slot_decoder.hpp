@@ -11,7 +11,8 @@
 // the rows a step is padded with up to its bucket. On CUDA the fused rotary +
 // K/V write and the decode-attention kernels read them through a one-block-
 // per-slot table; on the CPU the same step runs on ATen ops (the reference
-// the tests compare with LlamaModel::forward).
+// the tests compare with LlamaModel::forward). Defined in
+// kernels/slot_decoder.cpp (the model layer names no CUDA).
 #pragma once
 
 #include <ATen/ATen.h>

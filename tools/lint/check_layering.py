@@ -38,6 +38,7 @@ ALLOWED = {
     "engine": set(_LOWER),
     "eval": set(_LOWER) | {"engine"},
     "bench": set(_LOWER) | {"engine", "eval", "udaci"},
+    "server": set(_LOWER) | {"engine"},
     "c_api": None,
     "tools": None,
 }

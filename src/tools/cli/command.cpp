@@ -21,6 +21,8 @@ const std::vector<Command>& commands() {
       {"techniques", "list the recipe's techniques and whether this build can run them", setup_techniques},
       {"perplexity", "perplexity on news records (headline. summary) after a quantizer / pruner",
        setup_perplexity},
+      {"serve", "the HTTP service: /v1/headlines, OpenAI-compatible completions, /health, /metrics, an editor's page",
+       setup_serve},
       {"launch",
        "run a udaci command as the N ranks of one parallel job on this machine, e.g. "
        "`udaci launch --nproc 2 -- headline --parallel tensor-parallel ...` (sets RANK, WORLD_SIZE, "

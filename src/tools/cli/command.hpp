@@ -54,6 +54,7 @@ CommandRun setup_bench(CLI::App& sub);
 CommandRun setup_techniques(CLI::App& sub);
 CommandRun setup_perplexity(CLI::App& sub);
 CommandRun setup_launch(CLI::App& sub);
+CommandRun setup_serve(CLI::App& sub);
 CommandRun setup_bench_worker(CLI::App& sub);
 
 }  // namespace udaci::cli
