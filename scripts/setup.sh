@@ -14,6 +14,7 @@ APT_PACKAGES=(
   libtorch-dev libgloo-dev libopenblas0-pthread   # LibTorch 1.13 (CPU, c10d + Gloo); fast BLAS
   libfmt-dev catch2 pybind11-dev python3-dev nlohmann-json3-dev libpcre2-dev libcli11-dev
   libboost-dev                                   # udaci serve: Boost.Beast's HTTP parser (header-only)
+  chromium                                       # tests/server/test_browser.py (driven by Playwright)
   clang libclang-rt-14-dev                       # scripts/fuzz.sh: clang 14 + libFuzzer/ASan/UBSan runtimes
 )
 

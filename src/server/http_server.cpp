@@ -73,10 +73,12 @@ class Exchange final : public HttpExchange {
                const HeaderList& headers) override {
     if (status_ != 0) return;
     status_ = status;
-    std::string head = status_line(status) + "Content-Type: " + content_type +
-                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + header_lines(headers) +
-                       "\r\n";
-    ok_ = write(head) && (req_.method == "HEAD" || write(body));
+    // 204 and 304 carry no body and no Content-Length (RFC 9110).
+    const bool bodiless = status == 204 || status == 304;
+    std::string head = status_line(status) + "Content-Type: " + content_type + "\r\n" +
+                       (bodiless ? std::string() : "Content-Length: " + std::to_string(body.size()) + "\r\n") +
+                       header_lines(headers) + "\r\n";
+    ok_ = write(head) && (req_.method == "HEAD" || bodiless || write(body));
     if (ok_) bytes_ += static_cast<int64_t>(body.size());
   }
 

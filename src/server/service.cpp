@@ -287,6 +287,11 @@ void Service::route(Ctx& c) {
                                                         "script-src 'unsafe-inline'; connect-src 'self'"}}));
     return;
   }
+  if (p == "/favicon.ico") {  // browsers ask for it; nothing to show
+    if (!method_is("GET")) return;
+    c.ex.respond(204, "image/x-icon", "", c.headers());
+    return;
+  }
   const bool api = p == "/v1/models" || p == "/v1/headlines" || p == "/v1/chat/completions" || p == "/v1/completions";
   if (!api) {
     c.endpoint = "other";

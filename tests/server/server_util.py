@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +18,8 @@ class Server:
     """A `udaci serve --port 0` process; `url` once it listens."""
 
     def __init__(self, *args, threads=2):
-        self.cmd = [UDACI, "--threads", str(threads), "serve", "--port", "0", *args]
+        udaci = os.environ.get("UDACI_CLI", UDACI)
+        self.cmd = [udaci, "--threads", str(threads), "serve", "--port", "0", *args]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stderr_lines = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
@@ -82,6 +84,16 @@ class Server:
         finally:
             s.close()
 
+    def open_stream(self, path, body: dict, headers=None, read_first=True):
+        """A client in a process of its own that sends `body` as a POST,
+        reads the response head (read_first) and then whatever arrives, and
+        holds the connection open until `leave()` closes it and ends the
+        process. (A client that stops reading and leaves with unread data was
+        seen, rarely, not to reach the server at all on this kernel: the
+        server kept writing to the socket successfully for seconds; curl-like
+        clients that read what arrives always did.)"""
+        return _StreamClient(self.host, self.port, path, body, headers or {}, read_first)
+
     def metric(self, name):
         import httpx
 
@@ -95,3 +107,34 @@ class Server:
 def status_of(resp: bytes) -> int:
     m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
     return int(m.group(1)) if m else 0
+
+
+_CLIENT = r"""
+import json, socket, sys
+host, port, path, body, headers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].encode(), json.loads(sys.argv[5])
+s = socket.create_connection((host, port), timeout=60)
+head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+if sys.argv[6] == "read":
+    print(s.recv(4096).split(b"\r\n", 1)[0].decode(), flush=True)
+else:
+    print("sent", flush=True)
+# Keep reading what arrives (as curl or a browser does) until told to leave.
+import threading
+threading.Thread(target=lambda: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True).start()
+sys.stdin.readline()
+s.close()
+"""
+
+
+class _StreamClient:
+    def __init__(self, host, port, path, body, headers, read_first):
+        self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT, host, str(port), path, json.dumps(body),
+                                      json.dumps(headers), "read" if read_first else "noread"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.status_line = self.proc.stdout.readline().strip()
+
+    def leave(self):
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=30)
