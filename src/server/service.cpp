@@ -377,6 +377,7 @@ void Service::headlines(Ctx& c) {
     return a;
   };
   std::vector<Article> arts;
+  bool sse_stream = false;  // "stream": true: text pieces as server-sent events
   if (jsonl) {
     size_t start = 0, line = 0;
     while (start <= c.req.body.size()) {
@@ -398,9 +399,10 @@ void Service::headlines(Ctx& c) {
     }
   } else {
     const json body = parse_body(c.req.body);
-    std::vector<std::string> known = {"summary", "id", "articles"};
+    std::vector<std::string> known = {"summary", "id", "articles", "stream"};
     known.insert(known.end(), opt_keys.begin(), opt_keys.end());
     check_keys(body, known, "body");
+    sse_stream = get_bool(body, "stream", false);
     if (body.contains("summary") == body.contains("articles")) bad("give either 'summary' or 'articles'");
     if (body.contains("summary")) {
       json one = {{"summary", body["summary"]}};
@@ -444,9 +446,24 @@ void Service::headlines(Ctx& c) {
     std::string error;
   };
   std::vector<Job> jobs;
+  // Streaming: the engine's thread only appends (job, piece) here; this
+  // thread writes them out.
+  struct Pieces {
+    std::mutex mu;
+    std::vector<std::pair<size_t, std::string>> items;
+  };
+  auto pieces = std::make_shared<Pieces>();
   for (size_t i = 0; i < arts.size(); ++i) {
     for (int64_t k = 0; k < arts[i].n; ++k) {
       HeadlineOptions o = arts[i].options;
+      if (sse_stream) {
+        const size_t job = jobs.size();
+        o.on_text = [pieces, job](size_t, const std::string& piece) {
+          std::lock_guard<std::mutex> lock(pieces->mu);
+          pieces->items.emplace_back(job, piece);
+          return true;
+        };
+      }
       o.sampling.seed += static_cast<uint64_t>(k);
       jobs.emplace_back(i, k, engine_.submit({arts[i].summary}, o));
     }
@@ -490,6 +507,21 @@ void Service::headlines(Ctx& c) {
     }
   };
   if (jsonl && !c.ex.begin_stream(200, "application/x-ndjson", c.headers())) return cancel_all();
+  if (sse_stream && !c.ex.begin_stream(200, "text/event-stream", c.headers())) return cancel_all();
+  // Writes the text pieces that arrived; false once the client is gone.
+  auto flush_pieces = [&] {
+    std::vector<std::pair<size_t, std::string>> items;
+    {
+      std::lock_guard<std::mutex> lock(pieces->mu);
+      items.swap(pieces->items);
+    }
+    for (const auto& [job, piece] : items) {
+      const Job& j = jobs[job];
+      json e = {{"id", arts[j.article].id}, {"candidate", j.candidate}, {"delta", piece}};
+      if (!c.ex.write_chunk(sse(e))) return false;
+    }
+    return true;
+  };
   std::vector<size_t> left(arts.size(), 0);
   for (const Job& j : jobs) ++left[j.article];
   size_t remaining = jobs.size();
@@ -508,6 +540,17 @@ void Service::headlines(Ctx& c) {
       j.done = true;
       --remaining;
       progressed = true;
+      if (sse_stream) {
+        json e = result_json(j);
+        e["id"] = arts[j.article].id;
+        e["candidate"] = j.candidate;
+        e["done"] = true;
+        if (!flush_pieces() || !c.ex.write_chunk(sse(e))) {
+          ++disconnects_;
+          c.note = "client disconnected";
+          return cancel_all();
+        }
+      }
       if (jsonl && --left[j.article] == 0) {
         if (!c.ex.write_chunk(article_json(j.article).dump(-1, ' ', false, json::error_handler_t::replace) + "\n")) {
           ++disconnects_;
@@ -517,7 +560,7 @@ void Service::headlines(Ctx& c) {
       }
     }
     if (remaining == 0) break;
-    if (c.ex.client_gone()) {
+    if ((sse_stream && !flush_pieces()) || c.ex.client_gone()) {
       ++disconnects_;
       c.note = "client disconnected";
       return cancel_all();
@@ -525,9 +568,10 @@ void Service::headlines(Ctx& c) {
     if (Clock::now() >= deadline) {
       ++timeouts_;
       cancel_all();
-      if (jsonl) {
+      if (jsonl || sse_stream) {
         c.note = "timeout";
-        c.ex.write_chunk(error_json(504, "the request ran past its timeout") + "\n");
+        const std::string err = error_json(504, "the request ran past its timeout");
+        c.ex.write_chunk(jsonl ? err + "\n" : "data: " + err + "\n\ndata: [DONE]\n\n");
         return;
       }
       return c.error(504, "the request ran past its timeout of " + json(opt_.timeout_s).dump() + " s", "timeout");
@@ -535,13 +579,17 @@ void Service::headlines(Ctx& c) {
     if (!progressed) {
       for (Job& j : jobs) {
         if (!j.done) {
-          j.pending.wait_for(std::chrono::milliseconds(20));
+          j.pending.wait_for(std::chrono::milliseconds(sse_stream ? 5 : 20));
           break;
         }
       }
     }
   }
   if (jsonl) return;
+  if (sse_stream) {
+    c.ex.write_chunk("data: [DONE]\n\n");
+    return;
+  }
   json results = json::array();
   for (size_t i = 0; i < arts.size(); ++i) results.push_back(article_json(i));
   c.json_reply(200, {{"object", "headlines"}, {"model", opt_.model_id}, {"results", results}});

@@ -143,6 +143,25 @@ def test_headline_list_and_json_lines(server):
     assert by_id["a2"] == library_headline(SUMMARIES[2])
 
 
+def test_headline_streamed_as_server_sent_events(server):
+    events = []
+    with httpx.stream("POST", server.url + "/v1/headlines", json={"id": "s1", "summary": SUMMARIES[0], "stream": True},
+                      timeout=120) as s:
+        assert s.status_code == 200 and s.headers["content-type"] == "text/event-stream"
+        for line in s.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
+    assert events[-1] == "[DONE]"
+    parsed = [json.loads(e) for e in events[:-1]]
+    deltas = [e["delta"] for e in parsed if "delta" in e]
+    final = [e for e in parsed if e.get("done")]
+    assert len(final) == 1 and final[0]["id"] == "s1"
+    assert len(deltas) >= 2  # the text arrived in pieces, before the end
+    assert final[0]["headline"] == library_headline(SUMMARIES[0])
+    raw = "".join(deltas)  # the generated text; the headline is its cleaned first line
+    assert all(word in raw for word in final[0]["headline"].split())
+
+
 def test_headline_candidates(server):
     r = httpx.post(server.url + "/v1/headlines",
                    json={"summary": SUMMARIES[1], "n": 3, "temperature": 0.9, "seed": 1}, timeout=120)
