@@ -450,6 +450,7 @@ void Service::headlines(Ctx& c) {
   // thread writes them out.
   struct Pieces {
     std::mutex mu;
+    std::condition_variable cv;  // wakes this thread as soon as a piece arrives
     std::vector<std::pair<size_t, std::string>> items;
   };
   auto pieces = std::make_shared<Pieces>();
@@ -459,8 +460,11 @@ void Service::headlines(Ctx& c) {
       if (sse_stream) {
         const size_t job = jobs.size();
         o.on_text = [pieces, job](size_t, const std::string& piece) {
-          std::lock_guard<std::mutex> lock(pieces->mu);
-          pieces->items.emplace_back(job, piece);
+          {
+            std::lock_guard<std::mutex> lock(pieces->mu);
+            pieces->items.emplace_back(job, piece);
+          }
+          pieces->cv.notify_one();
           return true;
         };
       }
@@ -576,10 +580,14 @@ void Service::headlines(Ctx& c) {
       }
       return c.error(504, "the request ran past its timeout of " + json(opt_.timeout_s).dump() + " s", "timeout");
     }
-    if (!progressed) {
+    if (!progressed && sse_stream) {
+      // Until a piece arrives (written at once) or 5 ms pass (to see ends).
+      std::unique_lock<std::mutex> lock(pieces->mu);
+      pieces->cv.wait_for(lock, std::chrono::milliseconds(5), [&] { return !pieces->items.empty(); });
+    } else if (!progressed) {
       for (Job& j : jobs) {
         if (!j.done) {
-          j.pending.wait_for(std::chrono::milliseconds(sse_stream ? 5 : 20));
+          j.pending.wait_for(std::chrono::milliseconds(20));
           break;
         }
       }
