@@ -21,6 +21,23 @@
 
 namespace udaci_test {
 
+// A small tied Llama config (GQA: heads / kv_heads query heads per KV head).
+inline udaci::ModelConfig small_llama(int64_t vocab, int64_t hidden, int64_t intermediate, int64_t heads,
+                                      int64_t kv_heads, int64_t head_dim) {
+  udaci::ModelConfig c;
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.intermediate_size = intermediate;
+  c.num_layers = 2;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.rope_theta = 10000;
+  c.tie_word_embeddings = true;
+  c.validate("test");
+  return c;
+}
+
 inline double range_tol(const at::Tensor& ref, double tol) {
   return tol * (ref.max() - ref.min()).item<double>();
 }

@@ -400,17 +400,7 @@ TEST_CASE("cuda: DecodeGraphs captures once per bucket and replays", "[cuda]") {
 // H200 (int4 prefill), so bf16 is held to 10%.
 TEST_CASE("cuda: the slot decoder with CUDA graphs matches the model (fp32, bf16, int4)", "[cuda]") {
   UDACI_REQUIRE_GPU();
-  ModelConfig c;
-  c.vocab_size = 320;
-  c.hidden_size = 256;
-  c.intermediate_size = 384;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.rope_theta = 10000;
-  c.tie_word_embeddings = true;
-  c.validate("test");
+  const ModelConfig c = udaci_test::small_llama(320, 256, 384, 4, 2, 64);
   const auto& reg = builtin_strategies();
   struct Case {
     at::ScalarType dtype;

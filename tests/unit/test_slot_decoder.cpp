@@ -13,17 +13,7 @@ using namespace udaci;
 namespace {
 
 std::shared_ptr<const LlamaModel> small_model(at::ScalarType dtype) {
-  ModelConfig c;
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.rope_theta = 10000;
-  c.tie_word_embeddings = true;
-  c.validate("test");
+  const ModelConfig c = udaci_test::small_llama(97, 32, 48, 4, 2, 8);
   const WeightStore store = random_weights(c, dtype, 7, 0.3);
   ModelOptions o;
   o.dtype = dtype;
