@@ -355,7 +355,7 @@ void Service::headlines(Ctx& c) {
     a.options.max_new_tokens = get_int(j, "max_new_tokens", 32, 1, opt_.max_new_tokens_cap);
     a.options.sampling.temperature = static_cast<float>(get_number(j, "temperature", 0.0, 0.0, 5.0));
     a.options.sampling.top_p = static_cast<float>(get_number(j, "top_p", 1.0, 0.0, 1.0));
-    a.options.sampling.seed = j.contains("seed") ? get_seed(j) : 0;
+    a.options.sampling.seed = get_seed(j);  // random when not given (greedy ignores it)
     a.n = get_int(j, "n", 1, 1, 16);
     if (a.n > 1 && a.options.sampling.temperature <= 0)
       bad("'n' > 1 asks for sampled candidates: give a 'temperature' > 0");
