@@ -769,18 +769,24 @@ void Service::completions(Ctx& c, bool chat) {
   bool stopped = false, finished = false, first = true;
   std::exception_ptr error;
   GenerationResult result;
+  size_t decoded = 0;  // tokens of `got` already decoded into `text`
   while (!finished) {
     {
       std::unique_lock<std::mutex> lock(st->mu);
       st->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return st->done || st->tokens.size() > got.size(); });
-      got = st->tokens;
+      // Only the new tokens are copied out under the lock.
+      got.insert(got.end(), st->tokens.begin() + static_cast<std::ptrdiff_t>(got.size()), st->tokens.end());
       finished = st->done;
       if (finished) {
         result = st->result;
         error = st->error;
       }
     }
-    if (!stopped && !got.empty()) {
+    // The text is decoded again only when tokens arrived (or at the end,
+    // where a held-back partial character is flushed).
+    const bool grew = got.size() > decoded;
+    decoded = got.size();
+    if (!stopped && !got.empty() && (grew || finished)) {
       if (first) {
         ttft_.observe(seconds_since(c.t0));
         first = false;
