@@ -1,8 +1,10 @@
 #include "model/slot_decoder.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
@@ -49,6 +51,12 @@ class SlotDecoderImpl final : public SlotDecoder {
                     "slot decoder: head_dim {} on CUDA (the attention kernel has 64 and 128)", c.head_dim);
     }
     graphs_ = o.graphs && cuda_;
+    UDACI_CHECK(!(o.op_timing && graphs_),
+                "slot decoder: op timing needs graphs off (a replayed graph has no parts to time)");
+    timing_ = o.op_timing;
+#ifdef UDACI_WITH_CUDA
+    if (timing_ && cuda_) timeline_ = std::make_unique<cuda::EventTimeline>(device_);
+#endif
     const int64_t bucket = graph_bucket(o.slots);
     max_rows_ = graphs_ && bucket > 0 ? bucket : o.slots;
     scale_ = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
@@ -70,6 +78,7 @@ class SlotDecoderImpl final : public SlotDecoder {
            o.slots, o.capacity, device_.str(), e.what_without_backtrace());
     }
     inv_freq_ = model_->rope().inv_freq().to(device_, at::kFloat).contiguous();
+    if (cuda_ && o.fused) collect_dense_weights();
     lengths_.assign(static_cast<size_t>(o.slots), 0);
   }
 
@@ -85,6 +94,17 @@ class SlotDecoderImpl final : public SlotDecoder {
 #else
     return 0;
 #endif
+  }
+
+  std::vector<SlotOpTime> op_times() const override {
+    std::vector<SlotOpTime> out;
+    for (const auto& [op, ms] : op_totals_)
+      out.push_back({op, timed_steps_ > 0 ? ms / static_cast<double>(timed_steps_) : 0.0});
+    return out;
+  }
+  void reset_op_times() override {
+    op_totals_.clear();
+    timed_steps_ = 0;
   }
 
   at::Tensor prefill(int64_t slot, const std::vector<int64_t>& tokens) override {
@@ -153,10 +173,13 @@ class SlotDecoderImpl final : public SlotDecoder {
     r.d_positions = packed_.narrow(0, max_rows_, b);
     r.d_lens = lens_.narrow(0, 0, b);
     r.d_table = table_.narrow(0, 0, b);
+    begin_timing();
     // The embedding outside the step: a quantised one checks ids on the host.
     x_in_.narrow(0, 0, n).copy_(model_->embedding().kernel().gather_rows(packed_.narrow(0, 0, n), dtype_));
+    mark("embedding");
     auto step = [this, b, &r] {
       logits_.narrow(0, 0, b).copy_(head(layer_stack(x_in_.narrow(0, 0, b), r, -1)));
+      mark("final_norm+lm_head");
     };
 #ifdef UDACI_WITH_CUDA
     if (bucket > 0 && b == bucket) {
@@ -168,10 +191,16 @@ class SlotDecoderImpl final : public SlotDecoder {
     step();
 #endif
     for (int64_t s : slots) ++lengths_[static_cast<size_t>(s)];
-    return logits_.narrow(0, 0, n).clone();
+    at::Tensor out = logits_.narrow(0, 0, n).clone();
+    end_timing();
+    return out;
   }
 
  private:
+  // One layer's dense projection weights (the fused decode kernels' input).
+  struct DenseLayer {
+    at::Tensor q, k, v, o, gate, up, down;
+  };
   // The rows of one pass: host copies (the CPU path) and device tensors.
   struct Rows {
     int64_t n = 0;
@@ -182,6 +211,58 @@ class SlotDecoderImpl final : public SlotDecoder {
     at::Tensor d_table;         // int32 [n, 1]: each row's slot
     at::Tensor d_lens;          // int32 [n] (decode)
   };
+
+  // Op timing of decode steps: begin_timing() at the start of a step, mark(op)
+  // after each part (the time since the previous mark goes to op), and
+  // end_timing() adds the step's parts to the totals.
+  void begin_timing() {
+    if (!timing_) return;
+    step_ops_.clear();
+    cpu_stamps_.clear();
+#ifdef UDACI_WITH_CUDA
+    if (timeline_) timeline_->clear();
+#endif
+    timing_now_ = true;
+    stamp();
+  }
+  void mark(const char* op) const {
+    if (!timing_now_) return;
+    step_ops_.push_back(op);
+    stamp();
+  }
+  void stamp() const {
+#ifdef UDACI_WITH_CUDA
+    if (timeline_) {
+      timeline_->record();
+      return;
+    }
+#endif
+    cpu_stamps_.push_back(std::chrono::steady_clock::now());
+  }
+  void end_timing() {
+    if (!timing_now_) return;
+    timing_now_ = false;
+    std::vector<double> gaps;
+#ifdef UDACI_WITH_CUDA
+    if (timeline_) {
+      gaps = timeline_->gaps_ms();
+      timeline_->clear();
+    }
+#endif
+    for (size_t i = 1; i < cpu_stamps_.size(); ++i)
+      gaps.push_back(std::chrono::duration<double, std::milli>(cpu_stamps_[i] - cpu_stamps_[i - 1]).count());
+    cpu_stamps_.clear();
+    for (size_t i = 0; i < step_ops_.size() && i < gaps.size(); ++i) {
+      auto it = std::find_if(op_totals_.begin(), op_totals_.end(),
+                             [&](const auto& e) { return e.first == step_ops_[i]; });
+      if (it == op_totals_.end()) {
+        op_totals_.emplace_back(step_ops_[i], gaps[i]);
+      } else {
+        it->second += gaps[i];
+      }
+    }
+    ++timed_steps_;
+  }
 
   void check_slot(int64_t slot) const {
     UDACI_CHECK(slot >= 0 && slot < slots_, "slot decoder: slot {} outside 0..{}", slot, slots_ - 1);
@@ -245,6 +326,57 @@ class SlotDecoderImpl final : public SlotDecoder {
   }
 #endif
 
+  // The dense weights of every layer's projections, for the fused decode
+  // kernels; left empty when any projection is something else (quantised,
+  // sparse, with a bias).
+  void collect_dense_weights() {
+    std::vector<DenseLayer> layers;
+    for (const LlamaModel::Layer& L : model_->layers()) {
+      DenseLayer d;
+      const std::pair<const Linear*, at::Tensor*> parts[] = {{&L.q, &d.q},       {&L.k, &d.k},   {&L.v, &d.v},
+                                                             {&L.o, &d.o},       {&L.gate, &d.gate},
+                                                             {&L.up, &d.up},     {&L.down, &d.down}};
+      for (const auto& [lin, dst] : parts) {
+        const at::Tensor* w = lin->kernel().dense_weight();
+        if (w == nullptr || !w->is_cuda() || w->scalar_type() != dtype_) return;
+        *dst = *w;
+      }
+      layers.push_back(std::move(d));
+    }
+    dense_ = std::move(layers);
+  }
+
+  // The fused kernels of a decode step of n rows; each returns an undefined
+  // tensor (empty vector) where they do not apply, and the caller takes the
+  // model's kernels.
+  bool fused_step(int64_t n, int64_t prefill_slot) const {
+    return !dense_.empty() && prefill_slot < 0 && n <= 8;
+  }
+  std::vector<at::Tensor> fused_qkv(const DenseLayer& d, const at::Tensor& hn) const {
+#ifdef UDACI_WITH_CUDA
+    return cuda::dense_gemv_group(hn, {d.q, d.k, d.v});
+#else
+    (void)d, (void)hn;
+    return {};
+#endif
+  }
+  at::Tensor fused_add(const at::Tensor& w, const at::Tensor& in, const at::Tensor& residual) const {
+#ifdef UDACI_WITH_CUDA
+    return cuda::dense_gemv(in, w, residual);
+#else
+    (void)w, (void)in, (void)residual;
+    return {};
+#endif
+  }
+  at::Tensor fused_swiglu(const DenseLayer& d, const at::Tensor& hm) const {
+#ifdef UDACI_WITH_CUDA
+    return cuda::dense_swiglu(hm, d.gate, d.up);
+#else
+    (void)d, (void)hm;
+    return {};
+#endif
+  }
+
   // The decoder layers over rows x [n, hidden]; prefill_slot >= 0: the rows
   // are that slot's prompt (causal attention within it), else one decode
   // token per row.
@@ -252,24 +384,41 @@ class SlotDecoderImpl final : public SlotDecoder {
     const ModelConfig& c = model_->config();
     const int64_t n = r.n;
     const std::vector<LlamaModel::Layer>& layers = model_->layers();
+    const bool fused = fused_step(n, prefill_slot);
     for (size_t li = 0; li < layers.size(); ++li) {
       const LlamaModel::Layer& L = layers[li];
+      const DenseLayer* d = fused ? &dense_[li] : nullptr;
       at::Tensor hn = model_->rms_norm(x, L.input_norm);
-      std::vector<at::Tensor> qkv = forward_all(hn, {&L.q, &L.k, &L.v});
+      mark("attn_norm");
+      std::vector<at::Tensor> qkv = d ? fused_qkv(*d, hn) : std::vector<at::Tensor>();
+      if (qkv.empty()) qkv = forward_all(hn, {&L.q, &L.k, &L.v});
+      mark("qkv_proj");
       at::Tensor q = qkv[0].reshape({n, c.num_heads, c.head_dim});
       at::Tensor k = qkv[1].reshape({n, c.num_kv_heads, c.head_dim});
       at::Tensor v = qkv[2].reshape({n, c.num_kv_heads, c.head_dim});
       q = rotate_and_store(li, q, k, v, r);
+      mark("rope+kv_write");
       at::Tensor attn;
       if (prefill_slot >= 0) {
         attn = model_->backend().attention(q, slot_rows(k_[li], prefill_slot, n), slot_rows(v_[li], prefill_slot, n), 0);
       } else {
         attn = attend(li, q, r);
       }
-      x = x + L.o(attn);
+      mark("attention");
+      at::Tensor xo = d ? fused_add(d->o, attn, x) : at::Tensor();
+      x = xo.defined() ? xo : x + L.o(attn);
+      mark("o_proj+residual");
       at::Tensor hm = model_->rms_norm(x, L.post_norm);
-      std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
-      x = x + L.down(at::silu(gu[0]).mul_(gu[1]));
+      mark("mlp_norm");
+      at::Tensor act = d ? fused_swiglu(*d, hm) : at::Tensor();
+      if (!act.defined()) {
+        std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
+        act = at::silu(gu[0]).mul_(gu[1]);
+      }
+      mark("gate_up_proj+silu");
+      at::Tensor xd = d ? fused_add(d->down, act, x) : at::Tensor();
+      x = xd.defined() ? xd : x + L.down(act);
+      mark("down_proj+residual");
     }
     return x;
   }
@@ -295,8 +444,17 @@ class SlotDecoderImpl final : public SlotDecoder {
   at::Tensor logits_;              // float [max_rows, vocab]
   at::Tensor inv_freq_;            // float [head_dim / 2] on the device
   std::vector<int64_t> lengths_;
+  std::vector<DenseLayer> dense_;  // SlotDecoderOptions::fused on CUDA; else empty
+  // Op timing (SlotDecoderOptions::op_timing).
+  bool timing_ = false;
+  mutable bool timing_now_ = false;  // inside a timed decode step
+  mutable std::vector<const char*> step_ops_;
+  mutable std::vector<std::chrono::steady_clock::time_point> cpu_stamps_;
+  std::vector<std::pair<std::string, double>> op_totals_;  // op -> ms, in step order
+  int64_t timed_steps_ = 0;
 #ifdef UDACI_WITH_CUDA
   cuda::DecodeGraphs graphs_cache_;
+  std::unique_ptr<cuda::EventTimeline> timeline_;
 #endif
 };
 

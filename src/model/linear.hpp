@@ -37,12 +37,24 @@ class LinearKernel {
   // same non-null key here and implement forward_group, which is called on
   // the group's first kernel with every member. Others return nullptr.
   virtual const void* group_key() const { return nullptr; }
+
+  // The weight [out, in] of a plain dense kernel without bias (fused decode
+  // kernels read it directly); nullptr for every other kernel.
+  virtual const at::Tensor* dense_weight() const { return nullptr; }
   virtual std::vector<at::Tensor> forward_group(const at::Tensor& x,
                                                 const std::vector<const LinearKernel*>& group) const;
 };
 
 // y = x W^T (+ b) with ATen (BLAS underneath). weight: [out, in].
 std::unique_ptr<LinearKernel> make_dense_kernel(at::Tensor weight, at::Tensor bias = {});
+
+// x W^T by udaci's CUDA matrix-vector kernel when x (at most 8 rows) and W
+// sit on one CUDA device in one dtype; an undefined tensor otherwise, and
+// always in a build without CUDA (defined in kernels/cuda/cuda_linear.cpp or
+// kernels/no_cuda_layer_backend.cpp). UDACI_CUDA_DENSE_GEMV=0 in the
+// environment turns it off (cuBLAS then serves every dense projection: the
+// benchmarks' comparison).
+at::Tensor cuda_dense_gemv(const at::Tensor& x, const at::Tensor& weight);
 
 // What a LinearFactory is asked to build.
 enum class LinearRole {

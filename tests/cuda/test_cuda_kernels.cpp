@@ -25,6 +25,7 @@
 #include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/kernels.hpp"
+#include "model/linear.hpp"
 #include "model/llama_model.hpp"
 #include "quant/qmatrix.hpp"
 #include "quant/quant_formats.hpp"
@@ -144,6 +145,100 @@ TEST_CASE("cuda: quantised GEMV / GEMM matches dequantise-then-matmul", "[cuda]"
       CHECK(at::allclose(rows, w_exact.index_select(0, ids), 1e-6, 1e-7));
     }
   }
+}
+
+TEST_CASE("cuda: dense GEMV matches the matrix product, other shapes fall back", "[cuda]") {
+  UDACI_REQUIRE_GPU();
+  at::manual_seed(11);
+  struct Shape { int64_t out, in; };
+  // 2048 / 8192: Llama-3.2-1B's projections; 576 / 1536: SmolLM2's; 520
+  // columns: not a whole number of 16-byte loads per row in fp32 ... fp16 is.
+  const Shape shapes[] = {{512, 2048}, {2048, 8192}, {130, 576}, {1536, 576}, {33, 520}};
+  const int64_t batches[] = {1, 2, 5, 8, 9};  // 9: more rows than the kernel takes
+  for (const Shape& s : shapes) {
+    const at::Tensor w32 = at::randn({s.out, s.in}) * 0.05;
+    for (at::ScalarType dt : kDtypes) {
+      const at::Tensor w = w32.to(dt);
+      const at::Tensor wg = w.to(gpu());
+      const at::Tensor w_exact = w.to(at::kDouble);
+      const int64_t elem = w.element_size();
+      for (int64_t n : batches) {
+        INFO("[" << s.out << ", " << s.in << "], dtype " << c10::toString(dt) << ", n " << n);
+        const at::Tensor x = at::randn({n, s.in}).to(dt);
+        const at::Tensor y = cuda::dense_gemv(x.to(gpu()), wg);
+        const bool applies = n <= cuda::kMaxGemvRows && (s.in * elem) % 16 == 0;
+        REQUIRE(y.defined() == applies);
+        if (!applies) continue;
+        REQUIRE(y.sizes() == at::IntArrayRef({n, s.out}));
+        REQUIRE(y.scalar_type() == dt);
+        const at::Tensor yd = y.cpu().to(at::kDouble);
+        const at::Tensor ref = at::matmul(x.to(at::kDouble), w_exact.t());
+        const at::Tensor bound = at::outer(x.to(at::kDouble).norm(2, {1}), w_exact.norm(2, {1}));
+        CHECK(((yd - ref).abs() / bound).max().item<double>() <= output_tol(dt));
+      }
+      // Through the model's dense kernel: [batch, seq, in] inputs, the GEMV
+      // for few rows and cuBLAS beyond, both equal to the product.
+      std::unique_ptr<LinearKernel> k = make_dense_kernel(wg);
+      for (int64_t n : {int64_t{1}, int64_t{4}, int64_t{24}}) {
+        INFO("dense kernel, [" << s.out << ", " << s.in << "], dtype " << c10::toString(dt) << ", rows " << n);
+        const at::Tensor x = at::randn({1, n, s.in}).to(dt);
+        const at::Tensor y = k->forward(x.to(gpu())).cpu().to(at::kDouble);
+        REQUIRE(y.sizes() == at::IntArrayRef({1, n, s.out}));
+        const at::Tensor ref = at::matmul(x.to(at::kDouble), w_exact.t());
+        const at::Tensor bound =
+            at::outer(x.to(at::kDouble).view({n, s.in}).norm(2, {1}), w_exact.norm(2, {1})).view({1, n, s.out});
+        // cuBLAS may round through reduced precision on 16-bit inputs.
+        CHECK(((y - ref).abs() / bound).max().item<double>() <= 2 * output_tol(dt));
+      }
+    }
+  }
+  // The fused forms against the same references: q/k/v in one launch (with a
+  // residual on one of them), the residual added, SwiGLU applied.
+  for (at::ScalarType dt : kDtypes) {
+    for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{8}}) {
+      INFO("fused, dtype " << c10::toString(dt) << ", n " << n);
+      const int64_t in = 576;
+      std::vector<at::Tensor> ws, wg;
+      for (int64_t rows : {int64_t{576}, int64_t{192}, int64_t{200}}) {
+        ws.push_back((at::randn({rows, in}) * 0.05).to(dt));
+        wg.push_back(ws.back().to(gpu()));
+      }
+      const at::Tensor x = at::randn({n, in}).to(dt);
+      const at::Tensor xd = x.to(at::kDouble);
+      const at::Tensor r1 = at::randn({n, 192}).to(dt);
+      const std::vector<at::Tensor> ys = cuda::dense_gemv_group(x.to(gpu()), wg, {at::Tensor(), r1.to(gpu()), at::Tensor()});
+      REQUIRE(ys.size() == 3);
+      for (size_t m = 0; m < 3; ++m) {
+        INFO("part " << m);
+        const at::Tensor wd = ws[m].to(at::kDouble);
+        at::Tensor ref = at::matmul(xd, wd.t());
+        at::Tensor bound = at::outer(xd.norm(2, {1}), wd.norm(2, {1}));
+        if (m == 1) {
+          ref = ref + r1.to(at::kDouble);
+          bound = bound + r1.to(at::kDouble).abs();
+        }
+        REQUIRE(ys[m].sizes() == at::IntArrayRef({n, ws[m].size(0)}));
+        CHECK(((ys[m].cpu().to(at::kDouble) - ref).abs() / bound).max().item<double>() <= output_tol(dt));
+      }
+      // SwiGLU: silu(x Wg^T) * (x Wu^T), gate and up of one shape.
+      const at::Tensor wgate = (at::randn({200, in}) * 0.05).to(dt), wup = (at::randn({200, in}) * 0.05).to(dt);
+      const at::Tensor a = cuda::dense_swiglu(x.to(gpu()), wgate.to(gpu()), wup.to(gpu()));
+      REQUIRE(a.defined());
+      const at::Tensor g = at::matmul(xd, wgate.to(at::kDouble).t()), u = at::matmul(xd, wup.to(at::kDouble).t());
+      const at::Tensor ref = g * at::sigmoid(g) * u;
+      const at::Tensor bound = at::outer(xd.norm(2, {1}), wgate.to(at::kDouble).norm(2, {1})) *
+                               at::outer(xd.norm(2, {1}), wup.to(at::kDouble).norm(2, {1}));
+      CHECK(((a.cpu().to(at::kDouble) - ref).abs() / (bound + 1e-6)).max().item<double>() <= 2 * output_tol(dt));
+      // A residual that is not [n, rows], a gate/up pair of two shapes: not taken.
+      CHECK(cuda::dense_gemv_group(x.to(gpu()), wg, {at::Tensor(), at::randn({n, 7}).to(dt).to(gpu()), at::Tensor()})
+                .empty());
+      CHECK_FALSE(cuda::dense_swiglu(x.to(gpu()), wg[1], wg[2]).defined());
+    }
+  }
+  // Not applicable: a weight of another dtype, a CPU input.
+  const at::Tensor w = at::randn({64, 128}).to(gpu());
+  CHECK_FALSE(cuda::dense_gemv(at::randn({1, 128}).to(gpu()).to(at::kHalf), w).defined());
+  CHECK_FALSE(cuda::dense_gemv(at::randn({1, 128}), w).defined());
 }
 
 // Against HF's formula in ATen on the CPU (fp32 normalise, cast, scale):
@@ -425,4 +520,32 @@ TEST_CASE("cuda: the slot decoder with CUDA graphs matches the model (fp32, bf16
     auto dec = udaci_test::check_slot_decoder_matches_model(model, k.graphs, k.tol);
     CHECK(dec->graphs_captured() == (k.graphs ? 2 : 0));
   }
+}
+
+TEST_CASE("cuda: slot decoder op timing times the parts of an eager step with events", "[cuda]") {
+  UDACI_REQUIRE_GPU();
+  const ModelConfig c = udaci_test::small_llama(320, 256, 384, 4, 2, 64);
+  WeightStore store = random_weights(c, at::kFloat, 11, 0.3);
+  ModelOptions o;
+  o.device = gpu();
+  auto model = std::make_shared<const LlamaModel>(c, store, o);
+  SlotDecoderOptions so;
+  so.slots = 2;
+  so.capacity = 32;
+  so.graphs = false;
+  so.op_timing = true;
+  auto dec = make_slot_decoder(model, so);
+  dec->prefill(0, {1, 2, 3});
+  dec->prefill(1, {4});
+  for (int i = 0; i < 3; ++i) dec->decode({0, 1}, {5, 6});
+  double total = 0.0;
+  for (const SlotOpTime& t : dec->op_times()) {
+    INFO(t.op);
+    CHECK(t.ms_per_step > 0.0);  // every part launches at least one kernel
+    total += t.ms_per_step;
+  }
+  CHECK(dec->op_times().size() == 10);
+  CHECK(total < 1000.0);
+  so.graphs = true;
+  CHECK_THROWS_AS(make_slot_decoder(model, so), Error);
 }

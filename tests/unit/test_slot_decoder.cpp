@@ -73,3 +73,47 @@ TEST_CASE("slot decoder: bad slots, tokens and sizes are refused with invalid_ar
   o.capacity = 0;
   CHECK(invalid([&] { make_slot_decoder(model, o); }));
 }
+
+TEST_CASE("slot decoder: op timing reports every part of the decode step, per step", "[unit][slot_decoder]") {
+  auto model = small_model(at::kFloat);
+  SlotDecoderOptions o;
+  o.slots = 2;
+  o.capacity = 16;
+  o.graphs = false;
+  o.op_timing = true;
+  auto dec = make_slot_decoder(model, o);
+  dec->prefill(0, {1, 2, 3});
+  CHECK(dec->op_times().empty());  // prefill is not timed
+  at::Tensor plain;
+  {
+    SlotDecoderOptions p = o;
+    p.op_timing = false;
+    auto ref = make_slot_decoder(model, p);
+    ref->prefill(0, {1, 2, 3});
+    ref->prefill(1, {4});
+    plain = ref->decode({0, 1}, {5, 6});
+    CHECK(ref->op_times().empty());
+  }
+  dec->prefill(1, {4});
+  const at::Tensor timed = dec->decode({0, 1}, {5, 6});
+  CHECK(at::equal(timed, plain));  // timing changes nothing computed
+  dec->decode({0}, {7});
+  const std::vector<SlotOpTime> t = dec->op_times();
+  std::vector<std::string> ops;
+  for (const SlotOpTime& e : t) {
+    ops.push_back(e.op);
+    CHECK(e.ms_per_step >= 0.0);
+  }
+  const std::vector<std::string> expected = {"embedding",      "attn_norm",    "qkv_proj",
+                                             "rope+kv_write",  "attention",    "o_proj+residual",
+                                             "mlp_norm",       "gate_up_proj+silu", "down_proj+residual",
+                                             "final_norm+lm_head"};
+  CHECK(ops == expected);
+  dec->reset_op_times();
+  CHECK(dec->op_times().empty());
+  // A replayed CUDA graph has no parts: op timing with graphs is refused.
+  o.graphs = true;
+  CHECK(status_of([&] { make_slot_decoder(model, o); }) == (model->options().device.is_cuda()
+                                                                ? Status::kInvalidArgument
+                                                                : Status::kOk));
+}

@@ -119,6 +119,16 @@ for line in open(sys.argv[1]):
     print("| {} | {} | {} | {} | {} | {:.1f} | {:.1f} | {:.4f} |".format(
         r.get("label", ""), r["dtype"], r["quantizer"], r.get("batch", 1), r.get("decoder", "model"),
         r["decode_tok_s_median"], r["prefill_tok_s_median"], r.get("prefill_s_median", float("nan"))))
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    if "op_ms_per_step" in r:
+        print()
+        print("{}: {:.3f} ms per decode step, by part:".format(r.get("label", ""), r["op_ms_per_step_total"]))
+        for o in r["op_ms_per_step"]:
+            print("- {}: {:.3f} ms".format(o["op"], o["ms_per_step"]))
 EOF
     fi
   } >"$OUT/summary.md"
@@ -132,6 +142,7 @@ log "udaci gpu_check in $ROOT, build in $BUILD, $JOBS cores, out $OUT (dry run: 
   echo "## nvcc"; nvcc --version 2>&1 || echo "no nvcc on PATH"
   echo "## torch"
   "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1 || echo "no torch"
+  echo "## profilers"; ls /usr/local/cuda/bin 2>/dev/null | grep -E '^(nsys|ncu|nvprof)$' || echo "none in /usr/local/cuda/bin"
   echo "## compilers"; c++ --version 2>&1 | head -1; cmake --version 2>&1 | head -1; ninja --version 2>&1 || true
   echo "## os"; head -3 /etc/os-release 2>/dev/null; uname -m
 } >"$OUT/env.txt" 2>&1
@@ -215,29 +226,36 @@ bench() {  # bench LABEL LIMIT ARGS...
     return 0
   fi
   local tmp=$OUT/.bench_$label
-  stage "bench $label" "$limit" "$tmp" "$UDACI" bench-forward --shape llama-3.2-1b --device cuda:0 "$@"
+  # BENCH_ENV="NAME=value ...": environment of this run only.
+  local envs=()
+  [ -n "${BENCH_ENV:-}" ] && read -ra envs <<<"$BENCH_ENV"
+  stage "bench $label" "$limit" "$tmp" env "${envs[@]}" "$UDACI" bench-forward --shape llama-3.2-1b --device cuda:0 "$@"
   if [ -f "$tmp" ]; then
     grep '^{' "$tmp" | "$PY" -c 'import json,sys
 for l in sys.stdin:
-    r = json.loads(l); r["label"] = sys.argv[1]; print(json.dumps(r))' "$label" >>"$OUT/bench.jsonl" || true
+    r = json.loads(l); r["label"] = sys.argv[1]; r["env"] = sys.argv[2]; print(json.dumps(r))' "$label" "${BENCH_ENV:-}" >>"$OUT/bench.jsonl" || true
     rm -f "$tmp"
   fi
 }
 # Batch 1, 128-token prompt (prefill_s_median is the time to first token),
-# 128 decode steps. Each configuration runs LlamaModel::forward over a
-# contiguous cache (the engine's step) and the slot decoder with its decode
-# step captured as CUDA graphs (model/slot_decoder.hpp); bf16-b1-slots is the
-# slot decoder without graphs, which separates the graphs' share from the
-# fused kernels'.
-bench bf16-b1 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3
-bench bf16-b1-slots 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3 --decoder slots
+# 128 decode steps. `model` runs LlamaModel::forward over a contiguous cache
+# (the engine's step); `graphs` the slot decoder with its decode step
+# captured as CUDA graphs (model/slot_decoder.hpp), with the fused dense
+# decode kernels (q/k/v in one launch, residual and SwiGLU inside the GEMV);
+# -nofuse without them (--no-fuse); -cublas also without udaci's dense GEMV
+# (UDACI_CUDA_DENSE_GEMV=0: cuBLAS serves every bf16 projection). `ops` is
+# the slot decoder's eager step with --op-timing (CUDA events around each
+# part, summed over the layers). Ratios are within this run.
 bench bf16-b1-graphs 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3 --decoder graphs
-bench int4-b1 150 --dtype bf16 --quantizer int4 --prompt 128 --gen 128 --repeats 3
+bench bf16-b1-graphs-nofuse 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3 --decoder graphs --no-fuse
+BENCH_ENV="UDACI_CUDA_DENSE_GEMV=0" bench bf16-b1-graphs-cublas 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3 --decoder graphs --no-fuse
+bench bf16-b1-ops 120 --dtype bf16 --prompt 128 --gen 64 --repeats 1 --decoder slots --op-timing
 bench int4-b1-graphs 150 --dtype bf16 --quantizer int4 --prompt 128 --gen 128 --repeats 3 --decoder graphs
-# 64 sequences decoded together.
-bench bf16-b64 120 --dtype bf16 --batch 64 --prompt 128 --gen 32 --repeats 1
+bench bf16-b1 120 --dtype bf16 --prompt 128 --gen 128 --repeats 3
+# 8 and 64 sequences decoded together (the fused kernels take up to 8 rows).
+bench bf16-b8-graphs 120 --dtype bf16 --batch 8 --prompt 128 --gen 64 --repeats 1 --decoder graphs
+bench bf16-b8-graphs-nofuse 120 --dtype bf16 --batch 8 --prompt 128 --gen 64 --repeats 1 --decoder graphs --no-fuse
 bench bf16-b64-graphs 120 --dtype bf16 --batch 64 --prompt 128 --gen 32 --repeats 1 --decoder graphs
-bench int4-b64 120 --dtype bf16 --quantizer int4 --batch 64 --prompt 128 --gen 32 --repeats 1
 bench int4-b64-graphs 120 --dtype bf16 --quantizer int4 --batch 64 --prompt 128 --gen 32 --repeats 1 --decoder graphs
 
 # --- where the decode step's time goes (UDACI_GPU_CHECK_PROFILE=1) -------------------

@@ -1,10 +1,13 @@
 // The quantised LinearKernel on a CUDA device (quant/quantized_linear.hpp):
 // the same stored formats as the CPU kernel, uploaded once, run by the kernels
 // of kernels/cuda through cuda_ops.
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
+#include "model/linear.hpp"
 #include "quant/quantized_linear.hpp"
 
 namespace udaci {
@@ -65,6 +68,14 @@ at::Tensor upload(const void* p, std::vector<int64_t> shape, at::ScalarType dtyp
 }
 
 }  // namespace
+
+at::Tensor cuda_dense_gemv(const at::Tensor& x, const at::Tensor& weight) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("UDACI_CUDA_DENSE_GEMV");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  return enabled ? cuda::dense_gemv(x, weight) : at::Tensor();
+}
 
 std::unique_ptr<LinearKernel> make_quantized_cuda_kernel(const QuantizedKernelParts& parts,
                                                          at::Device device) {

@@ -99,6 +99,39 @@ KvCacheView view(const KvCacheTensors& c) {
 
 }  // namespace
 
+EventTimeline::EventTimeline(at::Device device) : device_(device) {
+  UDACI_CHECK(device.is_cuda(), "EventTimeline: device {} is not CUDA", device.str());
+}
+
+EventTimeline::~EventTimeline() {
+  for (void* e : events_) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+}
+
+void EventTimeline::record() {
+  const c10::cuda::CUDAGuard guard(device_);
+  if (used_ == events_.size()) {
+    cudaEvent_t e = nullptr;
+    UDACI_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  UDACI_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(events_[used_]), stream_of(device_)));
+  ++used_;
+}
+
+std::vector<double> EventTimeline::gaps_ms() const {
+  std::vector<double> out;
+  if (used_ < 2) return out;
+  const c10::cuda::CUDAGuard guard(device_);
+  UDACI_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(events_[used_ - 1])));
+  for (size_t i = 1; i < used_; ++i) {
+    float ms = 0.0f;
+    UDACI_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(events_[i - 1]),
+                                          static_cast<cudaEvent_t>(events_[i])));
+    out.push_back(ms);
+  }
+  return out;
+}
+
 bool device_available() { return at::hasCUDA() && at::cuda::device_count() > 0; }
 
 void check_qweight(const DeviceQWeight& w) {
@@ -162,6 +195,89 @@ at::Tensor qlinear(const DeviceQWeight& w, const at::Tensor& x) {
   at::Tensor y = at::empty({n, w.rows}, xc.options());
   UDACI_CUDA_CHECK(cuda::qgemv(raw(w), xc.data_ptr(), n, w.cols, y.data_ptr(), w.rows, dt, stream_of(dev)));
   return y;
+}
+
+namespace {
+
+// Whether the dense GEMV kernels take x [..., cols] against weight [rows,
+// cols]: one CUDA device, one dtype, at most kMaxGemvRows rows, whole 16-byte
+// loads, an aligned contiguous weight.
+bool gemv_applies(const at::Tensor& x, const at::Tensor& weight) {
+  if (!x.defined() || !weight.defined() || !x.is_cuda() || weight.device() != x.device() ||
+      weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) ||
+      weight.scalar_type() != x.scalar_type() || !weight.is_contiguous() || !aligned16(weight))
+    return false;
+  const at::ScalarType t = x.scalar_type();
+  if (t != at::kFloat && t != at::kHalf && t != at::kBFloat16) return false;
+  const int64_t cols = weight.size(1);
+  const int64_t n = x.numel() / cols;
+  return n >= 1 && n <= kMaxGemvRows && (cols * weight.element_size()) % 16 == 0;
+}
+
+// x as [n, cols], contiguous and aligned.
+at::Tensor gemv_input(const at::Tensor& x) {
+  const int64_t cols = x.size(-1);
+  at::Tensor xc = x.reshape({x.numel() / cols, cols}).contiguous();
+  return aligned16(xc) ? xc : xc.clone();
+}
+
+std::vector<int64_t> out_shape(const at::Tensor& x, int64_t rows) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = rows;
+  return shape;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> dense_gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                         const std::vector<at::Tensor>& residuals) {
+  if (weights.empty() || weights.size() > static_cast<size_t>(kMaxGemvGroup) ||
+      (!residuals.empty() && residuals.size() != weights.size()))
+    return {};
+  for (size_t m = 0; m < weights.size(); ++m) {
+    if (!gemv_applies(x, weights[m])) return {};
+    if (!residuals.empty() && residuals[m].defined() &&
+        (residuals[m].device() != x.device() || residuals[m].scalar_type() != x.scalar_type() ||
+         residuals[m].numel() != x.numel() / x.size(-1) * weights[m].size(0)))
+      return {};
+  }
+  const at::Device dev = x.device();
+  const c10::cuda::CUDAGuard guard(dev);
+  const at::Tensor xc = gemv_input(x);
+  const int64_t n = xc.size(0), cols = xc.size(1);
+  DenseGemvGroup g;
+  g.count = static_cast<int>(weights.size());
+  std::vector<at::Tensor> out, res;
+  for (size_t m = 0; m < weights.size(); ++m) {
+    const int64_t rows = weights[m].size(0);
+    out.push_back(at::empty({n, rows}, xc.options()));
+    res.push_back(!residuals.empty() && residuals[m].defined() ? residuals[m].reshape({n, rows}).contiguous()
+                                                               : at::Tensor());
+    g.parts[m] = {weights[m].data_ptr(), out[m].data_ptr(), res[m].defined() ? res[m].data_ptr() : nullptr, rows,
+                  rows};
+  }
+  UDACI_CUDA_CHECK(cuda::dense_gemv_group(g, xc.data_ptr(), n, cols, cols, kernel_dtype(x.scalar_type(), "dense_gemv"),
+                                          stream_of(dev)));
+  for (size_t m = 0; m < out.size(); ++m) out[m] = out[m].view(out_shape(x, weights[m].size(0)));
+  return out;
+}
+
+at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& residual) {
+  std::vector<at::Tensor> y =
+      dense_gemv_group(x, {weight}, residual.defined() ? std::vector<at::Tensor>{residual} : std::vector<at::Tensor>{});
+  return y.empty() ? at::Tensor() : y[0];
+}
+
+at::Tensor dense_swiglu(const at::Tensor& x, const at::Tensor& w_gate, const at::Tensor& w_up) {
+  if (!gemv_applies(x, w_gate) || !gemv_applies(x, w_up) || w_gate.sizes() != w_up.sizes()) return {};
+  const at::Device dev = x.device();
+  const c10::cuda::CUDAGuard guard(dev);
+  const at::Tensor xc = gemv_input(x);
+  const int64_t n = xc.size(0), cols = xc.size(1), rows = w_gate.size(0);
+  at::Tensor y = at::empty({n, rows}, xc.options());
+  UDACI_CUDA_CHECK(cuda::dense_swiglu(w_gate.data_ptr(), w_up.data_ptr(), xc.data_ptr(), n, cols, y.data_ptr(), rows,
+                                      rows, cols, kernel_dtype(x.scalar_type(), "dense_swiglu"), stream_of(dev)));
+  return y.view(out_shape(x, rows));
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {

@@ -10,11 +10,36 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace udaci::cuda {
 
 // True when LibTorch sees at least one CUDA device.
 bool device_available();
+
+// CUDA events recorded one after another on the current stream of a device,
+// for timing the parts of a step (the slot decoder's op timing). Not inside a
+// graph capture.
+class EventTimeline {
+ public:
+  explicit EventTimeline(at::Device device);
+  ~EventTimeline();
+  EventTimeline(const EventTimeline&) = delete;
+  EventTimeline& operator=(const EventTimeline&) = delete;
+  // Forgets the recorded events (they are reused).
+  void clear() { used_ = 0; }
+  // Records the next event on the device's current stream.
+  void record();
+  // Milliseconds between consecutive events (size() - 1 of them); waits for
+  // the last one.
+  std::vector<double> gaps_ms() const;
+  size_t size() const { return used_; }
+
+ private:
+  at::Device device_;
+  std::vector<void*> events_;  // cudaEvent_t
+  size_t used_ = 0;
+};
 
 // A weight in one of the stored formats of quant/quant_formats.hpp, in
 // device memory (HF row order).
@@ -42,6 +67,20 @@ at::Tensor qlinear(const DeviceQWeight& w, const at::Tensor& x);
 at::Tensor qdequantize(const DeviceQWeight& w, at::ScalarType dtype);
 // Rows `ids` (int64 [n], on the weight's device) -> [n, cols] in `dtype`.
 at::Tensor qgather_rows(const DeviceQWeight& w, const at::Tensor& ids, at::ScalarType dtype);
+
+// Dense projections of few rows (decode steps) by the kernels of
+// dense_gemv.cu: x [..., cols] and weights [rows, cols] on one CUDA device in
+// one dtype (fp32, fp16, bf16), at most kMaxGemvRows rows of x. Each returns
+// an undefined tensor (an empty vector) where the kernels do not apply
+// (other shapes, dtypes, devices, strides); callers then use ATen.
+//   dense_gemv: residual (optional, [..., rows]) + x W^T, rounded once;
+//   dense_gemv_group: up to three weights of one input in one launch (q, k,
+//     v), each with an optional residual;
+//   dense_swiglu: silu(x Wg^T) * (x Wu^T), rounded once.
+at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& residual = {});
+std::vector<at::Tensor> dense_gemv_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                         const std::vector<at::Tensor>& residuals = {});
+at::Tensor dense_swiglu(const at::Tensor& x, const at::Tensor& w_gate, const at::Tensor& w_up);
 
 // LlamaModel::rms_norm on the GPU: x [..., cols], weight [cols], same dtype.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);

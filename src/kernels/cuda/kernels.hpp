@@ -57,6 +57,39 @@ inline constexpr int64_t kMaxGemvRows = 8;
 cudaError_t qgemv(const QWeight& w, const void* x, int64_t n, int64_t ldx, void* y, int64_t ldy,
                   DType dtype, cudaStream_t stream);
 
+// The same for a dense weight W [rows, cols] (row-contiguous) in dtype:
+// y[j, r] = sum_c x[j, c] * W[r, c], fp32 accumulation. Needs W and x
+// 16-byte aligned, cols * sizeof(dtype) and ldx * sizeof(dtype) multiples of
+// 16 (cudaErrorInvalidValue otherwise: callers fall back to cuBLAS). One warp
+// per output row with several 16-byte loads in flight per lane.
+cudaError_t dense_gemv(const void* w, const void* x, int64_t n, int64_t ldx, void* y, int64_t ldy,
+                       int64_t rows, int64_t cols, DType dtype, cudaStream_t stream);
+
+// Up to kMaxGemvGroup dense products of one input x [n, cols] in one launch
+// (a layer's q, k, v): part m writes y_m[j, r] = residual_m[j, r] (when
+// given; it may be y_m itself) + sum_c x[j, c] * W_m[r, c], rounded once.
+// Requirements as dense_gemv.
+inline constexpr int kMaxGemvGroup = 3;
+struct DenseGemvGroup {
+  struct Part {
+    const void* w = nullptr;         // [rows, cols]
+    void* y = nullptr;               // [n, rows] with row stride ldy
+    const void* residual = nullptr;  // like y, or nullptr
+    int64_t rows = 0;
+    int64_t ldy = 0;
+  };
+  Part parts[kMaxGemvGroup];
+  int count = 0;
+};
+cudaError_t dense_gemv_group(const DenseGemvGroup& group, const void* x, int64_t n, int64_t ldx, int64_t cols,
+                             DType dtype, cudaStream_t stream);
+
+// SwiGLU's first half in one kernel: y[j, r] = silu(g) * u with g = x[j] .
+// W_gate[r] and u = x[j] . W_up[r] in fp32, rounded once. Requirements as
+// dense_gemv.
+cudaError_t dense_swiglu(const void* w_gate, const void* w_up, const void* x, int64_t n, int64_t ldx, void* y,
+                         int64_t ldy, int64_t rows, int64_t cols, DType dtype, cudaStream_t stream);
+
 // out[i, :] = W[row_ids ? row_ids[i] : i, :] in dtype, for i < n_rows; out is
 // [n_rows, w.cols] row-contiguous. Serves prefill (the whole weight, then a
 // cuBLAS GEMM) and a quantised token embedding (the looked-up rows). Row ids

@@ -5,7 +5,7 @@
 // One thread block per (KV head, sequence, chunk of up to kMaxGroup query
 // heads): every query head that shares the KV head is served by the same
 // block, so each K/V row is read from memory once per group (GQA). The
-// block's warps take tokens in turn; a lane holds head_dim / 32 consecutive
+// block's warps (8 or 16) take tokens in turn; a lane holds head_dim / 32 consecutive
 // elements of q, of the K/V row and of the output. Each warp keeps, per
 // query head, a running max m, a running sum l and an unnormalised output,
 // rescaled by exp(m_old - m_new) whenever the max grows; at the end the warps'
@@ -24,10 +24,19 @@ using detail::to_f;
 using detail::VecN;
 using detail::warp_sum;
 
-constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per thread block
 
-template <typename T, int D>
+// Warps per block: each walks every kWarps-th token, so the serial chain of
+// dependent loads and shuffles per warp is len / kWarps tokens long. A
+// decode step at batch 1 has only n_kv_heads blocks (8 for Llama-3.2-1B),
+// so the warps are what spreads the work: 16 for head_dim 64, 8 for 128
+// (the merge buffer below stays at 32 KB of shared memory either way).
+template <int D>
+constexpr int warps_for() {
+  return D == 64 ? 16 : 8;
+}
+
+template <typename T, int D, int kWarps = warps_for<D>()>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_decode_kernel(const T* __restrict__ q, T* __restrict__ out, int n_heads, int n_kv_heads,
                             const int32_t* __restrict__ seq_lens, int32_t uniform_len,
@@ -133,7 +142,7 @@ void launch(const void* q, void* out, int64_t n_seqs, int64_t n_heads, int64_t n
   const int64_t group = n_heads / n_kv_heads;
   const dim3 grid(static_cast<unsigned>(n_kv_heads), static_cast<unsigned>(n_seqs),
                   static_cast<unsigned>(detail::ceil_div(group, kMaxGroup)));
-  attention_decode_kernel<T, D><<<grid, kWarps * 32, 0, stream>>>(
+  attention_decode_kernel<T, D><<<grid, warps_for<D>() * 32, 0, stream>>>(
       static_cast<const T*>(q), static_cast<T*>(out), static_cast<int>(n_heads),
       static_cast<int>(n_kv_heads), seq_lens, uniform_len, cache, scale);
 }

@@ -23,6 +23,7 @@ using detail::Vec16;
 using detail::warp_sum;
 
 constexpr int kWarpsPerBlock = 4;  // output rows per thread block
+constexpr int kBlocksInFlight = 2;  // 4-bit kernel: 16-byte loads per lane before use
 
 // bitsandbytes' NF4 code book (quant/nf4_levels.hpp), in constant memory and
 // on the host.
@@ -51,37 +52,51 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
   for (int j = 0; j < kMaxN; ++j) acc[j] = 0.0f;
 
-  for (int64_t b = lane; b < nblocks; b += 32) {
-    const uint4 pk = __ldg(wr + b);  // weights 32b .. 32b + 31
-    const int64_t g = row * groups + (b * 32) / group;
-    const float s = half_bits_to_f(scales[g]);
-    const float m = kNf4 ? 0.0f : half_bits_to_f(mins[g]);
-    // ggml's Q4 order: byte k holds weight k (low nibble) and k + 16 (high).
-    float wq[32];
-    const uint32_t words[4] = {pk.x, pk.y, pk.z, pk.w};
+  // Two 16-byte loads in flight per lane before either is used: a 2048-wide
+  // row is only 64 blocks, two per lane, and one load at a time left the
+  // memory system idle between them.
+  for (int64_t b0 = lane; b0 < nblocks; b0 += 32 * kBlocksInFlight) {
+    uint4 pks[kBlocksInFlight];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) {
-      const uint32_t byte = (words[k >> 2] >> (8 * (k & 3))) & 0xffu;
-      const uint32_t lo = byte & 0x0fu, hi = byte >> 4;
-      wq[k] = kNf4 ? lut[lo] : static_cast<float>(lo);
-      wq[k + 16] = kNf4 ? lut[hi] : static_cast<float>(hi);
+    for (int u = 0; u < kBlocksInFlight; ++u) {
+      const int64_t b = b0 + 32 * u;
+      pks[u] = b < nblocks ? __ldg(wr + b) : make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
-    for (int j = 0; j < kMaxN; ++j) {
-      if (j < n) {
-        const T* xp = x + j * ldx + b * 32;
-        float dot = 0.0f, sx = 0.0f;
+    for (int u = 0; u < kBlocksInFlight; ++u) {
+      const int64_t b = b0 + 32 * u;
+      if (b >= nblocks) break;
+      const uint4 pk = pks[u];  // weights 32b .. 32b + 31
+      const int64_t g = row * groups + (b * 32) / group;
+      const float s = half_bits_to_f(scales[g]);
+      const float m = kNf4 ? 0.0f : half_bits_to_f(mins[g]);
+      // ggml's Q4 order: byte k holds weight k (low nibble) and k + 16 (high).
+      float wq[32];
+      const uint32_t words[4] = {pk.x, pk.y, pk.z, pk.w};
 #pragma unroll
-        for (int c = 0; c < 32; c += Vec16<T>::kN) {
-          float xv[Vec16<T>::kN];
-          load16<T>(xp + c, xv);
+      for (int k = 0; k < 16; ++k) {
+        const uint32_t byte = (words[k >> 2] >> (8 * (k & 3))) & 0xffu;
+        const uint32_t lo = byte & 0x0fu, hi = byte >> 4;
+        wq[k] = kNf4 ? lut[lo] : static_cast<float>(lo);
+        wq[k + 16] = kNf4 ? lut[hi] : static_cast<float>(hi);
+      }
 #pragma unroll
-          for (int i = 0; i < Vec16<T>::kN; ++i) {
-            dot = fmaf(wq[c + i], xv[i], dot);
-            if (!kNf4) sx += xv[i];
+      for (int j = 0; j < kMaxN; ++j) {
+        if (j < n) {
+          const T* xp = x + j * ldx + b * 32;
+          float dot = 0.0f, sx = 0.0f;
+#pragma unroll
+          for (int c = 0; c < 32; c += Vec16<T>::kN) {
+            float xv[Vec16<T>::kN];
+            load16<T>(xp + c, xv);
+#pragma unroll
+            for (int i = 0; i < Vec16<T>::kN; ++i) {
+              dot = fmaf(wq[c + i], xv[i], dot);
+              if (!kNf4) sx += xv[i];
+            }
           }
+          acc[j] += kNf4 ? s * dot : fmaf(s, dot, m * sx);
         }
-        acc[j] += kNf4 ? s * dot : fmaf(s, dot, m * sx);
       }
     }
   }

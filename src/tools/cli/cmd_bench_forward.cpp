@@ -33,6 +33,8 @@ struct BenchArgs {
   std::string device = "cpu";
   int64_t batch = 1;
   std::string decoder = "model";
+  bool op_timing = false;
+  bool no_fuse = false;
 };
 
 double median(std::vector<double> v) {
@@ -77,11 +79,15 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
   std::unique_ptr<SlotDecoder> slots;
   UDACI_CHECK_S(Status::kUnsupported, a.decoder != "graphs" || device.is_cuda(),
                 "--decoder graphs captures CUDA graphs: it needs --device cuda (slots runs anywhere)");
+  UDACI_CHECK(!a.op_timing || a.decoder == "slots",
+              "--op-timing times the parts of the slot decoder's eager step: it needs --decoder slots");
   if (a.decoder != "model") {
     SlotDecoderOptions so;
     so.slots = a.batch;
     so.capacity = a.prompt + a.gen;
     so.graphs = a.decoder == "graphs";
+    so.op_timing = a.op_timing;
+    so.fused = !a.no_fuse;
     slots = make_slot_decoder(built, so);
   }
   std::vector<int64_t> slot_ids(static_cast<size_t>(a.batch));
@@ -115,7 +121,10 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
     auto t2 = Clock::now();
     if (!slots)
       for (int64_t s = 0; s < a.batch; ++s) cache->free_sequence(s);
-    if (rep == 0) continue;
+    if (rep == 0) {
+      if (slots) slots->reset_op_times();  // the warm-up's first calls (cuBLAS set-up) are not counted
+      continue;
+    }
     const double ps = std::chrono::duration<double>(t1 - t0).count();
     prefill_s.push_back(ps);
     prefill_tps.push_back(static_cast<double>(a.batch * a.prompt) / ps);
@@ -126,6 +135,7 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
               {"device", device.str()},
               {"batch", a.batch},
               {"decoder", a.decoder},
+              {"fused", slots != nullptr && !a.no_fuse},
               {"graphs_captured", slots ? slots->graphs_captured() : 0},
               {"quantizer", a.quantizer},
               {"parameters", c.parameter_count()},
@@ -141,6 +151,17 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
               {"decode_tok_s_median", median(decode_tps)},
               {"prefill_tok_s", prefill_tps},
               {"decode_tok_s", decode_tps}};
+  if (a.op_timing) {
+    // Mean milliseconds per decode step of each part, summed over the layers.
+    json ops = json::array();
+    double total = 0.0;
+    for (const SlotOpTime& t : slots->op_times()) {
+      ops.push_back({{"op", t.op}, {"ms_per_step", t.ms_per_step}});
+      total += t.ms_per_step;
+    }
+    out["op_ms_per_step"] = ops;
+    out["op_ms_per_step_total"] = total;
+  }
   std::cout << out.dump() << "\n";
   return 0;
 }
@@ -165,6 +186,12 @@ CommandRun setup_bench_forward(CLI::App& sub) {
                  "model: LlamaModel::forward over a contiguous cache; slots: the slot decoder (K/V in "
                  "fixed slots, one pass per step); graphs: the slot decoder with CUDA graphs (CUDA only)")
       ->check(CLI::IsMember({"model", "slots", "graphs"}));
+  sub.add_flag("--no-fuse", a->no_fuse,
+               "with --decoder slots|graphs on CUDA: the model's kernels for every projection instead of the "
+               "fused decode kernels (q/k/v in one launch, residual and SwiGLU inside the GEMV)");
+  sub.add_flag("--op-timing", a->op_timing,
+               "with --decoder slots: the mean time per decode step of each part of the step (norms, "
+               "projections, rotary + K/V write, attention, LM head; CUDA events on a GPU), in the JSON");
   return [a](const GlobalOptions& global) { return cmd_bench_forward(*a, global.threads); };
 }
 
