@@ -470,6 +470,9 @@ void Scheduler::loop() {
     // ATen's thread count is per thread under OpenMP: follow udaci's setting
     // (set_threads from any thread).
     adopt_requested_threads();
+    // Callers waiting in with_cache go first (a few microseconds each); the
+    // bound keeps a stream of them from stalling the batch.
+    for (int spins = 0; step_waiters_.load() > 0 && spins < 10000; ++spins) std::this_thread::yield();
     std::lock_guard<std::mutex> step_lock(step_mu_);
     sweep();
     flush_completed();

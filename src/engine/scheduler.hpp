@@ -100,16 +100,19 @@ class Scheduler {
 
   // Runs fn between two steps (the cache is not in use meanwhile); called
   // from a token callback (the scheduler thread, inside a step) it runs at once.
+  // The loop lets a waiting caller in before its next step (std::mutex alone
+  // is not fair: the loop would take it back at once, and a caller such as a
+  // metrics scrape waited for as long as a sequence ran).
   template <typename F>
   auto with_cache(F&& fn) const {
     if (on_scheduler_thread()) return fn(static_cast<const CacheStrategy&>(cache_));
-    std::lock_guard<std::mutex> lock(step_mu_);
+    StepLock lock(*this);
     return fn(static_cast<const CacheStrategy&>(cache_));
   }
   template <typename F>
   auto with_mutable_cache(F&& fn) {
     if (on_scheduler_thread()) return fn(cache_);
-    std::lock_guard<std::mutex> lock(step_mu_);
+    StepLock lock(*this);
     return fn(cache_);
   }
   // True on the thread that runs the steps (and so the token callbacks).
@@ -152,6 +155,22 @@ class Scheduler {
   SchedulerStats stats_;
 
   mutable std::mutex step_mu_;       // the cache and model while a step runs
+  mutable std::atomic<int> step_waiters_{0};  // callers waiting for step_mu_ (with_cache)
+  // step_mu_ for a caller other than the loop, announced in step_waiters_.
+  class StepLock {
+   public:
+    explicit StepLock(const Scheduler& s) : s_(s) {
+      s_.step_waiters_.fetch_add(1);
+      s_.step_mu_.lock();
+      s_.step_waiters_.fetch_sub(1);
+    }
+    ~StepLock() { s_.step_mu_.unlock(); }
+    StepLock(const StepLock&) = delete;
+    StepLock& operator=(const StepLock&) = delete;
+
+   private:
+    const Scheduler& s_;
+  };
   std::list<Live> live_;             // admission order; scheduler thread only
   std::vector<std::shared_ptr<Request>> completed_;  // finished, done() not yet called
   int64_t reserved_ = 0;             // bytes charged to live sequences

@@ -178,6 +178,7 @@ struct Service::Ctx {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   std::string note;
+  bool gone = false;  // the client left before an answer was complete
 
   HeaderList headers(HeaderList extra = {}) const {
     extra.emplace_back("X-Request-Id", id);
@@ -256,10 +257,19 @@ void Service::handle(HttpExchange& ex) {
   } catch (const std::exception& e) {
     if (ex.status() == 0) c.error(500, e.what());
   }
-  if (ex.status() == 0) c.error(500, "no response");
-  count(c.endpoint, ex.status());
-  if (c.endpoint.rfind("/v1/", 0) == 0 && ex.status() == 200) latency_.observe(seconds_since(c.t0));
-  log_access(c);
+  // A client that left before its answer began gets none; it is counted and
+  // logged as 499 (nginx's "client closed request"), not as a server error.
+  if (ex.status() == 0 && !c.gone) c.error(500, "no response");
+  const int status = ex.status() == 0 ? 499 : ex.status();
+  count(c.endpoint, status);
+  if (c.endpoint.rfind("/v1/", 0) == 0 && status == 200 && !c.gone) latency_.observe(seconds_since(c.t0));
+  log_access(c, status);
+}
+
+void Service::client_left(Ctx& c) {
+  ++disconnects_;
+  c.note = "client disconnected";
+  c.gone = true;
 }
 
 void Service::route(Ctx& c) {
@@ -550,23 +560,20 @@ void Service::headlines(Ctx& c) {
         e["candidate"] = j.candidate;
         e["done"] = true;
         if (!flush_pieces() || !c.ex.write_chunk(sse(e))) {
-          ++disconnects_;
-          c.note = "client disconnected";
+          client_left(c);
           return cancel_all();
         }
       }
       if (jsonl && --left[j.article] == 0) {
         if (!c.ex.write_chunk(article_json(j.article).dump(-1, ' ', false, json::error_handler_t::replace) + "\n")) {
-          ++disconnects_;
-          c.note = "client disconnected";
+          client_left(c);
           return cancel_all();
         }
       }
     }
     if (remaining == 0) break;
     if ((sse_stream && !flush_pieces()) || c.ex.client_gone()) {
-      ++disconnects_;
-      c.note = "client disconnected";
+      client_left(c);
       return cancel_all();
     }
     if (Clock::now() >= deadline) {
@@ -817,16 +824,14 @@ void Service::completions(Ctx& c, bool chat) {
         const std::string piece = text.substr(sent, safe - sent);
         sent = safe;
         if (!c.ex.write_chunk(sse(chunk(chat ? json{{"content", piece}} : json(piece), nullptr)))) {
-          ++disconnects_;
-          c.note = "client disconnected";
+          client_left(c);
           return;
         }
       }
     }
     if (finished) break;
     if (c.ex.client_gone()) {
-      ++disconnects_;
-      c.note = "client disconnected";
+      client_left(c);
       return;
     }
     if (Clock::now() >= deadline) {
@@ -916,7 +921,7 @@ std::string Service::metrics_text() const {
   return out;
 }
 
-void Service::log_access(const Ctx& c) const {
+void Service::log_access(const Ctx& c, int status) const {
   if (!opt_.access_log) return;
   char ts[32];
   const std::time_t now = std::time(nullptr);
@@ -928,7 +933,7 @@ void Service::log_access(const Ctx& c) const {
                {"remote", c.req.remote},
                {"method", c.req.method},
                {"path", c.req.path},
-               {"status", c.ex.status()},
+               {"status", status},
                {"bytes", c.ex.bytes_sent()},
                {"duration_ms", seconds_since(c.t0) * 1e3}};
   if (c.prompt_tokens) line["prompt_tokens"] = c.prompt_tokens;

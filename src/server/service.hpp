@@ -65,7 +65,8 @@ class Service {
   void headlines(Ctx& c);
   void completions(Ctx& c, bool chat);
   void models(Ctx& c);
-  void log_access(const Ctx& c) const;
+  void log_access(const Ctx& c, int status) const;
+  void client_left(Ctx& c);  // counts a departure and marks the request as abandoned
   void count(const std::string& endpoint, int status);
 
   const HeadlineEngine& engine_;

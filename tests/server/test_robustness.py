@@ -165,23 +165,45 @@ def leave_mid_request(server, body, stream):
     return counted and refused is not False
 
 
-# A client that leaves is noticed within a token or two almost always; on
-# this machine about one run in fifteen of these tests saw either a
-# departure that the server's socket never reported (no FIN/RST seen, writes
-# succeeding; the request ran to its end, bounded by max_tokens) or the long
-# request ending before the 429 check. Until that is understood (issue #24
-# note), each scenario gets three tries to show the 429 and the
-# cancellation, and every try must leave nothing behind.
+# A client that leaves is noticed within a token or two. (Until session 14
+# about one run in fifteen of these tests saw the departure "missed": the
+# /metrics read that waits for the request to start was itself held up for
+# the whole generation, because the scheduler retook its step lock after
+# every step and starved the metrics thread's cache read; by the time the
+# test saw the request live, it had ended. The scheduler now lets such
+# readers in between steps, and each scenario gets one try.)
 def test_queue_full_is_429_and_disconnect_frees_the_slot(server):
     body = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 400, "temperature": 0, "stream": True}
-    assert any(leave_mid_request(server, body, stream=True) for _ in range(3))
+    assert leave_mid_request(server, body, stream=True)
     r = post(server, "/v1/headlines", {"summary": SUMMARY})  # the place is free again
     assert r.status_code == 200, r.text
 
 
 def test_non_streaming_disconnect_cancels(server):
+    before = server.metric('udaci_requests_total{endpoint="/v1/completions",status="499"}') \
+        if _has_metric(server, 'udaci_requests_total{endpoint="/v1/completions",status="499"}') else 0
+    logged = len([e for e in server.access_log() if e.get("path") == "/v1/completions"])
     body = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 400, "temperature": 0}
-    assert any(leave_mid_request(server, body, stream=False) for _ in range(3))
+    assert leave_mid_request(server, body, stream=False)
+    # Logged and counted as 499 (client closed request), not as a server error
+    # (the line is written as the request's thread ends: wait for it).
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        entries = [e for e in server.access_log() if e.get("path") == "/v1/completions"]
+        if len(entries) > logged:
+            break
+        time.sleep(0.05)
+    entry = entries[-1]
+    assert entry["status"] == 499 and entry["note"] == "client disconnected", entry
+    assert server.metric('udaci_requests_total{endpoint="/v1/completions",status="499"}') == before + 1
+
+
+def _has_metric(server, name):
+    try:
+        server.metric(name)
+        return True
+    except KeyError:
+        return False
 
 
 def test_still_serving(server):
