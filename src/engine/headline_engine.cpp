@@ -313,6 +313,17 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
         r.decode_ms = gen[i].decode_ms;
         r.latency_ms = gen[i].latency_ms > 0 ? gen[i].latency_ms : wall;
         r.queue_ms = gen[i].queue_ms;
+        r.candidates.clear();
+        if (gen[i].n_best.size() > 1) {
+          for (const Hypothesis& h : gen[i].n_best) {
+            HeadlineCandidate hc;
+            hc.new_ids.assign(h.tokens.begin(), h.tokens.end());
+            hc.headline = clean_headline(tokenizer_->decode(hc.new_ids, /*skip_special=*/true));
+            hc.score = h.score;
+            hc.finish = h.finish;
+            r.candidates.push_back(std::move(hc));
+          }
+        }
       }
       p->promise.set_value(std::move(p->results));
     } catch (...) {

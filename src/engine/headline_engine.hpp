@@ -48,6 +48,14 @@ struct HeadlineOptions {
   std::function<bool(size_t index, const std::string& piece)> on_text;
 };
 
+// One of a search decoder's best candidates (beam search with n_best > 1).
+struct HeadlineCandidate {
+  std::string headline;  // cleaned as HeadlineResult::headline
+  std::vector<int32_t> new_ids;
+  double score = 0;  // beam search: sum of log-probabilities / length ** length_penalty
+  FinishReason finish = FinishReason::kLength;
+};
+
 struct HeadlineResult {
   std::string headline;        // cleaned: one line, no quotes, no "Headline:"
   std::string raw_text;        // decoded new tokens, special tokens skipped
@@ -58,6 +66,9 @@ struct HeadlineResult {
   double decode_ms = 0;
   double latency_ms = 0;       // from the call (generate/submit) to this headline's end
   double queue_ms = 0;         // of which waiting for a place in the batch
+  // A search decoder's n best, best first (the first is the headline above);
+  // empty for decoders that produce one sequence.
+  std::vector<HeadlineCandidate> candidates;
 };
 
 // The handle of an asynchronous request (HeadlineEngine::submit). get() waits

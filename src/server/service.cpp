@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/utf8.hpp"
+#include "decode/beam_search.hpp"
 #include "server/editor_page.hpp"
 #include "text/chat_template.hpp"
 
@@ -206,6 +207,8 @@ Service::Service(const HeadlineEngine& engine, ServiceOptions options)
     opt_.model_id = slash == std::string::npos ? p : p.substr(slash + 1);
     if (opt_.model_id.empty()) opt_.model_id = "udaci";
   }
+  const EngineConfig& cfg = engine_.config();
+  if (cfg.decoder == "beam") beam_n_best_ = BeamOptions::from(cfg.decoder_options).n_best;
 }
 
 std::string Service::error_json(int status, const std::string& message, const std::string& code) {
@@ -351,6 +354,7 @@ struct Article {
   std::string summary;
   HeadlineOptions options;
   int64_t n = 1;
+  bool beam = false;  // the n candidates are one beam search's n best
   int64_t prompt_tokens = 0;
 };
 
@@ -367,8 +371,19 @@ void Service::headlines(Ctx& c) {
     a.options.sampling.top_p = static_cast<float>(get_number(j, "top_p", 1.0, 0.0, 1.0));
     a.options.sampling.seed = get_seed(j);  // random when not given (greedy ignores it)
     a.n = get_int(j, "n", 1, 1, 16);
-    if (a.n > 1 && a.options.sampling.temperature <= 0)
-      bad("'n' > 1 asks for sampled candidates: give a 'temperature' > 0");
+    a.beam = false;
+    if (a.n > 1 && a.options.sampling.temperature <= 0) {
+      if (a.n > beam_n_best_) {
+        bad(beam_n_best_ > 0
+                ? "'n' is " + std::to_string(a.n) + " but the server's beam search keeps " +
+                      std::to_string(beam_n_best_) + " best: ask for fewer, or sampled candidates with a "
+                      "'temperature' > 0"
+                : std::string("'n' > 1 asks for candidates: give a 'temperature' > 0 for samples, or run the "
+                              "server with a beam recipe keeping n best (e.g. --decoder beam "
+                              "--decoder-opt width=4 --decoder-opt n_best=4)"));
+      }
+      a.beam = true;
+    }
     a.options.sampling.validate();
   };
   auto read_article = [&](const json& j, const std::string& where, const json* defaults) {
@@ -465,7 +480,8 @@ void Service::headlines(Ctx& c) {
   };
   auto pieces = std::make_shared<Pieces>();
   for (size_t i = 0; i < arts.size(); ++i) {
-    for (int64_t k = 0; k < arts[i].n; ++k) {
+    // Beam candidates come from one search; sampled ones from n requests.
+    for (int64_t k = 0; k < (arts[i].beam ? 1 : arts[i].n); ++k) {
       HeadlineOptions o = arts[i].options;
       if (sse_stream) {
         const size_t job = jobs.size();
@@ -498,8 +514,23 @@ void Service::headlines(Ctx& c) {
   auto article_json = [&](size_t i) {
     json a = {{"id", arts[i].id}};
     json cands = json::array();
-    for (const Job& j : jobs)
-      if (j.article == i) cands.push_back(result_json(j));
+    for (const Job& j : jobs) {
+      if (j.article != i) continue;
+      if (arts[i].beam && j.error.empty() && !j.result.candidates.empty()) {
+        // The beam's n best, best first, each with its score.
+        for (size_t k = 0; k < j.result.candidates.size() && static_cast<int64_t>(k) < arts[i].n; ++k) {
+          const HeadlineCandidate& hc = j.result.candidates[k];
+          json r = result_json(j);
+          r["headline"] = hc.headline;
+          r["completion_tokens"] = hc.new_ids.size();
+          r["finish_reason"] = finish_name(hc.finish, false);
+          r["score"] = hc.score;
+          cands.push_back(r);
+        }
+      } else {
+        cands.push_back(result_json(j));
+      }
+    }
     if (arts[i].n == 1) {
       a.update(cands[0]);
     } else {

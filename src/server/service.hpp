@@ -71,6 +71,9 @@ class Service {
 
   const HeadlineEngine& engine_;
   ServiceOptions opt_;
+  // n_best of the engine's beam-search decoder (0 for other decoders): a
+  // greedy request for n <= this many candidates gets the beam's n best.
+  int64_t beam_n_best_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<int64_t> disconnects_{0};

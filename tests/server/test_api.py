@@ -181,3 +181,37 @@ def test_access_log_has_a_line_per_request(server):
     lines = [x for x in server.access_log() if x.get("request_id") == "log-check-1"]
     assert len(lines) == 1
     assert lines[0]["path"] == "/health" and lines[0]["status"] == 200 and lines[0]["method"] == "GET"
+
+
+def test_headline_beam_n_best():
+    """A server whose recipe is beam search: a greedy request for n <= n_best
+    candidates gets the beam's n best (best first, scores not increasing),
+    the first equal to the library's beam headline; n over n_best is 400."""
+    flags = ["--decoder", "beam", "--decoder-opt", "width=4", "--decoder-opt", "n_best=3"]
+    s = Server(*flags)
+    try:
+        r = httpx.post(s.url + "/v1/headlines", json={"summary": SUMMARIES[2], "n": 3}, timeout=300)
+        assert r.status_code == 200, r.text
+        res = r.json()["results"][0]
+        cands = res["candidates"]
+        assert len(cands) == 3 and res["headline"] == cands[0]["headline"]
+        scores = [c["score"] for c in cands]
+        assert scores == sorted(scores, reverse=True), scores
+        assert all(c["headline"] and c["completion_tokens"] >= 1 for c in cands)
+        out = subprocess.run([UDACI, "--threads", "2", "headline", *flags, SUMMARIES[2]], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert cands[0]["headline"] == out.stdout.strip()
+        r2 = httpx.post(s.url + "/v1/headlines", json={"summary": SUMMARIES[2], "n": 2}, timeout=300)
+        assert [c["headline"] for c in r2.json()["results"][0]["candidates"]] == [c["headline"] for c in cands[:2]]
+        r4 = httpx.post(s.url + "/v1/headlines", json={"summary": SUMMARIES[2], "n": 4}, timeout=60)
+        assert r4.status_code == 400 and "keeps 3 best" in r4.json()["error"]["message"], r4.text
+    finally:
+        assert s.stop() == 0, "".join(s.stderr_lines[-20:])
+
+
+def test_greedy_candidates_without_beam_are_refused(server):
+    r = httpx.post(server.url + "/v1/headlines", json={"summary": SUMMARIES[0], "n": 2}, timeout=60)
+    assert r.status_code == 400
+    msg = r.json()["error"]["message"]
+    assert "temperature" in msg and "beam" in msg
