@@ -63,6 +63,18 @@ struct alignas(N * sizeof(T)) VecN {
   T v[N];
 };
 
+// A lane's next kN 16-byte loads of a row, issued before any is used (the
+// memory system needs several requests in flight per lane to stream a
+// weight at bandwidth): out[u] = p[c0 + 32 u], zeros from index n on.
+template <int kN>
+__device__ __forceinline__ void load_ahead(const uint4* __restrict__ p, int64_t c0, int64_t n, uint4 (&out)[kN]) {
+#pragma unroll
+  for (int u = 0; u < kN; ++u) {
+    const int64_t c = c0 + 32 * u;
+    out[u] = c < n ? __ldg(p + c) : make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace udaci::cuda::detail

@@ -41,11 +41,7 @@ __device__ __forceinline__ void row_dot(const T* __restrict__ wrow, const T* __r
   const uint4* wr = reinterpret_cast<const uint4*>(wrow);
   for (int64_t c0 = lane; c0 < nvec; c0 += 32 * kUnroll) {
     uint4 wv[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = c0 + 32 * u;
-      wv[u] = c < nvec ? __ldg(wr + c) : make_uint4(0u, 0u, 0u, 0u);
-    }
+    detail::load_ahead<kUnroll>(wr, c0, nvec, wv);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t c = c0 + 32 * u;

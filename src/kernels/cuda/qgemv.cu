@@ -57,11 +57,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   // memory system idle between them.
   for (int64_t b0 = lane; b0 < nblocks; b0 += 32 * kBlocksInFlight) {
     uint4 pks[kBlocksInFlight];
-#pragma unroll
-    for (int u = 0; u < kBlocksInFlight; ++u) {
-      const int64_t b = b0 + 32 * u;
-      pks[u] = b < nblocks ? __ldg(wr + b) : make_uint4(0u, 0u, 0u, 0u);
-    }
+    detail::load_ahead<kBlocksInFlight>(wr, b0, nblocks, pks);
 #pragma unroll
     for (int u = 0; u < kBlocksInFlight; ++u) {
       const int64_t b = b0 + 32 * u;
