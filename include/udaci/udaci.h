@@ -286,6 +286,11 @@ typedef struct udaci_generate_params {
   /* Nonzero (default): stop a summary once its text holds a complete
    * headline line (later tokens would be discarded by the cleaning anyway). */
   int32_t stop_at_newline;
+  /* Appended after ABI 0 (older callers' struct_size leaves it at its
+   * default). Stop a summary when its last repetition_stop tokens repeat a
+   * run of tokens it already produced, and cut the headline before the
+   * repeat (finish reason UDACI_FINISH_REPETITION); 0: off. Default 8. */
+  int32_t repetition_stop;
 } udaci_generate_params;
 
 /* As udaci_engine_params_init, for udaci_generate_params. */
@@ -357,7 +362,8 @@ typedef enum udaci_finish_reason {
   UDACI_FINISH_LENGTH = 0,   /* max_new_tokens reached */
   UDACI_FINISH_EOS = 1,      /* the model produced an end-of-sequence token */
   UDACI_FINISH_STOPPED = 2,  /* a stop condition: a complete headline line (stop_at_newline) */
-  UDACI_FINISH_CANCELLED = 3 /* the streaming callback returned 0 */
+  UDACI_FINISH_CANCELLED = 3, /* the streaming callback returned 0 */
+  UDACI_FINISH_REPETITION = 4 /* the headline began to repeat itself; cut before the repeat (repetition_stop) */
 } udaci_finish_reason;
 
 typedef struct udaci_timings {

@@ -211,6 +211,7 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
 
   HeadlineOptions ho;
   ho.max_new_tokens = s.max_new_tokens;
+  ho.repetition_stop = s.repetition_stop;
   auto run_all = [&](const std::vector<NewsRecord>& recs, const std::function<void(size_t)>& done) {
     std::vector<PendingHeadlines> reqs;
     reqs.reserve(recs.size());
@@ -382,6 +383,7 @@ int run_bench_worker(const std::string& spec_path, const std::string& out_path) 
     s.category = js.at("category").get<std::string>();
     s.batch = js.at("batch").get<size_t>();
     s.max_new_tokens = js.at("max_new_tokens").get<int64_t>();
+    s.repetition_stop = js.at("repetition_stop").get<int64_t>();
     s.warmup = js.at("warmup").get<size_t>();
     s.threads = js.at("threads").get<int>();
     s.progress = js.at("progress").get<bool>();
@@ -426,6 +428,7 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
   doc["settings"] = {{"input", settings.input},       {"samples", settings.samples},
                      {"seed", settings.seed},         {"category", settings.category},
                      {"batch", settings.batch},       {"max_new_tokens", settings.max_new_tokens},
+                     {"repetition_stop", settings.repetition_stop},
                      {"warmup", settings.warmup},     {"threads", settings.threads},
                      {"dtype", dtype_name(base.engine.dtype)}, {"device", base.engine.device}};
   doc["results"] = json::array();
@@ -448,6 +451,7 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
     spec["settings"] = {{"input", settings.input},       {"samples", settings.samples},
                         {"seed", settings.seed},         {"category", settings.category},
                         {"batch", settings.batch},       {"max_new_tokens", settings.max_new_tokens},
+                     {"repetition_stop", settings.repetition_stop},
                         {"warmup", settings.warmup},
                         // The ranks of a parallel plan share the cores.
                         {"threads", std::max(1, settings.threads / std::max(1, t.config.world_size))},

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench/techniques.hpp"
+#include "engine/headline_engine.hpp"
 
 namespace udaci {
 
@@ -23,6 +24,7 @@ struct BenchSettings {
   std::string category;         // only this category (empty: all)
   size_t batch = 1;             // summaries per generate() call
   int64_t max_new_tokens = 32;
+  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;  // 0: off
   size_t warmup = 2;            // articles run first and not measured
   int threads = 0;              // ATen threads in each worker (0: all cores)
   bool progress = true;         // progress on stderr

@@ -120,6 +120,7 @@ udaci_generate_params generate_defaults() {
   p.repetition_penalty = o.sampling.repetition_penalty;
   p.seed = o.sampling.seed;
   p.stop_at_newline = o.stop_at_newline ? 1 : 0;
+  p.repetition_stop = static_cast<int32_t>(o.repetition_stop);
   return p;
 }
 
@@ -204,6 +205,10 @@ udaci::HeadlineOptions to_headline_options(const udaci_generate_params& p) {
   o.sampling.repetition_penalty = p.repetition_penalty;
   o.sampling.seed = p.seed;
   o.stop_at_newline = p.stop_at_newline != 0;
+  UDACI_CHECK(p.repetition_stop >= 0 && p.repetition_stop <= udaci::HeadlineOptions::kMaxRepetitionStop,
+              "params->repetition_stop must be 0 (off) or 1 to {}, got {}",
+              udaci::HeadlineOptions::kMaxRepetitionStop, p.repetition_stop);
+  o.repetition_stop = p.repetition_stop;
   try {
     o.sampling.validate();
   } catch (const udaci::Error& e) {
@@ -510,6 +515,7 @@ udaci_status udaci_result_get_finish_reason(const udaci_result* result,
       case udaci::FinishReason::kEos: *out_reason = UDACI_FINISH_EOS; return;
       case udaci::FinishReason::kStopped: *out_reason = UDACI_FINISH_STOPPED; return;
       case udaci::FinishReason::kCancelled: *out_reason = UDACI_FINISH_CANCELLED; return;
+      case udaci::FinishReason::kRepetition: *out_reason = UDACI_FINISH_REPETITION; return;
     }
     udaci::fail(udaci::Status::kInternal, "finish reason {} has no udaci_finish_reason",
                 static_cast<int>(result->value.finish));
@@ -524,6 +530,7 @@ const char* udaci_finish_reason_name(udaci_finish_reason reason) {
       case UDACI_FINISH_EOS: name = "eos"; return;
       case UDACI_FINISH_STOPPED: name = "stop"; return;
       case UDACI_FINISH_CANCELLED: name = "cancelled"; return;
+      case UDACI_FINISH_REPETITION: name = "repetition"; return;
     }
   }, ErrorSlot::kKeep);
   return name;

@@ -14,6 +14,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::kEos: return "eos";
     case FinishReason::kStopped: return "stop";
     case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kRepetition: return "repetition";
   }
   return "?";
 }

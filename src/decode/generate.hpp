@@ -35,7 +35,9 @@ struct GenerationOptions {
 // kLength: max_new_tokens reached; kEos: an EOS id; kStopped: the token
 // callback ended it (a stop condition, e.g. a complete headline line);
 // kCancelled: the caller cancelled it (set by front ends, not by the decoders).
-enum class FinishReason { kLength, kEos, kStopped, kCancelled };
+// kRepetition: the headline began to repeat itself and was cut before the
+// repeat (HeadlineOptions::repetition_stop).
+enum class FinishReason { kLength, kEos, kStopped, kCancelled, kRepetition };
 const char* finish_reason_name(FinishReason r);
 
 // One finished candidate of a search decoder, with its score (beam search:

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <string>
 
 #include "core/threads.hpp"
 #include "core/error.hpp"
@@ -235,6 +237,58 @@ std::vector<GenerationResult> HeadlineEngine::generate_ids(
   return done.get();
 }
 
+namespace {
+
+// When the last n of `ids` repeat a run of n tokens that starts earlier
+// (overlapping runs count: a token repeated n + 1 times is a loop too), the
+// length of the longest such repeated tail, i.e. where the repeat began;
+// 0 when the last n tokens repeat nothing.
+// `same` compares two tokens when the occurrences are extended backwards
+// (the first word of a text has no leading space where its repeats do).
+int64_t repeated_tail(const std::vector<int64_t>& ids, int64_t n,
+                      const std::function<bool(int64_t, int64_t)>& same) {
+  const int64_t m = static_cast<int64_t>(ids.size());
+  if (n <= 0 || m < n + 1) return 0;
+  const auto tail = ids.end() - n;
+  int64_t best = 0;
+  for (int64_t j = 0; j + n < m; ++j) {
+    if (!std::equal(tail, ids.end(), ids.begin() + j)) continue;
+    // Extend both occurrences backwards while they agree.
+    int64_t len = n;
+    while (j - (len - n) - 1 >= 0 &&
+           same(ids[static_cast<size_t>(j - (len - n) - 1)], ids[static_cast<size_t>(m - len - 1)]))
+      ++len;
+    best = std::max(best, len);
+  }
+  return best;
+}
+
+// A headline cut before a repeat often ends in the repeat's first word
+// where the first occurrence had another ("The Gays for Trump: A", "Liz
+// Cambage: L") and in a separator: both go ("The Gays for Trump", "Liz
+// Cambage"). Only a short last word (4 bytes or less) after ':', ',', ';' or
+// a dash is dropped, so a real last word stays.
+std::string trim_cut_headline(std::string h) {
+  auto strip_tail = [&h] {
+    while (!h.empty() && std::strchr(" :,;-", h.back()) != nullptr) h.pop_back();
+    const std::string dash = "\xe2\x80\x94";  // em dash
+    while (h.size() >= dash.size() && h.compare(h.size() - dash.size(), dash.size(), dash) == 0) {
+      h.resize(h.size() - dash.size());
+      while (!h.empty() && h.back() == ' ') h.pop_back();
+    }
+  };
+  strip_tail();
+  const size_t space = h.find_last_of(' ');
+  if (space != std::string::npos && space > 0 && h.size() - space - 1 <= 4 &&
+      std::strchr(":,;-", h[space - 1]) != nullptr) {
+    h.resize(space);
+    strip_tail();
+  }
+  return h;
+}
+
+}  // namespace
+
 // The state of one generate()/submit() call while its summaries are decoded;
 // the token callbacks and the completion run on the scheduler thread.
 struct HeadlineEngine::Pending {
@@ -243,6 +297,9 @@ struct HeadlineEngine::Pending {
   std::vector<Tokenizer::IncrementalDecoder> decoders;
   std::vector<std::string> text;
   std::vector<char> stopped;  // on_text (or cancel) ended it
+  std::vector<std::vector<int64_t>> ids;  // new tokens so far, per summary
+  std::vector<int64_t> keep;              // repetition stop: tokens kept, or -1
+  const Tokenizer* tokenizer = nullptr;
   std::shared_ptr<std::atomic<bool>> cancelled;
   std::chrono::steady_clock::time_point t0;
   std::promise<std::vector<HeadlineResult>> promise;
@@ -251,6 +308,25 @@ struct HeadlineEngine::Pending {
     if (cancelled && cancelled->load()) {
       stopped[i] = 1;
       return false;
+    }
+    ids[i].push_back(tok);
+    if (options.repetition_stop > 0) {
+      const Tokenizer* tok = tokenizer;
+      auto same = [tok](int64_t a, int64_t b) {
+        if (a == b) return true;
+        auto bare = [tok](int64_t t) {
+          std::string s = tok->decode(std::vector<int32_t>{static_cast<int32_t>(t)}, true);
+          s.erase(0, s.find_first_not_of(' '));
+          return s;
+        };
+        const std::string x = bare(a);
+        return !x.empty() && x == bare(b);
+      };
+      const int64_t repeat = repeated_tail(ids[i], options.repetition_stop, same);
+      if (repeat > 0) {
+        keep[i] = static_cast<int64_t>(ids[i].size()) - repeat;  // cut where the repeat began
+        return false;
+      }
     }
     const std::string piece = decoders[i].feed(static_cast<int32_t>(tok));
     text[i] += piece;
@@ -267,6 +343,9 @@ struct HeadlineEngine::Pending {
 std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
     const std::vector<std::string>& summaries, const HeadlineOptions& options,
     std::shared_ptr<std::atomic<bool>> cancelled) const {
+  UDACI_CHECK(options.repetition_stop >= 0 && options.repetition_stop <= HeadlineOptions::kMaxRepetitionStop,
+              "repetition_stop must be 0 (off) or 1 to {} tokens, got {}", HeadlineOptions::kMaxRepetitionStop,
+              options.repetition_stop);
   auto p = std::make_shared<Pending>();
   p->t0 = std::chrono::steady_clock::now();
   p->options = options;
@@ -282,6 +361,9 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
   }
   p->text.resize(n);
   p->stopped.assign(n, 0);
+  p->ids.resize(n);
+  p->tokenizer = &tokenizer();
+  p->keep.assign(n, -1);
   GenerationOptions go;
   go.max_new_tokens = options.max_new_tokens;
   go.sampling = options.sampling;
@@ -305,10 +387,18 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p->t0).count();
       for (size_t i = 0; i < p->results.size(); ++i) {
         HeadlineResult& r = p->results[i];
-        r.new_ids.assign(gen[i].tokens.begin(), gen[i].tokens.end());
+        const int64_t keep = p->stopped[i] ? -1 : p->keep[i];
+        const auto end = keep >= 0 && keep < static_cast<int64_t>(gen[i].tokens.size())
+                             ? gen[i].tokens.begin() + keep
+                             : gen[i].tokens.end();
+        r.new_ids.assign(gen[i].tokens.begin(), end);
         r.raw_text = tokenizer_->decode(r.new_ids, /*skip_special=*/true);
         r.headline = clean_headline(r.raw_text);
-        r.finish = p->stopped[i] ? FinishReason::kCancelled : gen[i].finish;
+        if (keep >= 0) {
+          const std::string trimmed = trim_cut_headline(r.headline);
+          if (!trimmed.empty()) r.headline = trimmed;
+        }
+        r.finish = p->stopped[i] ? FinishReason::kCancelled : keep >= 0 ? FinishReason::kRepetition : gen[i].finish;
         r.prefill_ms = gen[i].prefill_ms;
         r.decode_ms = gen[i].decode_ms;
         r.latency_ms = gen[i].latency_ms > 0 ? gen[i].latency_ms : wall;

@@ -135,6 +135,7 @@ const char* finish_name(FinishReason f, bool stopped_by_string) {
     case FinishReason::kStopped: return "stop";
     case FinishReason::kLength: return "length";
     case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kRepetition: return "repetition";
   }
   return "length";
 }
@@ -364,13 +365,16 @@ void Service::headlines(Ctx& c) {
   const std::string ctype = lower(c.req.header("content-type"));
   const bool jsonl = ctype.find("ndjson") != std::string::npos || ctype.find("jsonl") != std::string::npos ||
                      ctype.find("json-lines") != std::string::npos;
-  const std::vector<std::string> opt_keys = {"max_new_tokens", "temperature", "top_p", "seed", "n"};
+  const std::vector<std::string> opt_keys = {"max_new_tokens", "temperature", "top_p", "seed", "n",
+                                             "repetition_stop"};
   auto read_options = [&](const json& j, Article& a) {
     a.options.max_new_tokens = get_int(j, "max_new_tokens", 32, 1, opt_.max_new_tokens_cap);
     a.options.sampling.temperature = static_cast<float>(get_number(j, "temperature", 0.0, 0.0, 5.0));
     a.options.sampling.top_p = static_cast<float>(get_number(j, "top_p", 1.0, 0.0, 1.0));
     a.options.sampling.seed = get_seed(j);  // random when not given (greedy ignores it)
     a.n = get_int(j, "n", 1, 1, 16);
+    a.options.repetition_stop = get_int(j, "repetition_stop", HeadlineOptions{}.repetition_stop, 0,
+                                        HeadlineOptions::kMaxRepetitionStop);
     a.beam = false;
     if (a.n > 1 && a.options.sampling.temperature <= 0) {
       if (a.n > beam_n_best_) {

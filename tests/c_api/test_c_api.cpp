@@ -31,6 +31,7 @@ TEST_CASE("c_api: status and finish-reason names", "[c_api]") {
   CHECK(std::string(udaci_status_name(static_cast<udaci_status>(99))) == "unknown_status");
   CHECK(std::string(udaci_status_name(static_cast<udaci_status>(-1))) == "unknown_status");
   CHECK(std::string(udaci_finish_reason_name(UDACI_FINISH_EOS)) == "eos");
+  CHECK(std::string(udaci_finish_reason_name(UDACI_FINISH_REPETITION)) == "repetition");
   CHECK(std::string(udaci_finish_reason_name(static_cast<udaci_finish_reason>(42))) == "unknown");
 }
 
@@ -49,6 +50,7 @@ TEST_CASE("c_api: default params", "[c_api]") {
   CHECK(gp.top_p == 1.0f);
   CHECK(gp.repetition_penalty == 1.0f);
   CHECK(gp.stop_at_newline == 1);
+  CHECK(gp.repetition_stop == 8);
 }
 
 TEST_CASE("c_api: NULL arguments are refused with a message naming the parameter", "[c_api]") {

@@ -116,7 +116,7 @@ def test_headline_single_equals_the_library(server):
     res = r.json()["results"]
     assert len(res) == 1 and res[0]["id"] == "x1"
     assert res[0]["headline"] == library_headline(SUMMARIES[0])
-    assert res[0]["finish_reason"] in ("stop", "length") and res[0]["completion_tokens"] >= 1
+    assert res[0]["finish_reason"] in ("stop", "length", "repetition") and res[0]["completion_tokens"] >= 1
     assert res[0]["latency_ms"] > 0 and res[0]["prompt_tokens"] > 10
 
 
@@ -139,7 +139,7 @@ def test_headline_list_and_json_lines(server):
     by_id = {x["id"]: x["headline"] for x in listed}
     for x in lines:
         assert x["headline"] == by_id[x["id"]]
-        assert x["finish_reason"] in ("stop", "length")
+        assert x["finish_reason"] in ("stop", "length", "repetition")
     assert by_id["a2"] == library_headline(SUMMARIES[2])
 
 

@@ -78,6 +78,7 @@ def test_size_caps(server):
     (b'{"summary": 5}', "must be a string"),
     (b'{"summary": "ok", "max_new_tokens": "many"}', "must be an integer"),
     (b'{"summary": "ok", "max_new_tokens": 100000}', "between"),
+    (b'{"summary": "ok", "repetition_stop": -1}', "between"),
     (b'{"summary": "ok", "n": 2}', "temperature"),
     (b'{"articles": [{"id": "1", "summary": "a", "x": 1}]}', "unknown field"),
     (b'{"summary": "ok", "articles": []}', "either"),

@@ -138,3 +138,66 @@ TEST_CASE("engine: submit() runs asynchronously and can be cancelled", "[unit][e
   PendingHeadlines bad = e->submit({"   "}, o);
   CHECK_THROWS_AS(bad.get(), Error);
 }
+
+TEST_CASE("engine: the repetition stop cuts a looping sequence before its repeat and changes nothing else",
+          "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  // The first two loop under greedy decoding (news sample articles: "...:
+  // Pro-Bait: Pro-Bait: Pro-Bait", "The Office of Inspector General (OIG)
+  // has confirmed that the Office of ..."); the others do not.
+  const std::vector<std::string> summaries = {
+      "Conservative activist Virginia Thomas, the wife of Supreme Court Justice Clarence Thomas, has agreed to "
+      "participate in a voluntary interview with the House panel investigating the Jan. 6 insurrection.",
+      "Despite entering false information, their work wasn't redone fully and in some cases the census takers "
+      "received bonuses, the Office of Inspector General reported.",
+      kSummary,
+      "One man's claims that he scammed people on the platform caused several popular streamers to consider a "
+      "Twitch boycott.",
+      "Scientists have found signs of liquid water beneath the south pole of Mars, raising hopes of finding life.",
+  };
+  HeadlineOptions on;  // the default: on
+  const int64_t n = on.repetition_stop;
+  REQUIRE(n > 0);
+  HeadlineOptions off = on;
+  off.repetition_stop = 0;
+  const auto plain = e->generate(summaries, off);
+  const auto cut = e->generate(summaries, on);
+  int stops = 0;
+  for (size_t i = 0; i < summaries.size(); ++i) {
+    INFO("summary " << i << ": " << plain[i].raw_text << " -> " << cut[i].headline);
+    const auto& p = plain[i].new_ids;
+    const auto& c = cut[i].new_ids;
+    // Greedy with the stop is a prefix of greedy without it.
+    REQUIRE(c.size() <= p.size());
+    CHECK(std::equal(c.begin(), c.end(), p.begin()));
+    if (cut[i].finish != FinishReason::kRepetition) {
+      CHECK(c == p);
+      CHECK(cut[i].finish == plain[i].finish);
+      continue;
+    }
+    ++stops;
+    // The n tokens after the cut repeat a run that starts earlier.
+    REQUIRE(p.size() >= c.size() + static_cast<size_t>(n));
+    const auto run = p.begin() + static_cast<std::ptrdiff_t>(c.size());
+    bool earlier = false;
+    for (size_t j = 0; j < c.size() && !earlier; ++j)
+      earlier = std::equal(run, run + n, p.begin() + static_cast<std::ptrdiff_t>(j));
+    CHECK(earlier);
+    // The kept part repeats no run of n tokens.
+    for (size_t a = 0; a + static_cast<size_t>(n) <= c.size(); ++a)
+      for (size_t b = a + 1; b + static_cast<size_t>(n) <= c.size(); ++b)
+        CHECK_FALSE(std::equal(c.begin() + static_cast<std::ptrdiff_t>(a),
+                               c.begin() + static_cast<std::ptrdiff_t>(a) + n,
+                               c.begin() + static_cast<std::ptrdiff_t>(b)));
+    CHECK(std::string(finish_reason_name(cut[i].finish)) == "repetition");
+    CHECK(!cut[i].headline.empty());
+  }
+  CHECK(stops >= 2);
+  HeadlineOptions bad = on;
+  bad.repetition_stop = -1;
+  udaci_test::expect_error([&] { e->generate({kSummary}, bad); }, Status::kInvalidArgument, "repetition_stop");
+}

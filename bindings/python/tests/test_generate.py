@@ -34,7 +34,7 @@ def test_default_headline_is_one_nonempty_line(engine, summary):
 def test_result_fields(engine, summary):
     (r,) = engine.generate([summary], max_new_tokens=24)
     assert r.headline and "\n" not in r.headline
-    assert r.finish_reason in ("stop", "eos", "length")
+    assert r.finish_reason in ("stop", "eos", "length", "repetition")
     assert 0 < len(r.new_ids) <= 24
     assert r.prompt_ids == engine.prompt_ids(summary)
     assert engine.detokenize(r.new_ids, skip_special=True) == r.raw_text
@@ -190,3 +190,17 @@ def test_custom_prompt_options():
     bf16 = udaci.Engine(dtype="bf16", cache="none")
     assert bf16.dtype == "bf16" and bf16.cache == "none"
     assert bf16.headline("Cats are great.", max_new_tokens=8)
+
+
+def test_repetition_stop_keeps_a_prefix_of_plain_greedy(engine, summaries):
+    kw = dict(max_new_tokens=48, stop_at_newline=False)
+    plain = engine.generate(summaries[:4], repetition_stop=0, **kw)
+    cut = engine.generate(summaries[:4], **kw)  # repetition_stop=8 by default
+    for p, c in zip(plain, cut):
+        assert p.new_ids[:len(c.new_ids)] == c.new_ids
+        if c.finish_reason == "repetition":
+            assert len(c.new_ids) + 8 <= len(p.new_ids)  # the default repetition_stop
+        else:
+            assert c.new_ids == p.new_ids
+    with pytest.raises(udaci.InvalidArgument, match="repetition_stop"):
+        engine.generate(summaries[:1], repetition_stop=-1)

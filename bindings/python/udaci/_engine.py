@@ -243,7 +243,7 @@ class HeadlineEngine(_udaci.Engine):
 
         ``options`` are ``headline()``'s keyword options (``max_new_tokens``,
         ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
-        ``seed``, ``stop_at_newline``). Generation starts at once on a worker
+        ``seed``, ``stop_at_newline``, ``repetition_stop``). Generation starts at once on a worker
         thread (with the GIL released); the iterator yields each new piece of
         text (complete UTF-8, special tokens skipped), so ``"".join(pieces)`` is
         the result's ``raw_text``. After the last piece ``stream.result`` is

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bench/bench_runner.hpp"
+#include "engine/headline_engine.hpp"
 #include "core/error.hpp"
 #include "tools/cli/common.hpp"
 
@@ -32,6 +33,7 @@ struct BenchRunArgs {
   std::string draft_model;
   uint64_t seed = 0;
   int64_t max_new_tokens = 32;
+  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;
   size_t warmup = 2;
   std::string category;
   bool list = false;
@@ -78,6 +80,7 @@ int cmd_bench(const BenchRunArgs& a, const GlobalOptions& global, const std::str
   s.category = a.category;
   s.batch = a.batch;
   s.max_new_tokens = a.max_new_tokens;
+  s.repetition_stop = a.repetition_stop;
   s.warmup = a.warmup;
   s.threads = global.threads;
   s.progress = !a.quiet;
@@ -123,6 +126,8 @@ CommandRun setup_bench(CLI::App& sub) {
   sub.add_option("--seed", a->seed, "article sample seed");
   sub.add_option("--max-new-tokens", a->max_new_tokens, "tokens per headline at most")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  sub.add_option("--repetition-stop", a->repetition_stop, "stop a headline when its last N tokens repeat a run it already produced, cut before the repeat (finish reason repetition); 0 = off")
+      ->check(CLI::Range(int64_t{0}, HeadlineOptions::kMaxRepetitionStop));
   sub.add_option("--warmup", a->warmup, "articles run first, not measured");
   sub.add_option("--category", a->category, "only articles of this category");
   sub.add_flag("--list", a->list, "list the techniques and whether this build can run them");

@@ -29,6 +29,7 @@ struct HeadlineArgs : RunArgs {
   size_t batch = 1;
   CLI::Option* batch_opt = nullptr;
   size_t limit = 0;
+  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;
 };
 
 // A progress line on stderr when it is a terminal: count, rate, ETA.
@@ -74,6 +75,7 @@ int cmd_headline(const HeadlineArgs& a, const GlobalOptions& global) {
   ho.max_new_tokens = a.max_new_tokens;
   ho.sampling = a.sampling;
   ho.sampling.validate();
+  ho.repetition_stop = a.repetition_stop;
   if (!a.summary.empty()) {
     std::cout << engine.generate({a.summary}, ho).at(0).headline << "\n";
     return 0;
@@ -103,6 +105,7 @@ int cmd_headline(const HeadlineArgs& a, const GlobalOptions& global) {
       line["generated"] = h.headline;
       line["prompt_tokens"] = h.prompt_ids.size();
       line["new_tokens"] = h.new_ids.size();
+      line["finish_reason"] = finish_reason_name(h.finish);
       line["latency_ms"] = h.latency_ms;
     } catch (const Error& e) {
       std::fprintf(stderr, "udaci: line %lld: %s\n", static_cast<long long>(r.line), e.what());
@@ -136,6 +139,8 @@ CommandRun setup_headline(CLI::App& sub) {
   a->batch_opt = sub.add_option("--batch", a->batch, "summaries decoded together (the scheduler's max_sequences)")
                      ->check(CLI::Range(size_t{1}, size_t{1024}));
   sub.add_option("--limit", a->limit, "only the first N records of --input");
+  sub.add_option("--repetition-stop", a->repetition_stop, "stop a headline when its last N tokens repeat a run it already produced, cut before the repeat (finish reason repetition); 0 = off")
+      ->check(CLI::Range(int64_t{0}, HeadlineOptions::kMaxRepetitionStop));
   return [a](const GlobalOptions& global) { return cmd_headline(*a, global); };
 }
 
