@@ -311,11 +311,11 @@ struct HeadlineEngine::Pending {
     }
     ids[i].push_back(tok);
     if (options.repetition_stop > 0) {
-      const Tokenizer* tok = tokenizer;
-      auto same = [tok](int64_t a, int64_t b) {
+      const Tokenizer* tk = tokenizer;
+      auto same = [tk](int64_t a, int64_t b) {
         if (a == b) return true;
-        auto bare = [tok](int64_t t) {
-          std::string s = tok->decode(std::vector<int32_t>{static_cast<int32_t>(t)}, true);
+        auto bare = [tk](int64_t t) {
+          std::string s = tk->decode(std::vector<int32_t>{static_cast<int32_t>(t)}, true);
           s.erase(0, s.find_first_not_of(' '));
           return s;
         };
