@@ -263,6 +263,8 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                      {"finish", finish_reason_name(r.finish)},
                      {"latency_ms", in_batch},
                      {"queue_ms", r.queue_ms},
+                     {"drafted", r.drafted},
+                     {"accepted", r.accepted},
                      {"rougeL", sc.rougeL.fmeasure}});
   }
   const SchedulerStats sched = engine.scheduler_stats();
@@ -320,7 +322,12 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   out["scheduler"] = {{"steps", sched.steps - sched_before.steps},
                       {"peak_running", sched.peak_running},
                       {"prefill_tokens", sched.prefill_tokens - sched_before.prefill_tokens},
-                      {"decode_tokens", sched.decode_tokens - sched_before.decode_tokens}};
+                      {"decode_tokens", sched.decode_tokens - sched_before.decode_tokens},
+                      // Adaptive speculation's decisions: drafted tokens
+                      // wished, let through, steps that cut some.
+                      {"drafts_wished", sched.drafts_wished - sched_before.drafts_wished},
+                      {"drafts_allowed", sched.drafts_allowed - sched_before.drafts_allowed},
+                      {"steps_cutting_drafts", sched.steps_cutting_drafts - sched_before.steps_cutting_drafts}};
   out["prompt_tokens_mean"] = static_cast<double>(prompt_tokens) / n;
   out["new_tokens_mean"] = static_cast<double>(new_tokens) / n;
   out["peak_rss_bytes"] = peak_rss_bytes();

@@ -7,7 +7,6 @@
 #include <map>
 #include <set>
 
-#include "cache/sequence_slots.hpp"
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
 
@@ -65,150 +64,164 @@ double normalised(double score, size_t length, double penalty) {
 
 }  // namespace
 
+namespace {
+
+// One prompt's search as a SequenceDecoder: each consume() extends every live
+// beam by one token; the answer comes out whole when the search ends.
+class BeamSequence final : public SequenceDecoder {
+ public:
+  BeamSequence(const BeamOptions& beam, const GenerationOptions& options, const StepContext& context)
+      : opt_(beam), options_(options), ctx_(context), logp_(static_cast<size_t>(context.vocab)) {}
+
+  ~BeamSequence() override {
+    for (const Beam& b : live_)
+      if (ctx_.cache->has_sequence(b.slot)) ctx_.cache->free_sequence(b.slot);
+  }
+
+  void rows(const std::vector<int64_t>&, int64_t, std::vector<StepRows>& out) override {
+    // The tokens each beam's cache sequence lacks.
+    for (const Beam& b : live_) {
+      std::vector<int64_t> seq = prompt_;
+      seq.insert(seq.end(), b.tokens.begin(), b.tokens.end());
+      const int64_t held = ctx_.cache->cached_length(b.slot);
+      out.push_back({b.slot, std::vector<int64_t>(seq.begin() + held, seq.end()), false});
+    }
+  }
+
+  StepOutcome consume(const float* logits, int64_t n_rows, const std::vector<int64_t>& tokens) override {
+    if (!started_) {  // the prompt's logits: one beam, in the sequence's own slot
+      started_ = true;
+      prompt_ = tokens;
+      live_.assign(1, Beam{ctx_.slot, {}, 0});
+    }
+    UDACI_CHECK_S(Status::kInternal, n_rows == static_cast<int64_t>(live_.size()),
+                  "beam search: {} rows of logits for {} beams", n_rows, live_.size());
+    const int64_t vocab = ctx_.vocab;
+    const size_t width = static_cast<size_t>(opt_.width);
+    const double lp = opt_.length_penalty;
+
+    // Each beam's 2 * width best extensions.
+    std::vector<Candidate> cands;
+    for (size_t bi = 0; bi < live_.size(); ++bi) {
+      const float* row = logits + static_cast<int64_t>(bi) * vocab;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(row[v]));
+      double sum = 0;
+      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+      const double lse = mx + std::log(sum);
+      for (int64_t v = 0; v < vocab; ++v) logp_[static_cast<size_t>(v)] = static_cast<double>(row[v]) - lse;
+      if (opt_.no_repeat_ngram > 0) {
+        std::vector<int64_t> seq = prompt_;
+        seq.insert(seq.end(), live_[bi].tokens.begin(), live_[bi].tokens.end());
+        for (int64_t t : banned_tokens(seq, opt_.no_repeat_ngram))
+          logp_[static_cast<size_t>(t)] = -std::numeric_limits<double>::infinity();
+      }
+      std::vector<int64_t> order(static_cast<size_t>(vocab));
+      for (int64_t v = 0; v < vocab; ++v) order[static_cast<size_t>(v)] = v;
+      const size_t take = std::min(order.size(), 2 * width);
+      std::partial_sort(order.begin(), order.begin() + static_cast<int64_t>(take), order.end(),
+                        [&](int64_t a, int64_t b) {
+                          return logp_[static_cast<size_t>(a)] > logp_[static_cast<size_t>(b)] ||
+                                 (logp_[static_cast<size_t>(a)] == logp_[static_cast<size_t>(b)] && a < b);
+                        });
+      for (size_t r = 0; r < take; ++r) {
+        const double l = logp_[static_cast<size_t>(order[r])];
+        if (std::isinf(l)) break;
+        cands.push_back({live_[bi].score + l, bi, order[r]});
+      }
+    }
+    std::stable_sort(cands.begin(), cands.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+
+    std::vector<Beam> next;
+    std::vector<size_t> parent;
+    for (size_t rank = 0; rank < cands.size() && next.size() < width; ++rank) {
+      const Candidate& c = cands[rank];
+      std::vector<int64_t> toks = live_[c.beam].tokens;
+      toks.push_back(c.token);
+      const auto& eos_ids = options_.eos_ids;
+      const bool eos = std::find(eos_ids.begin(), eos_ids.end(), c.token) != eos_ids.end();
+      const bool complete = !eos && options_.is_complete && options_.is_complete(toks);
+      const bool full = static_cast<int64_t>(toks.size()) >= options_.max_new_tokens;
+      if (eos || complete || full) {
+        // An ending extension counts only among the `width` best.
+        if (rank < width)
+          finished_.push_back({toks, normalised(c.score, toks.size(), lp),
+                               eos ? FinishReason::kEos : complete ? FinishReason::kStopped : FinishReason::kLength});
+        continue;
+      }
+      next.push_back({0, std::move(toks), c.score});
+      parent.push_back(c.beam);
+    }
+
+    bool done = next.empty();
+    if (!done && finished_.size() >= width) {
+      if (opt_.early_stopping) {
+        done = true;
+      } else {
+        std::vector<double> s;
+        for (const Hypothesis& h : finished_) s.push_back(h.score);
+        std::sort(s.rbegin(), s.rend());
+        const double worst_kept = s[width - 1];
+        double best_live = -std::numeric_limits<double>::infinity();
+        for (const Beam& b : next) best_live = std::max(best_live, normalised(b.score, b.tokens.size(), lp));
+        done = best_live <= worst_kept;
+      }
+    }
+    // Cache sequences for the next beams: a parent's first child keeps its
+    // sequence, further children fork it, parents without children go.
+    std::vector<int> children(live_.size(), 0);
+    if (!done) {
+      for (size_t k = 0; k < next.size(); ++k) {
+        const Beam& p = live_[parent[k]];
+        if (children[parent[k]]++ == 0) {
+          next[k].slot = p.slot;
+        } else {
+          next[k].slot = ctx_.new_slot();
+          ctx_.cache->fork(p.slot, next[k].slot);
+        }
+      }
+    }
+    for (size_t bi = 0; bi < live_.size(); ++bi)
+      if (children[bi] == 0 && ctx_.cache->has_sequence(live_[bi].slot)) ctx_.cache->free_sequence(live_[bi].slot);
+    live_ = done ? std::vector<Beam>{} : std::move(next);
+    if (!done) return {};
+
+    std::stable_sort(finished_.begin(), finished_.end(),
+                     [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
+    UDACI_CHECK_S(Status::kInternal, !finished_.empty(), "beam search ended without a candidate");
+    StepOutcome out;
+    out.final = true;
+    out.tokens = finished_[0].tokens;
+    out.finish = finished_[0].finish;
+    finished_.resize(std::min(finished_.size(), static_cast<size_t>(opt_.n_best)));
+    out.n_best = std::move(finished_);
+    return out;
+  }
+
+ private:
+  BeamOptions opt_;
+  GenerationOptions options_;
+  StepContext ctx_;
+  bool started_ = false;
+  std::vector<int64_t> prompt_;
+  std::vector<Beam> live_;
+  std::vector<Hypothesis> finished_;
+  std::vector<double> logp_;
+};
+
+}  // namespace
+
+std::unique_ptr<SequenceDecoder> BeamSearchDecoder::start_sequence(const GenerationOptions& options,
+                                                                   const StepContext& context) const {
+  return std::make_unique<BeamSequence>(options_, options, context);
+}
+
 std::vector<GenerationResult> BeamSearchDecoder::decode(const LlamaModel& model, CacheStrategy& cache,
                                                           const std::vector<std::vector<int64_t>>& prompts,
                                                           const GenerationOptions& options,
                                                           const TokenCallback& on_token) const {
-  using Clock = std::chrono::steady_clock;
-  check_generation_inputs(model, prompts, options);
-  const int64_t vocab = model.config().vocab_size;
-  std::vector<GenerationResult> results(prompts.size());
-  if (options.max_new_tokens == 0) return results;
-  const size_t width = static_cast<size_t>(options_.width);
-  const double lp = options_.length_penalty;
-
-  for (size_t pi = 0; pi < prompts.size(); ++pi) {
-    const std::vector<int64_t>& prompt = prompts[pi];
-    GenerationResult& res = results[pi];
-    SequenceSlots slots(cache);  // held by this prompt's beams; freed on every exit
-
-    const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens + 1;
-    std::vector<Beam> live(1);
-    live[0].slot = slots.add(capacity);
-    cache.begin_prompt(live[0].slot, prompt);
-    std::vector<Hypothesis> finished;
-    auto t0 = Clock::now();
-    bool first = true;
-    std::vector<double> logp(static_cast<size_t>(vocab));
-
-    while (!live.empty()) {
-      // One forward pass for every live beam: the tokens its cache lacks.
-      ForwardBatch batch;
-      for (const Beam& b : live) {
-        std::vector<int64_t> seq = prompt;
-        seq.insert(seq.end(), b.tokens.begin(), b.tokens.end());
-        const int64_t held = cache.cached_length(b.slot);
-        batch.add(b.slot, std::vector<int64_t>(seq.begin() + held, seq.end()));
-      }
-      at::Tensor logits = model.forward(batch, cache).contiguous();  // [live, vocab]
-      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      (first ? res.prefill_ms : res.decode_ms) += ms;
-      first = false;
-      t0 = Clock::now();
-
-      // Each beam's 2 * width best extensions.
-      std::vector<Candidate> cands;
-      for (size_t bi = 0; bi < live.size(); ++bi) {
-        const float* row = logits.data_ptr<float>() + static_cast<int64_t>(bi) * vocab;
-        double mx = -std::numeric_limits<double>::infinity();
-        for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(row[v]));
-        double sum = 0;
-        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
-        const double lse = mx + std::log(sum);
-        for (int64_t v = 0; v < vocab; ++v) logp[static_cast<size_t>(v)] = static_cast<double>(row[v]) - lse;
-        if (options_.no_repeat_ngram > 0) {
-          std::vector<int64_t> seq = prompt;
-          seq.insert(seq.end(), live[bi].tokens.begin(), live[bi].tokens.end());
-          for (int64_t t : banned_tokens(seq, options_.no_repeat_ngram))
-            logp[static_cast<size_t>(t)] = -std::numeric_limits<double>::infinity();
-        }
-        std::vector<int64_t> order(static_cast<size_t>(vocab));
-        for (int64_t v = 0; v < vocab; ++v) order[static_cast<size_t>(v)] = v;
-        const size_t take = std::min(order.size(), 2 * width);
-        std::partial_sort(order.begin(), order.begin() + static_cast<int64_t>(take), order.end(),
-                          [&](int64_t a, int64_t b) {
-                            return logp[static_cast<size_t>(a)] > logp[static_cast<size_t>(b)] ||
-                                   (logp[static_cast<size_t>(a)] == logp[static_cast<size_t>(b)] && a < b);
-                          });
-        for (size_t r = 0; r < take; ++r) {
-          const double l = logp[static_cast<size_t>(order[r])];
-          if (std::isinf(l)) break;
-          cands.push_back({live[bi].score + l, bi, order[r]});
-        }
-      }
-      std::stable_sort(cands.begin(), cands.end(),
-                       [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
-
-      std::vector<Beam> next;
-      std::vector<size_t> parent;
-      for (size_t rank = 0; rank < cands.size() && next.size() < width; ++rank) {
-        const Candidate& c = cands[rank];
-        std::vector<int64_t> toks = live[c.beam].tokens;
-        toks.push_back(c.token);
-        const bool eos =
-            std::find(options.eos_ids.begin(), options.eos_ids.end(), c.token) != options.eos_ids.end();
-        const bool complete = !eos && options.is_complete && options.is_complete(toks);
-        const bool full = static_cast<int64_t>(toks.size()) >= options.max_new_tokens;
-        if (eos || complete || full) {
-          // An ending extension counts only among the `width` best.
-          if (rank < width)
-            finished.push_back({toks, normalised(c.score, toks.size(), lp),
-                                eos ? FinishReason::kEos
-                                    : complete ? FinishReason::kStopped : FinishReason::kLength});
-          continue;
-        }
-        next.push_back({0, std::move(toks), c.score});
-        parent.push_back(c.beam);
-      }
-
-      bool done = next.empty();
-      if (!done && finished.size() >= width) {
-        if (options_.early_stopping) {
-          done = true;
-        } else {
-          std::vector<double> s;
-          for (const Hypothesis& h : finished) s.push_back(h.score);
-          std::sort(s.rbegin(), s.rend());
-          const double worst_kept = s[width - 1];
-          double best_live = -std::numeric_limits<double>::infinity();
-          for (const Beam& b : next) best_live = std::max(best_live, normalised(b.score, b.tokens.size(), lp));
-          done = best_live <= worst_kept;
-        }
-      }
-      // Cache sequences for the next beams: a parent's first child keeps its
-      // sequence, further children fork it, parents without children go.
-      std::vector<int> children(live.size(), 0);
-      if (!done) {
-        for (size_t k = 0; k < next.size(); ++k) {
-          const Beam& p = live[parent[k]];
-          if (children[parent[k]]++ == 0) {
-            next[k].slot = p.slot;
-          } else {
-            next[k].slot = slots.reserve();
-            cache.fork(p.slot, next[k].slot);
-          }
-        }
-      }
-      for (size_t bi = 0; bi < live.size(); ++bi) {
-        if (children[bi] == 0) {
-          slots.free(live[bi].slot);
-        }
-      }
-      live = done ? std::vector<Beam>{} : std::move(next);
-    }
-
-    std::stable_sort(finished.begin(), finished.end(),
-                     [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
-    UDACI_CHECK_S(Status::kInternal, !finished.empty(), "beam search ended without a candidate");
-    res.tokens = finished[0].tokens;
-    res.finish = finished[0].finish;
-    finished.resize(std::min(finished.size(), static_cast<size_t>(options_.n_best)));
-    res.n_best = std::move(finished);
-    // The chosen tokens are final only now: stream them at once.
-    if (on_token)
-      for (int64_t t : res.tokens) on_token(pi, t);
-  }
-  return results;
+  return decode_alone(*this, model, cache, prompts, options, on_token);
 }
 
 }  // namespace udaci

@@ -38,6 +38,11 @@ class BeamSearchDecoder final : public Decoder {
                                          const std::vector<std::vector<int64_t>>& prompts,
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override;
+  std::unique_ptr<SequenceDecoder> start_sequence(const GenerationOptions& options,
+                                                  const StepContext& context) const override;
+  bool runs_in_batch() const override { return true; }
+  // One cache sequence per beam, each up to the prompt and max_new_tokens + 1.
+  SequenceFootprint footprint() const override { return {options_.width, 1}; }
 
  private:
   BeamOptions options_;

@@ -37,6 +37,77 @@ struct DecoderContext {
       load_model;
 };
 
+// Inside the engine's batch (issue #25), every sequence is decoded by a
+// SequenceDecoder that the scheduler drives step by step: it asks for the
+// rows the sequence needs in the next forward pass (one token for greedy and
+// sampling, the draft tokens plus one for speculative verification, one per
+// live beam for beam search), runs the rows of every live sequence in one
+// pass, and hands each its logits. The prompt is computed by the scheduler
+// (in chunks, with prefix sharing) in the sequence's own cache slot; the
+// logits of its last position are the first consume().
+struct StepRows {
+  SeqId slot = 0;               // the cache sequence the tokens extend
+  std::vector<int64_t> tokens;  // tokens to compute (their K/V are appended)
+  bool all_logits = false;      // logits of every token (else of the last only)
+};
+
+// What the scheduler gives a SequenceDecoder.
+struct StepContext {
+  CacheStrategy* cache = nullptr;
+  SeqId slot = 0;  // the sequence's cache slot, holding the prompt when consume() is first called
+  // A further cache sequence id, not in the cache yet (fork into it or add
+  // it); the scheduler frees whatever is left of it when the sequence ends.
+  std::function<SeqId()> new_slot;
+  int64_t vocab = 0;
+};
+
+// Tokens a consume() made final. A streaming decoder returns them as they
+// come (the scheduler appends them one by one and ends the sequence at EOS,
+// max_new_tokens or when the token callback says stop; it drops the rest).
+// A search decoder returns `final` once: the whole answer, its finish
+// reason and its n best.
+struct StepOutcome {
+  std::vector<int64_t> tokens;
+  bool final = false;
+  FinishReason finish = FinishReason::kLength;
+  std::vector<Hypothesis> n_best;
+  int64_t drafted = 0;   // speculative: tokens verified in this pass
+  int64_t accepted = 0;  // and kept
+};
+
+// What a speculative sequence would draft next step, for the scheduler's
+// choice (adaptive speculation): drafting pays when the pass is not slowed
+// by the extra rows more than the expected kept tokens gain.
+struct DraftWish {
+  int64_t k = 0;            // drafts it would verify next (0: it does not draft)
+  double acceptance = 0.0;  // its kept share so far, (accepted + 1) / (drafted + 2)
+  bool follow_load = true;  // the scheduler may cut its drafts under load
+};
+
+class SequenceDecoder {
+ public:
+  virtual ~SequenceDecoder() = default;
+  // Rows for the next pass; `tokens` is the prompt and the tokens kept so
+  // far; at most `max_draft` drafted tokens (< 0: no limit). At least one row.
+  virtual void rows(const std::vector<int64_t>& tokens, int64_t max_draft, std::vector<StepRows>& out) = 0;
+  // What it would draft next step (default: nothing).
+  virtual DraftWish draft_wish(const std::vector<int64_t>& tokens) const {
+    (void)tokens;
+    return {};
+  }
+  // The logits of the rows asked for, in order ([rows, vocab] fp32; after
+  // the prompt: its last position's). `tokens` as for rows().
+  virtual StepOutcome consume(const float* logits, int64_t n_rows, const std::vector<int64_t>& tokens) = 0;
+};
+
+// What one sequence of a decoder holds in the cache: `sequences` cache
+// sequences of up to prompt + max_new_tokens + `extra_tokens` tokens each
+// (the scheduler charges admission by it).
+struct SequenceFootprint {
+  int64_t sequences = 1;
+  int64_t extra_tokens = 0;
+};
+
 class Decoder {
  public:
   virtual ~Decoder() = default;
@@ -57,7 +128,40 @@ class Decoder {
     (void)options;
     return false;
   }
+  // The decoder of one sequence inside the engine's batch; nullptr when this
+  // decoder only runs alone (decode()). Called on the scheduler thread.
+  virtual std::unique_ptr<SequenceDecoder> start_sequence(const GenerationOptions& options,
+                                                          const StepContext& context) const {
+    (void)options;
+    (void)context;
+    return nullptr;
+  }
+  virtual bool runs_in_batch() const { return false; }
+  virtual SequenceFootprint footprint() const { return {}; }
 };
+
+// The greedy / sampled decoding of one sequence (the request's
+// SamplingOptions; temperature 0 is greedy): one token per step.
+std::unique_ptr<SequenceDecoder> make_sampled_sequence(const SamplingOptions& sampling, const StepContext& context);
+
+// The one decode loop outside the engine's scheduler: the prompts `which`
+// (indices into `prompts`) as one ragged batch, each through the
+// SequenceDecoder that `start` makes, one forward pass per step over every
+// live sequence's rows, a sequence ending as in the scheduler (EOS,
+// max_new_tokens, the callback returning false; a search's answer whole).
+// Results go to results[index]; every cache sequence taken is freed.
+using SequenceStarter = std::function<std::unique_ptr<SequenceDecoder>(const StepContext&)>;
+void decode_sequences(const SequenceStarter& start, const SequenceFootprint& footprint, const LlamaModel& model,
+                      CacheStrategy& cache, const std::vector<std::vector<int64_t>>& prompts,
+                      const std::vector<size_t>& which, const GenerationOptions& options,
+                      const TokenCallback& on_token, std::vector<GenerationResult>& results);
+
+// `decoder`'s SequenceDecoder over each prompt in turn, alone on the model:
+// the decode() of decoders that also run in the engine's batch (so a
+// decoder's logic lives in one place).
+std::vector<GenerationResult> decode_alone(const Decoder& decoder, const LlamaModel& model, CacheStrategy& cache,
+                                           const std::vector<std::vector<int64_t>>& prompts,
+                                           const GenerationOptions& options, const TokenCallback& on_token);
 
 // The decoders by name: "greedy", "sampling", "beam", "speculative"
 // (register_decoders.cpp).

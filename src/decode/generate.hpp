@@ -1,8 +1,8 @@
 // What every decoder returns (GenerationResult, FinishReason) and takes
-// (GenerationOptions, TokenCallback), and the sampled decoding loop that the
-// greedy and sampling decoders run (decode_sampled): prefill the prompts,
-// then decode one token per live sequence per step until EOS, max_new_tokens,
-// or the callback says stop. Vocabulary: front ends *generate* headlines
+// (GenerationOptions, TokenCallback), and greedy / sampled decoding without
+// the engine (decode_sampled, a thin wrapper over decode_sequences in
+// decode/decoder.hpp): prefill the prompts, then decode one token per live
+// sequence per step until EOS, max_new_tokens, or the callback says stop. Vocabulary: front ends *generate* headlines
 // (udaci_generate, HeadlineEngine::generate, `udaci generate`); a Decoder
 // *decodes* token ids.
 // Several prompts run as one ragged batch; each has its own sampler, so a
@@ -56,6 +56,8 @@ struct GenerationResult {
   double decode_ms = 0;     // time of all later steps
   double latency_ms = 0;    // from submission to this sequence's end (engine's scheduler)
   double queue_ms = 0;      // from submission to admission into the batch (engine's scheduler)
+  int64_t drafted = 0;      // speculative decoding: drafted tokens verified for this sequence
+  int64_t accepted = 0;     // of which the target kept
 };
 
 // Called after each new token of sequence `index`; return false to stop that

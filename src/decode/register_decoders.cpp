@@ -24,6 +24,11 @@ class GreedyDecoder final : public Decoder {
     options.sampling = SamplingOptions{};
     return true;
   }
+  std::unique_ptr<SequenceDecoder> start_sequence(const GenerationOptions&,
+                                                  const StepContext& context) const override {
+    return make_sampled_sequence(SamplingOptions{}, context);
+  }
+  bool runs_in_batch() const override { return true; }
 };
 
 // The request's SamplingOptions decide: temperature 0 is greedy, otherwise
@@ -38,6 +43,11 @@ class SamplingDecoder final : public Decoder {
     return udaci::decode_sampled(model, cache, prompts, options, on_token);
   }
   bool one_token_per_step(GenerationOptions&) const override { return true; }
+  std::unique_ptr<SequenceDecoder> start_sequence(const GenerationOptions& options,
+                                                  const StepContext& context) const override {
+    return make_sampled_sequence(options.sampling, context);
+  }
+  bool runs_in_batch() const override { return true; }
 };
 
 }  // namespace

@@ -12,7 +12,7 @@ namespace udaci {
 SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   const std::string owner = "decoder 'speculative'";
   o.expect_only(owner, {"draft", "draft_model", "draft_quantizer", "k", "k_min", "k_max", "adaptive",
-                        "ngram_max", "ngram_min", "reuse_prompt_kv"});
+                        "follow_load", "ngram_max", "ngram_min", "reuse_prompt_kv"});
   SpeculativeOptions s;
   s.draft = o.get_string(owner, "draft", s.draft);
   UDACI_CHECK(s.draft == "prompt-lookup" || s.draft == "draft-model" || s.draft == "self-int4",
@@ -33,6 +33,9 @@ SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   const int64_t adaptive = o.get_int(owner, "adaptive", 1);
   UDACI_CHECK(adaptive == 0 || adaptive == 1, "{}: adaptive must be 0 or 1, got {}", owner, adaptive);
   s.adaptive = adaptive == 1;
+  const int64_t follow = o.get_int(owner, "follow_load", 1);
+  UDACI_CHECK(follow == 0 || follow == 1, "{}: follow_load must be 0 or 1, got {}", owner, follow);
+  s.follow_load = follow == 1;
   const int64_t reuse = o.get_int(owner, "reuse_prompt_kv", s.draft == "self-int4" ? 1 : 0);
   UDACI_CHECK(reuse == 0 || reuse == 1, "{}: reuse_prompt_kv must be 0 or 1, got {}", owner, reuse);
   UDACI_CHECK(reuse == 0 || s.draft == "self-int4",
@@ -209,136 +212,173 @@ void SpeculativeDecoder::prepare(const DecoderContext& context) {
   make_draft_ = [dm, reuse](const SamplingOptions& s) { return make_model_draft(*dm, s, reuse); };
 }
 
+namespace {
+
+// One sequence's speculative decoding as a SequenceDecoder: each step drafts
+// up to k tokens and asks for them to be scored with the newest token in one
+// pass; consume() keeps the longest agreeing prefix plus one token of the
+// target's and truncates the K/V of the rest.
+class SpeculativeSequence final : public SequenceDecoder {
+ public:
+  SpeculativeSequence(const SpeculativeOptions& spec, std::unique_ptr<DraftSource> draft,
+                      const GenerationOptions& options, const StepContext& context, DecoderStats* stats)
+      : spec_(spec),
+        draft_(std::move(draft)),
+        options_(options),
+        ctx_(context),
+        stats_(stats),
+        target_(options.sampling),
+        row_(static_cast<size_t>(context.vocab)),
+        k_(spec.k) {}
+
+  ~SpeculativeSequence() override {
+    if (!begun_) return;
+    draft_->end();
+    stats_->draft_computed += draft_->computed_tokens();
+    stats_->draft_reused += draft_->reused_tokens();
+  }
+
+  DraftWish draft_wish(const std::vector<int64_t>& tokens) const override {
+    DraftWish w;
+    w.k = std::max<int64_t>(0, wanted(tokens));
+    w.acceptance = static_cast<double>(accepted_ + 1) / static_cast<double>(drafted_ + 2);
+    w.follow_load = spec_.follow_load;
+    return w;
+  }
+
+  void rows(const std::vector<int64_t>& tokens, int64_t max_draft, std::vector<StepRows>& out) override {
+    int64_t want = wanted(tokens);
+    if (max_draft >= 0) want = std::min(want, max_draft);
+    drafts_.clear();
+    q_.clear();
+    if (want > 0) drafts_ = draft_->propose(tokens, want, &q_);
+    if (drafts_.size() > static_cast<size_t>(want)) drafts_.resize(static_cast<size_t>(want));
+    // The tokens the cache lacks (the newest; all for a cache that keeps
+    // nothing), then the drafts: with drafts, the logits of the last n + 1.
+    const int64_t held = ctx_.cache->cached_length(ctx_.slot);
+    std::vector<int64_t> fresh(tokens.begin() + held, tokens.end());
+    fresh.insert(fresh.end(), drafts_.begin(), drafts_.end());
+    out.push_back({ctx_.slot, std::move(fresh), !drafts_.empty()});
+  }
+
+  StepOutcome consume(const float* logits, int64_t n_rows, const std::vector<int64_t>& tokens) override {
+    StepOutcome out = verify(logits, n_rows, tokens);
+    drafted_ += out.drafted;
+    accepted_ += out.accepted;
+    return out;
+  }
+
+ private:
+  // Drafts the next step would verify: k, within what max_new_tokens leaves.
+  int64_t wanted(const std::vector<int64_t>& tokens) const {
+    const int64_t made = static_cast<int64_t>(tokens.size()) - prompt_len_;
+    return std::min(k_, options_.max_new_tokens - made - 1);
+  }
+
+  StepOutcome verify(const float* logits, int64_t n_rows, const std::vector<int64_t>& tokens) {
+    const int64_t vocab = ctx_.vocab;
+    auto row_of = [&](int64_t r) {
+      const float* src = logits + r * vocab;
+      std::copy(src, src + vocab, row_.begin());
+      return row_.data();
+    };
+    StepOutcome out;
+    if (!begun_) {  // the prompt's logits: one token, then the draft source starts
+      prompt_len_ = static_cast<int64_t>(tokens.size());
+      out.tokens.push_back(target_.sample(row_of(n_rows - 1), vocab, tokens));
+      draft_->begin(tokens, TargetPrompt{ctx_.cache, ctx_.slot});
+      begun_ = true;
+      return out;
+    }
+    if (drafts_.empty()) {  // nothing was drafted: one plain step
+      out.tokens.push_back(target_.sample(row_of(n_rows - 1), vocab, tokens));
+      return out;
+    }
+    const int64_t n = static_cast<int64_t>(drafts_.size());
+    const int64_t first = n_rows - (n + 1);  // logits of the newest token, then of each draft
+    std::vector<int64_t> history = tokens;
+    const auto ends = [&](int64_t tok) {
+      const auto& e = options_.eos_ids;
+      return std::find(e.begin(), e.end(), tok) != e.end() ||
+             static_cast<int64_t>(history.size()) - prompt_len_ >= options_.max_new_tokens;
+    };
+    int64_t kept = 0;
+    bool stopped = false;  // an EOS or max_new_tokens among the kept tokens
+    bool replaced = false;
+    for (int64_t j = 0; j < n && !stopped; ++j) {
+      target_.distribution(row_of(first + j), vocab, history, p_);
+      const int64_t d = drafts_[static_cast<size_t>(j)];
+      const bool one_hot = q_.empty();
+      const double qd = one_hot ? 1.0 : q_[static_cast<size_t>(j)][static_cast<size_t>(d)];
+      const double pd = p_[static_cast<size_t>(d)];
+      // Greedy: p is one-hot, so the draft is kept exactly when it is the argmax.
+      const bool accept = pd >= qd || (!target_.greedy() && target_.uniform() * qd < pd);
+      if (accept) {
+        ++kept;
+        history.push_back(d);
+        out.tokens.push_back(d);
+        stopped = ends(d);
+        continue;
+      }
+      residual_ = p_;
+      if (one_hot) {
+        residual_[static_cast<size_t>(d)] = 0.0;
+      } else {
+        for (size_t v = 0; v < residual_.size(); ++v)
+          residual_[v] = std::max(0.0, p_[v] - q_[static_cast<size_t>(j)][v]);
+      }
+      out.tokens.push_back(target_.draw(residual_));
+      replaced = true;
+      break;
+    }
+    if (!stopped && !replaced)  // all kept: a bonus token
+      out.tokens.push_back(target_.sample(row_of(first + n), vocab, history));
+    out.drafted = n;
+    out.accepted = kept;
+    ++stats_->rounds;
+    stats_->drafted += n;
+    stats_->accepted += kept;
+    stats_->emitted += static_cast<int64_t>(out.tokens.size());
+    // Keep the K/V of the tokens that stand, except the newest (fed next step).
+    const int64_t keep = static_cast<int64_t>(tokens.size() + out.tokens.size()) - 1;
+    if (ctx_.cache->cached_length(ctx_.slot) > keep) ctx_.cache->truncate(ctx_.slot, keep);
+    if (spec_.adaptive) {
+      if (kept == n) k_ = std::min(k_ + 1, spec_.k_max);
+      if (kept == 0) k_ = std::max(k_ - 1, spec_.k_min);
+    }
+    return out;
+  }
+
+  SpeculativeOptions spec_;
+  std::unique_ptr<DraftSource> draft_;
+  GenerationOptions options_;
+  StepContext ctx_;
+  DecoderStats* stats_;
+  Sampler target_;
+  std::vector<float> row_;
+  std::vector<double> p_, residual_;
+  std::vector<int64_t> drafts_;
+  std::vector<std::vector<double>> q_;
+  int64_t k_;
+  int64_t prompt_len_ = 0;
+  int64_t drafted_ = 0, accepted_ = 0;  // this sequence's
+  bool begun_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<SequenceDecoder> SpeculativeDecoder::start_sequence(const GenerationOptions& options,
+                                                                    const StepContext& context) const {
+  UDACI_CHECK_S(Status::kInternal, make_draft_ != nullptr, "decoder 'speculative' was not prepared");
+  return std::make_unique<SpeculativeSequence>(options_, make_draft_(options.sampling), options, context, &stats_);
+}
+
 std::vector<GenerationResult> SpeculativeDecoder::decode(const LlamaModel& model, CacheStrategy& cache,
                                                            const std::vector<std::vector<int64_t>>& prompts,
                                                            const GenerationOptions& options,
                                                            const TokenCallback& on_token) const {
-  using Clock = std::chrono::steady_clock;
   UDACI_CHECK_S(Status::kInternal, make_draft_ != nullptr, "decoder 'speculative' was not prepared");
-  check_generation_inputs(model, prompts, options);
-  const int64_t vocab = model.config().vocab_size;
-  std::vector<GenerationResult> results(prompts.size());
-  if (options.max_new_tokens == 0) return results;
-  std::vector<float> row(static_cast<size_t>(vocab));
-  std::vector<double> p, residual;
-
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    GenerationResult& res = results[i];
-    SequenceSlots slots(cache);
-    const SeqId slot = slots.add(static_cast<int64_t>(prompts[i].size()) + options.max_new_tokens +
-                                 options_.k_max + 1);
-    cache.begin_prompt(slot, prompts[i]);
-    Sampler target(options.sampling);
-    std::unique_ptr<DraftSource> draft = make_draft_(options.sampling);
-    std::vector<int64_t> tokens = prompts[i];
-    bool live = true;
-    // Appends one token; false once the sequence has ended.
-    auto emit = [&](int64_t tok) {
-      tokens.push_back(tok);
-      res.tokens.push_back(tok);
-      const bool eos = std::find(options.eos_ids.begin(), options.eos_ids.end(), tok) != options.eos_ids.end();
-      const bool go_on = on_token ? on_token(i, tok) : true;
-      if (eos) {
-        res.finish = FinishReason::kEos;
-      } else if (!go_on) {
-        res.finish = FinishReason::kStopped;
-      } else if (static_cast<int64_t>(res.tokens.size()) >= options.max_new_tokens) {
-        res.finish = FinishReason::kLength;
-      } else {
-        return true;
-      }
-      live = false;
-      return false;
-    };
-    // Runs the tokens the cache lacks plus `extra`; logits of the last
-    // extra.size() + 1 positions.
-    auto forward = [&](const std::vector<int64_t>& extra) {
-      const int64_t held = cache.cached_length(slot);
-      std::vector<int64_t> fresh(tokens.begin() + held, tokens.end());
-      fresh.insert(fresh.end(), extra.begin(), extra.end());
-      ForwardBatch b;
-      b.add(slot, fresh, /*all_logits=*/!extra.empty());
-      at::Tensor logits = model.forward(b, cache).contiguous();
-      const int64_t rows = static_cast<int64_t>(extra.size()) + 1;
-      return logits.narrow(0, logits.size(0) - rows, rows);
-    };
-    auto row_of = [&](const at::Tensor& logits, int64_t r) {
-      const float* src = logits.data_ptr<float>() + r * vocab;
-      std::copy(src, src + vocab, row.begin());
-      return row.data();
-    };
-
-    auto t0 = Clock::now();
-    {
-      at::Tensor logits = forward({});
-      res.prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      emit(target.sample(row_of(logits, 0), vocab, tokens));
-    }
-    draft->begin(prompts[i], TargetPrompt{&cache, slot});
-    t0 = Clock::now();
-    int64_t k = options_.k;
-    while (live) {
-      const int64_t room = options.max_new_tokens - static_cast<int64_t>(res.tokens.size());
-      const int64_t want = std::min(k, room - 1);
-      std::vector<std::vector<double>> q;
-      std::vector<int64_t> drafts;
-      if (want > 0) drafts = draft->propose(tokens, want, &q);
-      if (drafts.size() > static_cast<size_t>(want)) drafts.resize(static_cast<size_t>(want));
-      if (drafts.empty()) {  // nothing to verify: one plain step
-        at::Tensor logits = forward({});
-        emit(target.sample(row_of(logits, 0), vocab, tokens));
-        continue;
-      }
-      const int64_t n = static_cast<int64_t>(drafts.size());
-      at::Tensor logits = forward(drafts);  // [n + 1, vocab]
-      const size_t base = tokens.size();    // the cache now holds base - 1 + n + 1 positions
-      int64_t kept = 0;
-      bool replaced = false;
-      for (int64_t j = 0; j < n && live; ++j) {
-        target.distribution(row_of(logits, j), vocab, tokens, p);
-        const int64_t d = drafts[static_cast<size_t>(j)];
-        const bool one_hot = q.empty();
-        const double qd = one_hot ? 1.0 : q[static_cast<size_t>(j)][static_cast<size_t>(d)];
-        const double pd = p[static_cast<size_t>(d)];
-        // Greedy: p is one-hot, so the draft is kept exactly when it is the argmax.
-        const bool accept = pd >= qd || (!target.greedy() && target.uniform() * qd < pd);
-        if (accept) {
-          ++kept;
-          emit(d);
-          continue;
-        }
-        residual = p;
-        if (one_hot) {
-          residual[static_cast<size_t>(d)] = 0.0;
-        } else {
-          for (size_t v = 0; v < residual.size(); ++v)
-            residual[v] = std::max(0.0, p[v] - q[static_cast<size_t>(j)][v]);
-        }
-        emit(target.draw(residual));
-        replaced = true;
-        break;
-      }
-      if (live && !replaced) emit(target.sample(row_of(logits, n), vocab, tokens));  // all kept: a bonus token
-      ++stats_.rounds;
-      stats_.drafted += n;
-      stats_.accepted += kept;
-      stats_.emitted += static_cast<int64_t>(tokens.size() - base);
-      // Keep the K/V of the tokens that stand, except the newest (fed next round).
-      if (live) {
-        const int64_t keep = static_cast<int64_t>(tokens.size()) - 1;
-        if (cache.cached_length(slot) > keep) cache.truncate(slot, keep);
-      }
-      if (options_.adaptive) {
-        if (kept == n) k = std::min(k + 1, options_.k_max);
-        if (kept == 0) k = std::max(k - 1, options_.k_min);
-      }
-    }
-    res.decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    draft->end();
-    stats_.draft_computed += draft->computed_tokens();
-    stats_.draft_reused += draft->reused_tokens();
-  }
-  return results;
+  return decode_alone(*this, model, cache, prompts, options, on_token);
 }
 
 }  // namespace udaci

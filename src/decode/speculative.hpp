@@ -25,6 +25,10 @@
 //                  K/V of the same layers, computed with the exact weights.
 // Adaptive k: k grows by one after a round that kept every draft and
 // shrinks by one after a round that kept none, within [k_min, k_max].
+// Adaptive to the load (follow_load, issue #25): inside the engine's batch
+// the scheduler decides each step how many of the k drafts a sequence may
+// verify, from the sequence's acceptance so far and the step time it has
+// measured against the number of rows (Scheduler, "adaptive speculation").
 #pragma once
 
 #include <cstdint>
@@ -48,6 +52,10 @@ struct SpeculativeOptions {
   int64_t k_min = 1;
   int64_t k_max = 8;
   bool adaptive = true;
+  // In the engine's batch, the scheduler drafts for this sequence only when
+  // its cost model says the step gains (alone: always; under a full batch:
+  // rarely). 0: always draft k tokens.
+  bool follow_load = true;
   int64_t ngram_max = 3;                // prompt-lookup: longest suffix matched
   int64_t ngram_min = 1;
   // self-int4: the draft takes the prompt's K/V from the target's cache
@@ -108,6 +116,11 @@ class SpeculativeDecoder final : public Decoder {
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override;
   DecoderStats stats() const override { return stats_; }
+  std::unique_ptr<SequenceDecoder> start_sequence(const GenerationOptions& options,
+                                                  const StepContext& context) const override;
+  bool runs_in_batch() const override { return true; }
+  // The drafts of a round sit in the cache until verified.
+  SequenceFootprint footprint() const override { return {1, options_.k_max + 1}; }
 
  private:
   SpeculativeOptions options_;

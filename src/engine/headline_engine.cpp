@@ -207,11 +207,22 @@ std::vector<int32_t> HeadlineEngine::prompt_ids(const std::string& summary) cons
   return ids;
 }
 
+SequenceJob HeadlineEngine::batch_job(std::vector<int64_t> prompt, const GenerationOptions& options) const {
+  SequenceJob job;
+  job.prompt = std::move(prompt);
+  job.options = options;
+  decoder_->one_token_per_step(job.options);  // greedy: the sampling options it ignores, cleared
+  job.footprint = decoder_->footprint();
+  const Decoder* d = decoder_.get();
+  const GenerationOptions go = job.options;
+  job.start = [d, go](const StepContext& ctx) { return d->start_sequence(go, ctx); };
+  return job;
+}
+
 std::vector<GenerationResult> HeadlineEngine::generate_ids(
     const std::vector<std::vector<int64_t>>& prompts, const GenerationOptions& options,
     const TokenCallback& on_token) const {
-  GenerationOptions adjusted = options;
-  if (!decoder_->one_token_per_step(adjusted)) {
+  if (!decoder_->runs_in_batch()) {
     std::vector<GenerationResult> out;
     scheduler_->run_exclusive([&](CacheStrategy& cache) {
       out = decoder_->decode(*model_, cache, prompts, options, on_token);
@@ -220,8 +231,7 @@ std::vector<GenerationResult> HeadlineEngine::generate_ids(
   }
   std::vector<SequenceJob> jobs(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    jobs[i].prompt = prompts[i];
-    jobs[i].options = adjusted;
+    jobs[i] = batch_job(prompts[i], options);
     if (on_token) jobs[i].on_token = [&on_token, i](int64_t tok) { return on_token(i, tok); };
   }
   std::promise<std::vector<GenerationResult>> promise;
@@ -403,6 +413,8 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
         r.decode_ms = gen[i].decode_ms;
         r.latency_ms = gen[i].latency_ms > 0 ? gen[i].latency_ms : wall;
         r.queue_ms = gen[i].queue_ms;
+        r.drafted = gen[i].drafted;
+        r.accepted = gen[i].accepted;
         r.candidates.clear();
         if (gen[i].n_best.size() > 1) {
           for (const Hypothesis& h : gen[i].n_best) {
@@ -421,12 +433,10 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
     }
   };
 
-  GenerationOptions adjusted = go;
-  if (decoder_->one_token_per_step(adjusted)) {
+  if (decoder_->runs_in_batch()) {
     std::vector<SequenceJob> jobs(n);
     for (size_t i = 0; i < n; ++i) {
-      jobs[i].prompt = std::move(prompts[i]);
-      jobs[i].options = adjusted;
+      jobs[i] = batch_job(std::move(prompts[i]), go);
       jobs[i].on_token = [p, i](int64_t tok) { return p->on_token(i, tok); };
     }
     scheduler_->submit(std::move(jobs), std::move(cancelled), finalize);

@@ -77,6 +77,8 @@ struct HeadlineResult {
   double decode_ms = 0;
   double latency_ms = 0;       // from the call (generate/submit) to this headline's end
   double queue_ms = 0;         // of which waiting for a place in the batch
+  int64_t drafted = 0;         // speculative decoding: drafted tokens verified
+  int64_t accepted = 0;        // of which kept
   // A search decoder's n best, best first (the first is the headline above);
   // empty for decoders that produce one sequence.
   std::vector<HeadlineCandidate> candidates;
@@ -183,6 +185,9 @@ class HeadlineEngine {
   const SchedulerOptions& scheduler_options() const { return scheduler_->options(); }
 
  private:
+  // A job for the scheduler's batch, decoded by this engine's decoder.
+  SequenceJob batch_job(std::vector<int64_t> prompt, const GenerationOptions& options) const;
+
   EngineConfig config_;
   std::string model_path_;
   std::string model_format_;

@@ -8,7 +8,6 @@
 
 #include "core/threads.hpp"
 #include "core/error.hpp"
-#include "decode/sampler.hpp"
 #include "core/strategy_options.hpp"
 
 namespace udaci {
@@ -35,6 +34,78 @@ SchedulerOptions SchedulerOptions::from(const StrategyOptions& o) {
   return s;
 }
 
+int StepCostModel::bucket(int64_t rows) {
+  int b = 0;
+  while (b + 1 < kBuckets && (int64_t{1} << (b + 1)) <= rows) ++b;
+  return b;
+}
+
+void StepCostModel::record(int64_t rows, double ms) {
+  if (rows < 1 || !(ms > 0)) return;
+  const int b = bucket(rows);
+  const double w = seen_[b] < 8 ? 1.0 / static_cast<double>(seen_[b] + 1) : 0.125;  // mean, then EWMA
+  rows_[b] += w * (static_cast<double>(rows) - rows_[b]);
+  ms_[b] += w * (ms - ms_[b]);
+  ++seen_[b];
+}
+
+double StepCostModel::predict(int64_t rows) const {
+  const double r = static_cast<double>(rows);
+  int lo = -1, hi = -1;  // the nearest measured buckets at or below r, and above
+  for (int b = 0; b < kBuckets; ++b) {
+    if (seen_[b] == 0) continue;
+    if (rows_[b] <= r) lo = b;
+    if (rows_[b] > r && hi < 0) hi = b;
+  }
+  if (lo < 0 && hi < 0) return -1.0;
+  if (lo < 0) return ms_[hi];  // below every measurement: no cheaper than the smallest
+  // A row count never measured: as cheap as the measurement below it, so
+  // that the scheduler tries it (and measures it) rather than guessing it
+  // away; the model learns the real cost within a few steps.
+  if (hi < 0) return ms_[lo] * std::max(1.0, r / rows_[lo]);  // above: proportional to rows
+  if (seen_[bucket(rows)] == 0) return ms_[lo];
+  const double f = (r - rows_[lo]) / (rows_[hi] - rows_[lo]);
+  return ms_[lo] + f * (ms_[hi] - ms_[lo]);
+}
+
+std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<DraftWish>& wishes,
+                                  int64_t base_rows, double base_tokens) {
+  std::vector<int64_t> allowed(wishes.size(), 0);
+  std::vector<size_t> order;
+  for (size_t i = 0; i < wishes.size(); ++i) {
+    if (wishes[i].k <= 0) continue;
+    if (!wishes[i].follow_load || cost.predict(base_rows) <= 0) {
+      allowed[i] = wishes[i].k;
+      continue;
+    }
+    order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return wishes[a].acceptance > wishes[b].acceptance; });
+  int64_t rows = base_rows;
+  double tokens = std::max(base_tokens, 1e-9);
+  for (size_t i : order) {
+    const double a = std::min(std::max(wishes[i].acceptance, 0.0), 0.999);
+    const double rate = tokens / cost.predict(rows);
+    double gain = 0, term = 1;
+    std::vector<double> e(static_cast<size_t>(wishes[i].k) + 1, 0.0);  // e[d]: tokens d drafts add
+    for (int64_t d = 1; d <= wishes[i].k; ++d) {
+      term *= a;
+      gain += term;
+      e[static_cast<size_t>(d)] = gain;
+    }
+    for (int64_t d = wishes[i].k; d >= 1; --d) {
+      if ((tokens + e[static_cast<size_t>(d)]) / cost.predict(rows + d) >= rate) {
+        allowed[i] = d;
+        rows += d;
+        tokens += e[static_cast<size_t>(d)];
+        break;
+      }
+    }
+  }
+  return allowed;
+}
+
 // One submit() call.
 struct Scheduler::Request {
   std::vector<SequenceJob> jobs;
@@ -58,10 +129,10 @@ struct Scheduler::Live {
   bool started = false;         // its prompt has been offered to the cache
   bool prefilled = false;       // the whole prompt has been computed
   bool done = false;            // finished; leaves the batch after this step
-  Sampler sampler;
+  std::unique_ptr<SequenceDecoder> decoder;  // from the prompt's end on
+  std::vector<SeqId> extra;     // further cache sequences the decoder took (beams)
 
-  Live(std::shared_ptr<Request> r, size_t i, SeqId s)
-      : request(std::move(r)), index(i), slot(s), sampler(request->jobs[i].options.sampling) {}
+  Live(std::shared_ptr<Request> r, size_t i, SeqId s) : request(std::move(r)), index(i), slot(s) {}
   SequenceJob& job() { return request->jobs[index]; }
   GenerationResult& result() { return request->results[index]; }
 };
@@ -80,7 +151,6 @@ Scheduler::Scheduler(const LlamaModel& model, CacheStrategy& cache, const Schedu
   byte_cap_ = options_.max_cache_bytes > 0 ? options_.max_cache_bytes : cache_.byte_limit();
   if (options_.max_cache_bytes > 0 && cache_.byte_limit() > 0)
     byte_cap_ = std::min(byte_cap_, cache_.byte_limit());
-  row_.resize(static_cast<size_t>(model_.config().vocab_size));
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -184,19 +254,26 @@ void Scheduler::finish(Live& s, FinishReason reason) {
   GenerationResult& g = s.result();
   g.finish = reason;
   g.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - s.request->submitted).count();
-  if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
-  reserved_ -= s.charged;
-  s.charged = 0;
+  release(s);
   s.done = true;
   if (--s.request->unfinished == 0) completed_.push_back(s.request);
+}
+
+void Scheduler::release(Live& s) {
+  s.decoder.reset();  // it may free slots of its own first
+  if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
+  for (SeqId e : s.extra)
+    if (cache_.has_sequence(e)) cache_.free_sequence(e);
+  s.extra.clear();
+  reserved_ -= s.charged;
+  s.charged = 0;
 }
 
 void Scheduler::sweep() {
   for (auto it = live_.begin(); it != live_.end();) {
     Live& s = *it;
     if (s.request->completed) {  // failed meanwhile
-      if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
-      reserved_ -= s.charged;
+      release(s);
       it = live_.erase(it);
     } else if (s.request->is_cancelled() || cancel_all_.load()) {
       finish(s, FinishReason::kCancelled);
@@ -244,8 +321,9 @@ bool Scheduler::admit() {
     }
     if (static_cast<int64_t>(live_.size()) >= options_.max_sequences) break;
     const SequenceJob& job = r->jobs[q.next];
-    const int64_t tokens = static_cast<int64_t>(job.prompt.size()) + job.options.max_new_tokens;
-    const int64_t need = cache_.bytes_for_tokens(tokens);
+    const int64_t tokens =
+        static_cast<int64_t>(job.prompt.size()) + job.options.max_new_tokens + job.footprint.extra_tokens;
+    const int64_t need = cache_.bytes_for_tokens(tokens) * std::max<int64_t>(1, job.footprint.sequences);
     if (byte_cap_ > 0 && reserved_ + need > byte_cap_) {
       if (!live_.empty()) break;  // wait for memory; nothing overtakes this request
       const size_t left = r->jobs.size() - q.next;
@@ -280,8 +358,19 @@ bool Scheduler::admit() {
       cache_.add_sequence(s.slot, tokens);
       s.charged = need;
       reserved_ += need;
+      StepContext ctx;
+      ctx.cache = &cache_;
+      ctx.slot = s.slot;
+      ctx.vocab = model_.config().vocab_size;
+      Live* sp = &s;  // list elements stay put
+      ctx.new_slot = [this, sp] {
+        sp->extra.push_back(next_slot_++);
+        return sp->extra.back();
+      };
+      s.decoder = job.start ? job.start(ctx) : make_sampled_sequence(job.options.sampling, ctx);
+      UDACI_CHECK_S(Status::kInternal, s.decoder != nullptr, "no sequence decoder for a request");
     } catch (...) {
-      if (cache_.has_sequence(s.slot)) cache_.free_sequence(s.slot);
+      release(s);
       live_.pop_back();
       fail(r, std::current_exception());
     }
@@ -314,10 +403,15 @@ void Scheduler::step() {
       }
       s.started = true;
     }
+    if (s.prefilled) {  // decoding: the rows its decoder asks for
+      members.push_back(&s);
+      counts.push_back(0);
+      continue;
+    }
     const int64_t held = cache_.cached_length(s.slot);
     const int64_t pending = static_cast<int64_t>(s.tokens.size()) - held;
     int64_t n = pending;
-    if (!s.prefilled && retains) {
+    if (retains) {
       if (options_.batch_invariant) {
         // Chunk boundaries at multiples of `chunk`, whatever else is running.
         n = std::min(pending, chunk - held % chunk);
@@ -327,7 +421,7 @@ void Scheduler::step() {
         n = std::min(pending, budget);
       }
       budget -= n;
-    } else if (!s.prefilled) {
+    } else {
       // A cache that keeps nothing recomputes the whole sequence every step,
       // so its prompt cannot be split; newcomers still queue for the budget.
       if (budget <= 0 && !members.empty()) continue;
@@ -341,19 +435,76 @@ void Scheduler::step() {
     return;
   }
 
+  // The rows of the pass, member by member: a prompt chunk, or what the
+  // member's decoder asks for (a decoder that fails fails its request).
+  std::vector<std::vector<StepRows>> plan(members.size());
+  // Prompt chunks and the rows of members that do not draft first; then
+  // adaptive speculation: how many drafts each speculating member may
+  // verify, given the rows the step has without them.
+  std::vector<DraftWish> wishes(members.size());
+  int64_t base_rows = 0;
+  double base_tokens = 0;
+  auto ask = [&](size_t m, int64_t max_draft) {
+    Live& s = *members[m];
+    try {
+      s.decoder->rows(s.tokens, max_draft, plan[m]);
+      UDACI_CHECK_S(Status::kInternal, !plan[m].empty(), "a sequence decoder asked for no rows");
+    } catch (...) {
+      plan[m].clear();
+      fail(s.request, std::current_exception());
+    }
+  };
+  for (size_t m = 0; m < members.size(); ++m) {
+    Live& s = *members[m];
+    if (!s.prefilled) {
+      const int64_t held = cache_.cached_length(s.slot);
+      plan[m].push_back({s.slot, std::vector<int64_t>(s.tokens.begin() + held, s.tokens.begin() + held + counts[m]), false});
+      base_rows += counts[m];
+      continue;
+    }
+    base_tokens += 1;
+    try {
+      wishes[m] = s.decoder->draft_wish(s.tokens);
+    } catch (...) {
+      wishes[m] = DraftWish{};
+    }
+    if (wishes[m].k > 0) {
+      base_rows += 1;  // its newest token
+      continue;
+    }
+    ask(m, -1);
+    for (const StepRows& r : plan[m]) base_rows += static_cast<int64_t>(r.tokens.size());
+  }
+  const std::vector<int64_t> allowed = allow_drafts(cost_, wishes, base_rows, base_tokens);
+  int64_t wished = 0, let = 0;
+  for (size_t m = 0; m < members.size(); ++m) {
+    if (wishes[m].k <= 0) continue;
+    wished += wishes[m].k;
+    let += allowed[m];
+    ask(m, allowed[m]);
+  }
+
   const auto t0 = Clock::now();
-  std::vector<at::Tensor> rows;  // per member: [vocab] float logits
+  std::vector<const float*> first_row(members.size(), nullptr);  // per member: its logits
+  std::vector<int64_t> n_rows(members.size(), 0);
+  std::vector<at::Tensor> outputs;  // keep the logits alive
   try {
     auto run = [&](size_t from, size_t to) {
       ForwardBatch batch;
-      for (size_t m = from; m < to; ++m) {
-        const Live& s = *members[m];
-        const int64_t held = cache_.cached_length(s.slot);
-        std::vector<int64_t> fresh(s.tokens.begin() + held, s.tokens.begin() + held + counts[m]);
-        batch.add(s.slot, fresh);
-      }
+      for (size_t m = from; m < to; ++m)
+        for (const StepRows& r : plan[m]) batch.add(r.slot, r.tokens, r.all_logits);
+      if (batch.seqs.empty()) return;
       at::Tensor logits = model_.forward(batch, cache_).contiguous();
-      for (int64_t r = 0; r < logits.size(0); ++r) rows.push_back(logits[r]);
+      outputs.push_back(logits);
+      const float* p = logits.data_ptr<float>();
+      const int64_t vocab = logits.size(1);
+      for (size_t m = from; m < to; ++m) {
+        int64_t n = 0;
+        for (const StepRows& r : plan[m]) n += r.all_logits ? static_cast<int64_t>(r.tokens.size()) : 1;
+        first_row[m] = p;
+        n_rows[m] = n;
+        p += n * vocab;
+      }
     };
     if (options_.batch_invariant) {
       for (size_t m = 0; m < members.size(); ++m) run(m, m + 1);
@@ -370,35 +521,55 @@ void Scheduler::step() {
     return;
   }
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (!options_.batch_invariant) {
+    int64_t rows = 0;
+    for (const auto& p : plan)
+      for (const StepRows& r : p) rows += static_cast<int64_t>(r.tokens.size());
+    cost_.record(rows, ms);
+  }
 
   int64_t prefill_tokens = 0, new_tokens = 0;
-  const int64_t vocab = model_.config().vocab_size;
   for (size_t m = 0; m < members.size(); ++m) {
     Live& s = *members[m];
-    if (s.request->completed) continue;
+    if (s.request->completed || plan[m].empty()) continue;
     GenerationResult& g = s.result();
     (s.prefilled ? g.decode_ms : g.prefill_ms) += ms;
-    if (!s.prefilled) prefill_tokens += counts[m];
-    // A chunk that does not end the prompt produces no token.
-    if (retains && cache_.cached_length(s.slot) < static_cast<int64_t>(s.tokens.size())) continue;
-    s.prefilled = true;
-    const float* src = rows[m].data_ptr<float>();
-    std::copy(src, src + vocab, row_.begin());
+    if (!s.prefilled) {
+      prefill_tokens += counts[m];
+      // A chunk that does not end the prompt produces no token.
+      if (retains && cache_.cached_length(s.slot) < static_cast<int64_t>(s.tokens.size())) continue;
+      s.prefilled = true;
+    }
     const SequenceJob& job = s.job();
     try {
-      const int64_t tok = s.sampler.sample(row_.data(), vocab, s.tokens);
-      s.tokens.push_back(tok);
-      g.tokens.push_back(tok);
-      ++new_tokens;
-      const auto& eos = job.options.eos_ids;
-      const bool is_eos = std::find(eos.begin(), eos.end(), tok) != eos.end();
-      const bool keep_going = job.on_token ? job.on_token(tok) : true;
-      if (is_eos) {
-        finish(s, FinishReason::kEos);
-      } else if (!keep_going) {
-        finish(s, FinishReason::kStopped);
-      } else if (static_cast<int64_t>(g.tokens.size()) >= job.options.max_new_tokens) {
-        finish(s, FinishReason::kLength);
+      StepOutcome o = s.decoder->consume(first_row[m], n_rows[m], s.tokens);
+      g.drafted += o.drafted;
+      g.accepted += o.accepted;
+      if (o.final) {  // a search's whole answer
+        s.tokens.insert(s.tokens.end(), o.tokens.begin(), o.tokens.end());
+        g.tokens = o.tokens;
+        g.n_best = std::move(o.n_best);
+        new_tokens += static_cast<int64_t>(o.tokens.size());
+        if (job.on_token)
+          for (int64_t tok : o.tokens) job.on_token(tok);
+        finish(s, o.finish);
+        continue;
+      }
+      for (int64_t tok : o.tokens) {
+        s.tokens.push_back(tok);
+        g.tokens.push_back(tok);
+        ++new_tokens;
+        const auto& eos = job.options.eos_ids;
+        const bool is_eos = std::find(eos.begin(), eos.end(), tok) != eos.end();
+        const bool keep_going = job.on_token ? job.on_token(tok) : true;
+        if (is_eos) {
+          finish(s, FinishReason::kEos);
+        } else if (!keep_going) {
+          finish(s, FinishReason::kStopped);
+        } else if (static_cast<int64_t>(g.tokens.size()) >= job.options.max_new_tokens) {
+          finish(s, FinishReason::kLength);
+        }
+        if (s.done) break;  // the decoder's further tokens are dropped
       }
     } catch (...) {
       fail(s.request, std::current_exception());
@@ -412,6 +583,9 @@ void Scheduler::step() {
     ++stats_.steps;
     stats_.prefill_tokens += prefill_tokens;
     stats_.decode_tokens += new_tokens;
+    stats_.drafts_wished += wished;
+    stats_.drafts_allowed += let;
+    if (let < wished) ++stats_.steps_cutting_drafts;
     stats_.running = static_cast<int64_t>(live_.size());
   }
   flush_completed();

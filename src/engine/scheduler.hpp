@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "cache/cache_strategy.hpp"
-#include "decode/generate.hpp"
+#include "decode/decoder.hpp"
 #include "model/llama_model.hpp"
 
 namespace udaci {
@@ -60,6 +60,11 @@ struct SequenceJob {
   // Called on the scheduler thread after each new token; false ends the
   // sequence (FinishReason::kStopped). An exception fails the whole request.
   std::function<bool(int64_t token)> on_token;
+  // The sequence's decoder in the batch (beam search, speculative ...;
+  // Decoder::start_sequence) and what it holds in the cache; unset: one
+  // token a step by options.sampling.
+  std::function<std::unique_ptr<SequenceDecoder>(const StepContext&)> start;
+  SequenceFootprint footprint;
 };
 
 // Called once per request on the scheduler thread when its last sequence has
@@ -75,7 +80,43 @@ struct SchedulerStats {
   int64_t decode_tokens = 0;      // tokens generated
   int64_t queued = 0;             // sequences waiting now
   int64_t running = 0;            // sequences live now
+  // Adaptive speculation: drafted tokens the sequences wished to verify,
+  // those the cost model let through, and steps in which it cut some.
+  int64_t drafts_wished = 0;
+  int64_t drafts_allowed = 0;
+  int64_t steps_cutting_drafts = 0;
 };
+
+// The time of a forward step against its rows (tokens computed), measured
+// on the running machine: an exponential average per power-of-two bucket of
+// rows, read by linear interpolation between the buckets seen (flat below
+// the first, proportional above the last; a bucket not seen yet reads as the
+// one below it, so that row counts between measurements get tried). The scheduler asks it whether a
+// sequence's drafts pay for the rows they add.
+class StepCostModel {
+ public:
+  void record(int64_t rows, double ms);
+  // Predicted milliseconds, or a negative number before any measurement.
+  double predict(int64_t rows) const;
+
+ private:
+  static constexpr int kBuckets = 24;
+  static int bucket(int64_t rows);
+  double rows_[kBuckets] = {};
+  double ms_[kBuckets] = {};
+  int64_t seen_[kBuckets] = {};
+};
+
+// How many drafted tokens each speculating sequence may verify in the next
+// step (issue #25): sequences in order of acceptance, each given the largest
+// d <= its wish for which the step's expected tokens per millisecond do not
+// fall: (T + e(d)) / t(R + d) >= T / t(R), where R are the rows and T the
+// expected tokens so far and e(d) = a + a^2 + ... + a^d the tokens d drafts
+// add at acceptance a. `base_rows`: rows of the step without drafts;
+// `base_tokens`: tokens it yields. Sequences that do not follow the load, or
+// any when the model has no measurement yet, get their whole wish.
+std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<DraftWish>& wishes,
+                                  int64_t base_rows, double base_tokens);
 
 class Scheduler {
  public:
@@ -136,6 +177,7 @@ class Scheduler {
   bool admit();                      // step_mu_ held; true when something is live
   void step();                       // step_mu_ held
   void finish(Live& s, FinishReason reason);
+  void release(Live& s);             // frees the sequence's cache slots and its charge
   void fail(const std::shared_ptr<Request>& r, std::exception_ptr error);
   void complete(Request& r);
   void sweep();                      // drops sequences of completed or cancelled requests
@@ -175,7 +217,7 @@ class Scheduler {
   std::vector<std::shared_ptr<Request>> completed_;  // finished, done() not yet called
   int64_t reserved_ = 0;             // bytes charged to live sequences
   SeqId next_slot_ = 0;
-  std::vector<float> row_;
+  StepCostModel cost_;               // scheduler thread only
 
   std::thread thread_;
 };

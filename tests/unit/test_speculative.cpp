@@ -268,7 +268,11 @@ TEST_CASE("speculative: the engine's decoder on the default model matches greedy
     INFO(draft);
     EngineConfig c = base;
     c.decoder = "speculative";
-    c.decoder_options = StrategyOptions(std::map<std::string, std::string>{{"draft", draft}});
+    // follow_load=0: always draft, whatever the step-cost model measures (the
+    // two summaries share the batch; adaptive drafting is tested in
+    // test_batch_decoding.cpp and does not change greedy output).
+    c.decoder_options =
+        StrategyOptions(std::map<std::string, std::string>{{"draft", draft}, {"follow_load", "0"}});
     HeadlineEngine spec(c);
     const auto got = spec.generate(summaries, o);
     for (size_t i = 0; i < summaries.size(); ++i) CHECK(got[i].new_ids == ref[i].new_ids);
