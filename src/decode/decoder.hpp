@@ -80,7 +80,7 @@ struct StepOutcome {
 // by the extra rows more than the expected kept tokens gain.
 struct DraftWish {
   int64_t k = 0;            // drafts it would verify next (0: it does not draft)
-  double acceptance = 0.0;  // its kept share so far, (accepted + 1) / (drafted + 2)
+  double acceptance = 0.0;  // its expected kept share (its own so far, shrunk towards its decoder's)
   bool follow_load = true;  // the scheduler may cut its drafts under load
 };
 

@@ -241,7 +241,10 @@ class SpeculativeSequence final : public SequenceDecoder {
   DraftWish draft_wish(const std::vector<int64_t>& tokens) const override {
     DraftWish w;
     w.k = std::max<int64_t>(0, wanted(tokens));
-    w.acceptance = static_cast<double>(accepted_ + 1) / static_cast<double>(drafted_ + 2);
+    // This sequence's kept share, shrunk towards the decoder's over all
+    // sequences so far (a new sequence has little history of its own).
+    const double pooled = static_cast<double>(stats_->accepted + 1) / static_cast<double>(stats_->drafted + 2);
+    w.acceptance = (static_cast<double>(accepted_) + 4.0 * pooled) / (static_cast<double>(drafted_) + 4.0);
     w.follow_load = spec_.follow_load;
     return w;
   }
@@ -306,6 +309,22 @@ class SpeculativeSequence final : public SequenceDecoder {
     bool stopped = false;  // an EOS or max_new_tokens among the kept tokens
     bool replaced = false;
     for (int64_t j = 0; j < n && !stopped; ++j) {
+      if (target_.greedy()) {
+        // p is one-hot at the argmax (and so is q: a greedy request drafts
+        // greedily): keep the draft when it is the argmax, else the argmax.
+        const int64_t best = target_.sample(row_of(first + j), vocab, history);
+        const int64_t d = drafts_[static_cast<size_t>(j)];
+        if (best == d) {
+          ++kept;
+          history.push_back(d);
+          out.tokens.push_back(d);
+          stopped = ends(d);
+          continue;
+        }
+        out.tokens.push_back(best);
+        replaced = true;
+        break;
+      }
       target_.distribution(row_of(first + j), vocab, history, p_);
       const int64_t d = drafts_[static_cast<size_t>(j)];
       const bool one_hot = q_.empty();

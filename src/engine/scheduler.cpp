@@ -59,11 +59,7 @@ double StepCostModel::predict(int64_t rows) const {
   }
   if (lo < 0 && hi < 0) return -1.0;
   if (lo < 0) return ms_[hi];  // below every measurement: no cheaper than the smallest
-  // A row count never measured: as cheap as the measurement below it, so
-  // that the scheduler tries it (and measures it) rather than guessing it
-  // away; the model learns the real cost within a few steps.
   if (hi < 0) return ms_[lo] * std::max(1.0, r / rows_[lo]);  // above: proportional to rows
-  if (seen_[bucket(rows)] == 0) return ms_[lo];
   const double f = (r - rows_[lo]) / (rows_[hi] - rows_[lo]);
   return ms_[lo] + f * (ms_[hi] - ms_[lo]);
 }
@@ -437,6 +433,7 @@ void Scheduler::step() {
 
   // The rows of the pass, member by member: a prompt chunk, or what the
   // member's decoder asks for (a decoder that fails fails its request).
+  const auto t_plan = Clock::now();  // the step's time includes drafting (a draft model's passes)
   std::vector<std::vector<StepRows>> plan(members.size());
   // Prompt chunks and the rows of members that do not draft first; then
   // adaptive speculation: how many drafts each speculating member may
@@ -475,7 +472,13 @@ void Scheduler::step() {
     ask(m, -1);
     for (const StepRows& r : plan[m]) base_rows += static_cast<int64_t>(r.tokens.size());
   }
-  const std::vector<int64_t> allowed = allow_drafts(cost_, wishes, base_rows, base_tokens);
+  std::vector<int64_t> allowed = allow_drafts(cost_, wishes, base_rows, base_tokens);
+  // Every 16th step that has wishes lets every draft through: the cost
+  // model measures row counts it would otherwise only interpolate.
+  bool any_wish = false;
+  for (const DraftWish& w : wishes) any_wish = any_wish || w.k > 0;
+  if (any_wish && ++draft_steps_ % 16 == 0)
+    for (size_t m = 0; m < members.size(); ++m) allowed[m] = wishes[m].k;
   int64_t wished = 0, let = 0;
   for (size_t m = 0; m < members.size(); ++m) {
     if (wishes[m].k <= 0) continue;
@@ -484,7 +487,6 @@ void Scheduler::step() {
     ask(m, allowed[m]);
   }
 
-  const auto t0 = Clock::now();
   std::vector<const float*> first_row(members.size(), nullptr);  // per member: its logits
   std::vector<int64_t> n_rows(members.size(), 0);
   std::vector<at::Tensor> outputs;  // keep the logits alive
@@ -520,13 +522,8 @@ void Scheduler::step() {
     flush_completed();
     return;
   }
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  if (!options_.batch_invariant) {
-    int64_t rows = 0;
-    for (const auto& p : plan)
-      for (const StepRows& r : p) rows += static_cast<int64_t>(r.tokens.size());
-    cost_.record(rows, ms);
-  }
+
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t_plan).count();
 
   int64_t prefill_tokens = 0, new_tokens = 0;
   for (size_t m = 0; m < members.size(); ++m) {
@@ -574,6 +571,12 @@ void Scheduler::step() {
     } catch (...) {
       fail(s.request, std::current_exception());
     }
+  }
+  if (!options_.batch_invariant) {  // what the step cost, consume() (verification) included
+    int64_t rows = 0;
+    for (const auto& p : plan)
+      for (const StepRows& r : p) rows += static_cast<int64_t>(r.tokens.size());
+    cost_.record(rows, std::chrono::duration<double, std::milli>(Clock::now() - t_plan).count());
   }
   // Finished sequences leave the batch now.
   live_.remove_if([](const Live& s) { return s.done; });

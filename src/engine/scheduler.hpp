@@ -90,8 +90,8 @@ struct SchedulerStats {
 // The time of a forward step against its rows (tokens computed), measured
 // on the running machine: an exponential average per power-of-two bucket of
 // rows, read by linear interpolation between the buckets seen (flat below
-// the first, proportional above the last; a bucket not seen yet reads as the
-// one below it, so that row counts between measurements get tried). The scheduler asks it whether a
+// the first, proportional above the last). The scheduler lets every draft
+// through in one step of 16 that has drafts, so row counts get measured. The scheduler asks it whether a
 // sequence's drafts pay for the rows they add.
 class StepCostModel {
  public:
@@ -218,6 +218,7 @@ class Scheduler {
   int64_t reserved_ = 0;             // bytes charged to live sequences
   SeqId next_slot_ = 0;
   StepCostModel cost_;               // scheduler thread only
+  int64_t draft_steps_ = 0;          // steps in which some sequence wished to draft
 
   std::thread thread_;
 };
