@@ -457,6 +457,7 @@ void Scheduler::step() {
       const int64_t held = cache_.cached_length(s.slot);
       plan[m].push_back({s.slot, std::vector<int64_t>(s.tokens.begin() + held, s.tokens.begin() + held + counts[m]), false});
       base_rows += counts[m];
+      base_tokens += static_cast<double>(counts[m]);  // prompt rows are useful work too
       continue;
     }
     base_tokens += 1;
@@ -473,12 +474,16 @@ void Scheduler::step() {
     for (const StepRows& r : plan[m]) base_rows += static_cast<int64_t>(r.tokens.size());
   }
   std::vector<int64_t> allowed = allow_drafts(cost_, wishes, base_rows, base_tokens);
-  // Every 16th step that has wishes lets every draft through: the cost
-  // model measures row counts it would otherwise only interpolate.
-  bool any_wish = false;
-  for (const DraftWish& w : wishes) any_wish = any_wish || w.k > 0;
-  if (any_wish && ++draft_steps_ % 16 == 0)
-    for (size_t m = 0; m < members.size(); ++m) allowed[m] = wishes[m].k;
+  // Every 16th step that has wishes lets one sequence's drafts through (in
+  // turn): the cost model measures row counts it would otherwise only
+  // interpolate, at a cost of at most k rows in 16 steps.
+  std::vector<size_t> wishing;
+  for (size_t m = 0; m < members.size(); ++m)
+    if (wishes[m].k > 0) wishing.push_back(m);
+  if (!wishing.empty() && ++draft_steps_ % 16 == 0) {
+    const size_t m = wishing[static_cast<size_t>(draft_steps_ / 16) % wishing.size()];
+    allowed[m] = wishes[m].k;
+  }
   int64_t wished = 0, let = 0;
   for (size_t m = 0; m < members.size(); ++m) {
     if (wishes[m].k <= 0) continue;

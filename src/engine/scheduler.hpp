@@ -90,8 +90,9 @@ struct SchedulerStats {
 // The time of a forward step against its rows (tokens computed), measured
 // on the running machine: an exponential average per power-of-two bucket of
 // rows, read by linear interpolation between the buckets seen (flat below
-// the first, proportional above the last). The scheduler lets every draft
-// through in one step of 16 that has drafts, so row counts get measured. The scheduler asks it whether a
+// the first, proportional above the last). In one step of 16 that has
+// drafts the scheduler lets one sequence's drafts through whatever the
+// model says, so that row counts get measured. The scheduler asks it whether a
 // sequence's drafts pay for the rows they add.
 class StepCostModel {
  public:
@@ -109,11 +110,14 @@ class StepCostModel {
 
 // How many drafted tokens each speculating sequence may verify in the next
 // step (issue #25): sequences in order of acceptance, each given the largest
-// d <= its wish for which the step's expected tokens per millisecond do not
-// fall: (T + e(d)) / t(R + d) >= T / t(R), where R are the rows and T the
-// expected tokens so far and e(d) = a + a^2 + ... + a^d the tokens d drafts
-// add at acceptance a. `base_rows`: rows of the step without drafts;
-// `base_tokens`: tokens it yields. Sequences that do not follow the load, or
+// d <= its wish for which the step's useful rows per millisecond do not
+// fall: (U + e(d)) / t(R + d) >= U / t(R), where R are the rows and U the
+// useful ones so far (prompt rows and one token per decoding sequence: work
+// that has to be done anyway) and e(d) = a + a^2 + ... + a^d the tokens d
+// drafts add at acceptance a (the other d - e(d) rows are wasted). When a
+// step's fixed cost dominates (one sequence, memory-bound) drafts pass; when
+// its rows do (a full batch, compute-bound) they do not. `base_rows`: rows
+// of the step without drafts; `base_tokens`: its useful rows. Sequences that do not follow the load, or
 // any when the model has no measurement yet, get their whole wish.
 std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<DraftWish>& wishes,
                                   int64_t base_rows, double base_tokens);

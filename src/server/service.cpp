@@ -511,7 +511,9 @@ void Service::headlines(Ctx& c) {
               {"queue_ms", j.result.queue_ms},
               {"prefill_ms", j.result.prefill_ms},
               {"decode_ms", j.result.decode_ms},
-              {"latency_ms", j.result.latency_ms}};
+              {"latency_ms", j.result.latency_ms},
+              {"drafted_tokens", j.result.drafted},
+              {"accepted_tokens", j.result.accepted}};
     if (!j.error.empty()) r = {{"error", json::parse(error_json(500, j.error))["error"]}};
     return r;
   };

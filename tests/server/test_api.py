@@ -118,6 +118,7 @@ def test_headline_single_equals_the_library(server):
     assert res[0]["headline"] == library_headline(SUMMARIES[0])
     assert res[0]["finish_reason"] in ("stop", "length", "repetition") and res[0]["completion_tokens"] >= 1
     assert res[0]["latency_ms"] > 0 and res[0]["prompt_tokens"] > 10
+    assert res[0]["drafted_tokens"] == 0 and res[0]["accepted_tokens"] == 0  # greedy drafts nothing
 
 
 def test_headline_list_and_json_lines(server):

@@ -356,6 +356,9 @@ TEST_CASE("adaptive speculation: drafts where the step gains, none under a full 
   StepCostModel affine;  // a fixed cost per step plus a little per row
   for (int64_t r : {1, 2, 4, 8, 16, 32, 64}) affine.record(r, 10.0 + 0.1 * static_cast<double>(r));
   CHECK(allow_drafts(affine, {w}, 16, 16.0) == std::vector<int64_t>{4});
+  // Beside newcomers' prompt chunks (200 rows of useful work), the same
+  // drafts would waste rows the step could spend on prompts.
+  CHECK(allow_drafts(affine, {w}, 216, 216.0) == std::vector<int64_t>{0});
   // Low acceptance: the rows are not worth it.
   DraftWish poor = w;
   poor.acceptance = 0.02;

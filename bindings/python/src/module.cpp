@@ -234,6 +234,9 @@ PYBIND11_MODULE(_udaci, m) {
                     "From the generate call to this headline's end, ms.")
       .def_readonly("queue_ms", &HeadlineResult::queue_ms,
                     "Of latency_ms, the wait for a place in the engine's batch, ms.")
+      .def_readonly("drafted", &HeadlineResult::drafted,
+                    "Speculative decoding: drafted tokens the model verified for this headline (0 otherwise).")
+      .def_readonly("accepted", &HeadlineResult::accepted, "Of drafted, the tokens the model kept.")
       .def("__repr__", &result_repr);
 
   // The keyword arguments of headline() and generate(), in one place.

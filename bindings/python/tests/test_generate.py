@@ -85,6 +85,7 @@ def test_batch_of_three_matches_singles(engine, summaries):
     for r in batch:
         assert 0 < r.latency_ms <= wall_ms + 1
         assert 0 <= r.queue_ms <= r.latency_ms
+        assert r.drafted == 0 and r.accepted == 0  # greedy drafts nothing
 
 
 def test_empty_batch_gives_no_results(engine):
