@@ -371,6 +371,10 @@ typedef struct udaci_timings {
   double prefill_ms;    /* the steps that computed the prompt */
   double decode_ms;     /* all later steps */
   double latency_ms;    /* from the generate call to this headline's end */
+  /* Appended after the first layout (filled when struct_size covers them): */
+  double queue_ms;          /* of latency_ms, the wait for a place in the engine's batch */
+  int64_t drafted_tokens;   /* speculative decoding: drafted tokens verified for this headline (0 otherwise) */
+  int64_t accepted_tokens;  /* of drafted_tokens, those the model kept */
 } udaci_timings;
 
 /* A result is independent of its engine (it may outlive it). Every function

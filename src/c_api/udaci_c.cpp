@@ -548,6 +548,9 @@ udaci_status udaci_result_get_timings(const udaci_result* result, udaci_timings*
     t.prefill_ms = result->value.prefill_ms;
     t.decode_ms = result->value.decode_ms;
     t.latency_ms = result->value.latency_ms;
+    t.queue_ms = result->value.queue_ms;
+    t.drafted_tokens = result->value.drafted;
+    t.accepted_tokens = result->value.accepted;
     std::memcpy(static_cast<void*>(out), &t, std::min<size_t>(size, sizeof t));
     out->struct_size = size;
   });

@@ -307,6 +307,19 @@ TEST_CASE("c_api: generation with the default model and the buffer protocol", "[
   CHECK(t.struct_size == sizeof t);
   CHECK(t.prefill_ms > 0);
   CHECK(t.latency_ms >= t.prefill_ms);
+  CHECK((t.queue_ms >= 0 && t.queue_ms <= t.latency_ms));
+  CHECK(t.drafted_tokens == 0);  // greedy drafts nothing
+  CHECK(t.accepted_tokens == 0);
+  // A caller built against the first layout gets exactly its fields.
+  struct {
+    udaci_timings first;
+    uint64_t canary;
+  } small{};
+  small.first.struct_size = static_cast<uint32_t>(offsetof(udaci_timings, latency_ms) + sizeof(double));
+  small.first.queue_ms = -7.0;
+  CHECK(udaci_result_get_timings(result.get(), &small.first) == UDACI_OK);
+  CHECK(small.first.latency_ms == t.latency_ms);
+  CHECK(small.first.queue_ms == -7.0);  // beyond its struct_size: untouched
 
   n = 0;
   CHECK(udaci_engine_get_model_path(engine.get(), nullptr, &n) == UDACI_ERR_BUFFER_TOO_SMALL);

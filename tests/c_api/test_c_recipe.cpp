@@ -170,6 +170,34 @@ TEST_CASE("c_api: a config file builds an engine whose effective config builds t
   CHECK(cc.find("\"max_sequences\": 2") != std::string::npos);
 }
 
+TEST_CASE("c_api: a speculative engine reports drafted and accepted tokens per result",
+          "[c_api][recipe][smollm2]") {
+  EnginePtr probe = default_engine();
+  if (!probe) return;
+  udaci_engine_params p = udaci_engine_default_params();
+  // follow_load=0: drafts every step (the adaptive choice depends on timing).
+  p.recipe = "spec-lookup{follow_load=0}";
+  udaci_engine* raw = nullptr;
+  REQUIRE(udaci_engine_create(&p, &raw) == UDACI_OK);
+  EnginePtr e(raw);
+  udaci_generate_params g = udaci_generate_default_params();
+  const char* summary =
+      "The city council approved a plan on Tuesday to plant 10,000 trees along the river, the council said.";
+  udaci_result* r = nullptr;
+  REQUIRE(udaci_generate(e.get(), summary, &g, &r) == UDACI_OK);
+  ResultPtr res(r);
+  udaci_result* rg = nullptr;
+  REQUIRE(udaci_generate(probe.get(), summary, &g, &rg) == UDACI_OK);
+  ResultPtr greedy(rg);
+  CHECK(headline(res.get()) == headline(greedy.get()));  // speculation keeps greedy's tokens
+  udaci_timings t{};
+  t.struct_size = sizeof t;
+  REQUIRE(udaci_result_get_timings(res.get(), &t) == UDACI_OK);
+  CHECK(t.drafted_tokens > 0);
+  CHECK(t.accepted_tokens >= 0);
+  CHECK(t.accepted_tokens <= t.drafted_tokens);
+}
+
 TEST_CASE("c_api: params_init fills the caller's layout", "[c_api][recipe]") {
   // A caller whose header is newer than this library: a bigger struct.
   struct Newer {

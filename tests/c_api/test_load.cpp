@@ -180,6 +180,7 @@ TEST_CASE("c_api load: destroying an engine with 32 calls in flight cancels them
   udaci_generate_params gp = udaci_generate_default_params();
   gp.max_new_tokens = 1500;  // far longer than the test waits
   gp.stop_at_newline = 0;
+  gp.repetition_stop = 0;  // the tiny random model loops: it must run until cancelled
 
   constexpr int kThreads = 32;
   struct Call {
