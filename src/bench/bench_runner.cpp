@@ -21,6 +21,7 @@
 #include "core/compat.hpp"
 #include "core/threads.hpp"
 #include "core/error.hpp"
+#include "eval/headline_quality.hpp"
 #include "eval/news_dataset.hpp"
 #include "eval/rouge.hpp"
 #include "parallel/communicator.hpp"
@@ -38,7 +39,15 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
+// The process's peak resident memory: VmHWM, the high-water mark of this
+// address space. getrusage's ru_maxrss would also count the parent's pages
+// at fork (Linux carries the maximum across exec), so a worker forked by a
+// large parent (udaci tune holds an fp32 model) would report the parent's.
 int64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // kB
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
@@ -212,13 +221,21 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   HeadlineOptions ho;
   ho.max_new_tokens = s.max_new_tokens;
   ho.repetition_stop = s.repetition_stop;
+  // Every article queued at once, or (concurrency N) at most N in flight:
+  // the next one is sent when the oldest is back (closed-loop clients).
   auto run_all = [&](const std::vector<NewsRecord>& recs, const std::function<void(size_t)>& done) {
+    const size_t window = s.concurrency > 0 ? s.concurrency : recs.size();
     std::vector<PendingHeadlines> reqs;
     reqs.reserve(recs.size());
-    for (const NewsRecord& r : recs) reqs.push_back(engine.submit({r.short_description}, ho));
+    auto send_upto = [&](size_t n) {
+      while (reqs.size() < std::min(n, recs.size()))
+        reqs.push_back(engine.submit({recs[reqs.size()].short_description}, ho));
+    };
+    send_upto(window);
     std::vector<HeadlineResult> out;
-    for (size_t i = 0; i < reqs.size(); ++i) {
+    for (size_t i = 0; i < recs.size(); ++i) {
       out.push_back(reqs[i].get().at(0));
+      send_upto(i + 1 + window);
       if (done) done(i + 1);
     }
     return out;
@@ -230,7 +247,8 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   const DecoderStats dec_before = engine.decoder_stats();
 
   json items = json::array();
-  std::vector<double> latency, ttft, r1, r2, rl, rlsum;
+  std::vector<double> latency, request_latency, ttft, r1, r2, rl, rlsum;
+  std::map<std::string, int64_t> degenerate;
   double prefill_ms_total = 0, decode_ms_total = 0;
   int64_t prompt_tokens = 0, decoded_tokens = 0, new_tokens = 0;
   Progress progress(t.name, measured.size(), s.progress);
@@ -249,7 +267,10 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
     // for a place, which grows with the burst, is reported apart).
     const double in_batch = r.latency_ms - r.queue_ms;
     latency.push_back(in_batch);
+    request_latency.push_back(r.latency_ms);
     ttft.push_back(in_batch - r.decode_ms);
+    const Degeneracy dg = classify_headline(r.headline, r.finish);
+    if (dg != Degeneracy::kNone) ++degenerate[degeneracy_name(dg)];
     const RougeScores sc = rouge_score(rec.headline, r.headline);
     r1.push_back(sc.rouge1.fmeasure);
     r2.push_back(sc.rouge2.fmeasure);
@@ -265,6 +286,7 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                      {"queue_ms", r.queue_ms},
                      {"drafted", r.drafted},
                      {"accepted", r.accepted},
+                     {"degenerate", dg == Degeneracy::kNone ? json(nullptr) : json(degeneracy_name(dg))},
                      {"rougeL", sc.rougeL.fmeasure}});
   }
   const SchedulerStats sched = engine.scheduler_stats();
@@ -292,11 +314,16 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                    {"device", t.config.engine.device}};
   out["samples"] = n;
   out["batch"] = s.batch;
+  out["concurrency"] = s.concurrency;
   out["threads"] = aten_threads();
   out["load_ms"] = load_ms;
   out["ttft_ms_p50"] = percentile(ttft, 50);
   out["latency_ms_p50"] = percentile(latency, 50);
   out["latency_ms_p95"] = percentile(latency, 95);
+  // From submission to the headline, the wait for a place in the batch
+  // included: what a client of a service at this load sees.
+  out["request_latency_ms_p50"] = percentile(request_latency, 50);
+  out["request_latency_ms_p95"] = percentile(request_latency, 95);
   out["decode_tokens_per_s"] = decode_ms_total > 0 ? decoded_tokens / (decode_ms_total / 1000) : 0.0;
   out["prefill_tokens_per_s"] = prefill_ms_total > 0 ? prompt_tokens / (prefill_ms_total / 1000) : 0.0;
   out["headlines_per_s"] = wall_ms_total > 0 ? n / (wall_ms_total / 1000) : 0.0;
@@ -328,6 +355,19 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
                       {"drafts_wished", sched.drafts_wished - sched_before.drafts_wished},
                       {"drafts_allowed", sched.drafts_allowed - sched_before.drafts_allowed},
                       {"steps_cutting_drafts", sched.steps_cutting_drafts - sched_before.steps_cutting_drafts}};
+  {
+    // Headlines ROUGE does not see as bad: empty, repetitive (a word bigram
+    // twice), overlong (stopped by max_new_tokens); eval/headline_quality.hpp.
+    int64_t total = 0;
+    json by_kind = json::object();
+    for (const char* k : {"empty", "repetitive", "overlong"}) {
+      const int64_t c = degenerate.count(k) ? degenerate[k] : 0;
+      by_kind[k] = c;
+      total += c;
+    }
+    out["degenerate"] = by_kind;
+    out["degenerate_share"] = static_cast<double>(total) / static_cast<double>(n);
+  }
   out["prompt_tokens_mean"] = static_cast<double>(prompt_tokens) / n;
   out["new_tokens_mean"] = static_cast<double>(new_tokens) / n;
   out["peak_rss_bytes"] = peak_rss_bytes();
@@ -389,6 +429,7 @@ int run_bench_worker(const std::string& spec_path, const std::string& out_path) 
     s.seed = js.at("seed").get<uint64_t>();
     s.category = js.at("category").get<std::string>();
     s.batch = js.at("batch").get<size_t>();
+    s.concurrency = js.value("concurrency", size_t{0});
     s.max_new_tokens = js.at("max_new_tokens").get<int64_t>();
     s.repetition_stop = js.at("repetition_stop").get<int64_t>();
     s.warmup = js.at("warmup").get<size_t>();
@@ -434,7 +475,8 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
   doc["versions"] = versions_json();
   doc["settings"] = {{"input", settings.input},       {"samples", settings.samples},
                      {"seed", settings.seed},         {"category", settings.category},
-                     {"batch", settings.batch},       {"max_new_tokens", settings.max_new_tokens},
+                     {"batch", settings.batch},       {"concurrency", settings.concurrency},
+                     {"max_new_tokens", settings.max_new_tokens},
                      {"repetition_stop", settings.repetition_stop},
                      {"warmup", settings.warmup},     {"threads", settings.threads},
                      {"dtype", dtype_name(base.engine.dtype)}, {"device", base.engine.device}};
@@ -457,7 +499,8 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
     spec["base"] = {{"engine", json::parse(base.engine.to_json())}, {"draft_model", base.draft_model}};
     spec["settings"] = {{"input", settings.input},       {"samples", settings.samples},
                         {"seed", settings.seed},         {"category", settings.category},
-                        {"batch", settings.batch},       {"max_new_tokens", settings.max_new_tokens},
+                        {"batch", settings.batch},       {"concurrency", settings.concurrency},
+                        {"max_new_tokens", settings.max_new_tokens},
                      {"repetition_stop", settings.repetition_stop},
                         {"warmup", settings.warmup},
                         // The ranks of a parallel plan share the cores.

@@ -22,7 +22,11 @@ struct BenchSettings {
   size_t samples = 100;         // articles measured per configuration
   uint64_t seed = 0;            // article sample
   std::string category;         // only this category (empty: all)
-  size_t batch = 1;             // summaries per generate() call
+  size_t batch = 1;             // the scheduler's max_sequences
+  // Requests in flight at once: 0 queues every article at once (a newsroom
+  // burst); N > 0 keeps N clients busy, each sending its next article when
+  // its headline is back (a service under steady load).
+  size_t concurrency = 0;
   int64_t max_new_tokens = 32;
   int64_t repetition_stop = HeadlineOptions{}.repetition_stop;  // 0: off
   size_t warmup = 2;            // articles run first and not measured

@@ -105,7 +105,7 @@ std::vector<Technique> make_catalogue() {
   t.push_back(make("sampling", "Decoding", D, "sampling", {}, true, "#4 (M3)",
                    "each request's sampling options (temperature 0: greedy; the default)"));
   t.push_back(make("greedy", "Decoding", D, "greedy", {}, true, "#4 (M3)",
-                   "argmax at every step whatever the request asks"));
+                   "argmax at every step whatever the request asks; option repetition_penalty (1: off)"));
   t.push_back(make("beam", "Decoding", D, "beam", {}, true, "#8 (M7)",
                    "beam search, options width, length_penalty, n_best, early_stopping, no_repeat_ngram"));
   t.push_back(make("speculative", "Decoding", D, "speculative", {}, true, "#8 (M7)",

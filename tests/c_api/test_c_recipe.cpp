@@ -135,7 +135,7 @@ TEST_CASE("c_api: a config file builds an engine whose effective config builds t
   EnginePtr a(raw);
   const std::string effective = config_of(a.get());
   CHECK(effective.find("\"recipe\": \"paged-prefix{block=32,kv=float,max_blocks=0,max_bytes=0,prefix=1}"
-                       "+gguf-native+no-prune+greedy+single-device\"") != std::string::npos);
+                       "+gguf-native+no-prune+greedy{repetition_penalty=1}+single-device\"") != std::string::npos);
   CHECK(effective.find("\"max_sequences\": 4") != std::string::npos);
   CHECK(effective.find("\"max_prompt_tokens\": 1024") != std::string::npos);
 

@@ -379,3 +379,56 @@ TEST_CASE("adaptive speculation: drafts where the step gains, none under a full 
   // Nothing wished, nothing given.
   CHECK(allow_drafts(flat, {DraftWish{}}, 1, 1.0) == std::vector<int64_t>{0});
 }
+
+// The greedy decoder's own repetition penalty (a recipe option, so that a
+// configuration `udaci tune` chose carries it to every front end, issue #26):
+// alone and in the scheduler's batch it gives what a request's own penalty at
+// temperature 0 gives, whatever the request asks, and it changes the output.
+TEST_CASE("batch decoding: greedy{repetition_penalty} equals a request's penalty at temperature 0",
+          "[scheduler][batch-decoding]") {
+  Golden g = load_golden("tiny-gqa-tied");
+  LlamaModel model(g.files.config, g.files.weights, ModelOptions{at::kFloat, at::kCPU});
+  const auto penalised = builtin_strategies().decoders.create(
+      "greedy", StrategyOptions(std::map<std::string, std::string>{{"repetition_penalty", "1.8"}}));
+  const auto plain = builtin_strategies().decoders.create("greedy", StrategyOptions{});
+  size_t changed = 0;
+  for (const std::vector<int64_t>& prompt : make_prompts(g, 6, 11)) {
+    GenerationOptions want_o;
+    want_o.max_new_tokens = 12;
+    want_o.sampling.temperature = 0;
+    want_o.sampling.repetition_penalty = 1.8f;
+    auto c1 = make_cache("contiguous", model.cache_shape());
+    const GenerationResult want = decode_sampled(model, *c1, {prompt}, want_o)[0];
+    // The request asks for sampling without a penalty: the decoder decides.
+    GenerationOptions asked;
+    asked.max_new_tokens = 12;
+    asked.sampling.temperature = 0.9f;
+    asked.sampling.seed = 5;
+    auto c2 = make_cache("contiguous", model.cache_shape());
+    CHECK(penalised->decode(model, *c2, {prompt}, asked, {})[0].tokens == want.tokens);
+    auto c3 = make_cache("paged", model.cache_shape());
+    Scheduler s(model, *c3, SchedulerOptions{});
+    SequenceJob j;
+    j.prompt = prompt;
+    j.options = asked;
+    const Decoder* dec = penalised.get();
+    j.start = [dec, asked](const StepContext& ctx) { return dec->start_sequence(asked, ctx); };
+    std::promise<std::vector<GenerationResult>> p;
+    auto f = p.get_future();
+    s.submit({j}, nullptr, [&p](std::vector<GenerationResult>& r, std::exception_ptr e) {
+      if (e) {
+        p.set_exception(e);
+      } else {
+        p.set_value(r);
+      }
+    });
+    CHECK(f.get()[0].tokens == want.tokens);
+    auto c4 = make_cache("contiguous", model.cache_shape());
+    changed += plain->decode(model, *c4, {prompt}, asked, {})[0].tokens != want.tokens;
+  }
+  CHECK(changed > 0);
+  // Out of range, refused with the option's name.
+  CHECK_THROWS_WITH(builtin_strategies().decoders.create(
+                        "greedy", StrategyOptions(std::map<std::string, std::string>{{"repetition_penalty", "0"}})),
+                    Catch::Contains("repetition_penalty must be in [0.5, 4]"));
+}

@@ -76,7 +76,7 @@ TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][ben
   CHECK(b.config.engine.cache == "none");
   CHECK(b.config.engine.decoder == "greedy");
   CHECK(b.config.engine.quantizer == "none");  // the fp32 reference, not the file's blocks
-  CHECK(b.recipe == "no-cache+no-quant+no-prune+greedy+single-device");
+  CHECK(b.recipe == "no-cache+no-quant+no-prune+greedy{repetition_penalty=1}+single-device");
   CHECK(b.unavailable.empty());
   CHECK(b.config.engine.model_path == "m.gguf");
 
@@ -93,7 +93,7 @@ TEST_CASE("bench: techniques resolve, compose and refuse conflicts", "[unit][ben
   CHECK(o.config.engine.quantizer_options.get_int("t", "group", 0) == 64);
   CHECK(o.recipe ==
         "paged{block=32,kv=float,max_blocks=0,max_bytes=0,prefix=0}+int4{embed=int8,group=64,head=int8,scheme=affine}"
-        "+no-prune+greedy+single-device");
+        "+no-prune+greedy{repetition_penalty=1}+single-device");
 
   const ResolvedTechnique p = resolve_technique("prune-30", base, reg);
   CHECK(p.config.engine.pruner == "magnitude");
@@ -250,6 +250,15 @@ void check_result_sanity(const json& res, size_t samples, int max_new_tokens) {
     CHECK(res["rouge_ci95"][key][0].get<double>() <= m + 1e-12);
     CHECK(res["rouge_ci95"][key][1].get<double>() >= m - 1e-12);
   }
+  // Request latency counts the wait for a place; the degenerate share counts
+  // the items marked so (eval/headline_quality.hpp).
+  CHECK(res["request_latency_ms_p95"].get<double>() >= res["latency_ms_p95"].get<double>() - 1e-6);
+  CHECK(res["request_latency_ms_p50"].get<double>() <= res["request_latency_ms_p95"].get<double>());
+  int64_t marked = 0;
+  for (const json& it : res["items"]) marked += !it["degenerate"].is_null();
+  const json& dg = res["degenerate"];
+  CHECK(dg["empty"].get<int64_t>() + dg["repetitive"].get<int64_t>() + dg["overlong"].get<int64_t>() == marked);
+  CHECK(res["degenerate_share"].get<double>() == Approx(static_cast<double>(marked) / static_cast<double>(samples)));
   for (const json& it : res["items"]) {
     CHECK(!it["headline"].get<std::string>().empty());
     CHECK(it["new_tokens"].get<int>() >= 1);
@@ -361,6 +370,56 @@ TEST_CASE("cli: bench composes techniques and reports what they change", "[unit]
   // 30% unstructured sparsity in dense storage: same bytes, not 30% fewer.
   CHECK(pr["prune_sparsity"].get<double>() > 0.25);
   CHECK(pr["weight_bytes"] == kv["weight_bytes"]);
+}
+
+// `udaci bench --config F` alone measures the configuration itself — its
+// recipe, its max_sequences as the batch, its threads — which is how a
+// configuration `udaci tune` wrote is re-measured (issue #26); --concurrency
+// keeps N requests in flight.
+TEST_CASE("cli: bench --config measures the config's own recipe, batch and threads", "[unit][cli][bench][smollm2]") {
+  const std::string model = udaci_test::default_model_gguf();
+  if (model.empty()) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  TempDir dir("udaci_bench_config");
+  const fs::path news = news_subset(dir.path, 20);
+  if (news.empty()) {
+    REQUIRE(std::string(std::getenv("UDACI_REQUIRE_MODEL") ? std::getenv("UDACI_REQUIRE_MODEL") : "") != "1");
+    WARN("../shared/assets/news is not beside the repository: bench test skipped");
+    return;
+  }
+  const fs::path cfg = dir.path / "tuned.json";
+  std::ofstream(cfg) << R"({"schema": "udaci-config/1", "model": ")" << model
+                     << R"(", "recipe": "paged-prefix+int8+greedy{repetition_penalty=1.15}",
+                          "scheduler": {"max_sequences": 3}, "threads": 1})";
+  Run r = run_cli("bench --quiet --config " + q(cfg) + " --samples 6 --warmup 1 --max-new-tokens 8 --concurrency 2"
+                  " --input " + q(news) + " --json " + q(dir.path / "out.json"),
+                  dir.path);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json doc = json::parse(udaci_test::read_file((dir.path / "out.json").string()));
+  REQUIRE(doc["results"].size() == 1);
+  const json& res = doc["results"][0];
+  check_result_sanity(res, 6, 8);
+  CHECK(res["recipe"].get<std::string>().find("paged-prefix{") == 0);
+  CHECK(res["recipe"].get<std::string>().find("+int8{") != std::string::npos);
+  CHECK(res["recipe"].get<std::string>().find("+greedy{repetition_penalty=1.15}+") != std::string::npos);
+  CHECK(res["batch"] == 3);
+  CHECK(res["threads"] == 1);
+  CHECK(res["concurrency"] == 2);
+  CHECK(doc["settings"]["concurrency"] == 2);
+  // Two in flight never fill the three places.
+  CHECK(res["scheduler"]["peak_running"].get<int64_t>() <= 2);
+  // --techniques with --config measures the techniques over the config, as before.
+  Run t = run_cli("bench --quiet --config " + q(cfg) + " --techniques kv-cache --samples 2 --warmup 0"
+                  " --max-new-tokens 4 --input " + q(news) + " --json " + q(dir.path / "t.json"),
+                  dir.path);
+  INFO(t.err);
+  REQUIRE(t.status == 0);
+  const json tdoc = json::parse(udaci_test::read_file((dir.path / "t.json").string()));
+  CHECK(tdoc["results"][0]["technique"] == "kv-cache");
+  CHECK(tdoc["results"][0]["batch"] == 1);
 }
 
 TEST_CASE("cli: headline takes the quantizer, pruner and cache options", "[unit][cli][smollm2]") {

@@ -372,12 +372,12 @@ TEST_CASE("cli: a config file and flags over it", "[unit][cli][recipe][smollm2]"
   INFO(a.err);
   REQUIRE(a.status == 0);
   CHECK(json::parse(a.out)["recipe"] ==
-        "paged-prefix{block=32,kv=float,max_blocks=0,max_bytes=0,prefix=1}+gguf-native+no-prune+greedy+single-device");
+        "paged-prefix{block=32,kv=float,max_blocks=0,max_bytes=0,prefix=1}+gguf-native+no-prune+greedy{repetition_penalty=1}+single-device");
   const Run b = run_cli("generate --ids '1 2 3' --max-new-tokens 2 --config " + quote(cfg) +
                         " --recipe no-quant --cache contiguous");
   INFO(b.err);
   REQUIRE(b.status == 0);
-  CHECK(json::parse(b.out)["recipe"] == "kv-cache+no-quant+no-prune+greedy+single-device");
+  CHECK(json::parse(b.out)["recipe"] == "kv-cache+no-quant+no-prune+greedy{repetition_penalty=1}+single-device");
   // headline with the file gives the same text as the same recipe on the command line.
   const std::string s = quote("The city council approved a plan on Tuesday to plant 10,000 trees along the river.");
   const Run h1 = run_cli("headline " + s + " --config " + quote(cfg));

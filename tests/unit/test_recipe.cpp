@@ -90,7 +90,7 @@ TEST_CASE("recipe: canonical strings spell every slot and option and round-trip"
   CHECK(with_recipe("paged").recipe() ==
         "paged{block=16,kv=float,max_blocks=0,max_bytes=0,prefix=0}+as-stored+no-prune+sampling+single-device");
   CHECK(with_recipe("prune-30+greedy").recipe() ==
-        "kv-cache+as-stored+prune-magnitude{fraction=0.3,scope=layer}+greedy+single-device");
+        "kv-cache+as-stored+prune-magnitude{fraction=0.3,scope=layer}+greedy{repetition_penalty=1}+single-device");
   // Values with characters a bare value may not hold are quoted, and read back.
   const EngineConfig q = with_recipe(R"(spec-draft{draft_model="/m/my draft, v2+{x}.gguf"})");
   CHECK(q.decoder_options.get_string("t", "draft_model", "") == "/m/my draft, v2+{x}.gguf");

@@ -39,6 +39,7 @@ ALLOWED = {
     "eval": set(_LOWER) | {"engine"},
     "bench": set(_LOWER) | {"engine", "eval", "udaci"},
     "server": set(_LOWER) | {"engine"},
+    "tune": set(_LOWER) | {"engine", "eval", "bench", "udaci"},
     "c_api": None,
     "tools": None,
 }

@@ -37,7 +37,7 @@ def test_headline_engine_from_config_binds_the_named_strategies():
     # The default model is a GGUF: its blocks run as stored (recipe as-stored).
     assert e.strategies == {"cache": "none", "quantizer": "gguf-native", "pruner": "none", "decoder": "greedy",
                             "parallel": "single-device"}
-    assert e.recipe == "no-cache+gguf-native+no-prune+greedy+single-device"
+    assert e.recipe == "no-cache+gguf-native+no-prune+greedy{repetition_penalty=1}+single-device"
     assert e.config == config and e.config is not config
     assert e.cache == "none"
 

@@ -30,6 +30,7 @@ struct BenchRunArgs {
   std::string json_out;
   std::string markdown_out;
   size_t batch = 1;
+  size_t concurrency = 0;
   std::string draft_model;
   uint64_t seed = 0;
   int64_t max_new_tokens = 32;
@@ -73,16 +74,25 @@ int cmd_bench(const BenchRunArgs& a, const GlobalOptions& global, const std::str
   // anything is looked up.
   for (const std::string& name : techniques) resolve_technique(name, base, builtin_strategies());
   base.engine = engine_config_from(a.engine, global);
+  // --config alone measures the configuration itself (its recipe, and its
+  // scheduler's max_sequences as the batch): `udaci bench --config tuned.json`
+  // re-measures what `udaci tune` chose.
+  const bool config_itself = a.engine.given("--config") && !a.engine.given("--techniques") && a.recipes.empty();
+  if (config_itself) techniques = {base.engine.recipe()};
   BenchSettings s;
   s.input = a.input.empty() ? default_bench_input() : a.input;
   s.samples = a.samples;
   s.seed = a.seed;
   s.category = a.category;
-  s.batch = a.batch;
+  s.batch = config_itself && !a.engine.given("--batch") ? static_cast<size_t>(base.engine.scheduler.max_sequences)
+                                                         : a.batch;
+  s.concurrency = a.concurrency;
   s.max_new_tokens = a.max_new_tokens;
   s.repetition_stop = a.repetition_stop;
   s.warmup = a.warmup;
-  s.threads = global.threads;
+  // A config file's "threads" unless --threads is given (engine_config_from
+  // put that over the file's).
+  s.threads = base.engine.threads > 0 ? base.engine.threads : global.threads;
   s.progress = !a.quiet;
   const json doc = run_benchmark(techniques, base, s, exe);
   const std::string text = doc.dump(1, ' ', false, json::error_handler_t::replace);
@@ -110,7 +120,8 @@ CommandRun setup_bench(CLI::App& sub) {
   a->engine.options["--techniques"] = sub.add_option(
       "--techniques", a->techniques,
       "comma-separated recipes over the benchmark's base (kv-cache+no-quant+greedy), e.g. "
-      "baseline,kv-cache,int4{group=64}+paged-prefix (see --list)");
+      "baseline,kv-cache,int4{group=64}+paged-prefix (see --list); with --config and neither "
+      "--techniques nor --recipe: the config's own recipe");
   sub.add_option("--recipe", a->recipes, "one more recipe to measure (repeatable; replaces the default list)")
       ->allow_extra_args(false);
   add_engine_flags(sub, a->engine, false);
@@ -120,8 +131,15 @@ CommandRun setup_bench(CLI::App& sub) {
                  "News Category Dataset JSONL (default: $UDACI_NEWS, else the ../shared/assets/news sample)");
   sub.add_option("--json", a->json_out, "write the full results (schema udaci-bench/1) here");
   sub.add_option("--markdown", a->markdown_out, "write the Markdown table here too");
-  sub.add_option("--batch", a->batch, "articles decoded together (all queued at once; the scheduler's max_sequences)")
-      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  a->engine.options["--batch"] =
+      sub.add_option("--batch", a->batch,
+                     "articles decoded together (the scheduler's max_sequences; with --config alone, the "
+                     "config's)")
+          ->check(CLI::Range(size_t{1}, size_t{1024}));
+  sub.add_option("--concurrency", a->concurrency,
+                 "requests in flight: 0 (default) queues every article at once, N keeps N clients busy "
+                 "(each sends its next article when its headline is back)")
+      ->check(CLI::Range(size_t{0}, size_t{4096}));
   sub.add_option("--draft-model", a->draft_model, "draft model for spec-draft");
   sub.add_option("--seed", a->seed, "article sample seed");
   sub.add_option("--max-new-tokens", a->max_new_tokens, "tokens per headline at most")

@@ -21,6 +21,10 @@ const std::vector<Command>& commands() {
       {"techniques", "list the recipe's techniques and whether this build can run them", setup_techniques},
       {"perplexity", "perplexity on news records (headline. summary) after a quantizer / pruner",
        setup_perplexity},
+      {"tune",
+       "search recipes, batch and threads for the configuration to deploy under memory, latency, throughput and "
+       "quality budgets, measured here; writes the Pareto front and a config file",
+       setup_tune},
       {"serve", "the HTTP service: /v1/headlines, OpenAI-compatible completions, /health, /metrics, an editor's page",
        setup_serve},
       {"launch",

@@ -53,6 +53,7 @@ CommandRun setup_rouge(CLI::App& sub);
 CommandRun setup_bench(CLI::App& sub);
 CommandRun setup_techniques(CLI::App& sub);
 CommandRun setup_perplexity(CLI::App& sub);
+CommandRun setup_tune(CLI::App& sub);
 CommandRun setup_launch(CLI::App& sub);
 CommandRun setup_serve(CLI::App& sub);
 CommandRun setup_bench_worker(CLI::App& sub);
