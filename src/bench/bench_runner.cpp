@@ -123,7 +123,9 @@ std::string first_line_of(const std::string& path, const std::string& key) {
   return "";
 }
 
-std::string git_commit() {
+}  // namespace
+
+std::string source_commit() {
 #ifdef UDACI_SOURCE_DIR
   const std::string cmd = std::string("git -C '") + UDACI_SOURCE_DIR +
                           "' rev-parse --short=12 HEAD 2>/dev/null";
@@ -151,6 +153,8 @@ json machine_json(int threads) {
   m["gpu"] = nullptr;
   return m;
 }
+
+namespace {
 
 json versions_json() {
   json v;
@@ -470,7 +474,7 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
     doc["created_utc"] = buf;
   }
-  doc["git_commit"] = git_commit();
+  doc["git_commit"] = source_commit();
   doc["machine"] = machine_json(settings.threads);
   doc["versions"] = versions_json();
   doc["settings"] = {{"input", settings.input},       {"samples", settings.samples},

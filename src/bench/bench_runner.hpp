@@ -54,6 +54,12 @@ nlohmann::json run_benchmark(const std::vector<std::string>& techniques, const B
 // memory, change vs baseline) as Markdown.
 std::string bench_markdown(const nlohmann::json& doc);
 
+// The commit of the tree this binary was built from ("unknown" outside a
+// git checkout), and the machine as bench documents record it: CPU model,
+// logical CPUs, threads, memory, OS.
+std::string source_commit();
+nlohmann::json machine_json(int threads);
+
 // Median and nearest-rank percentile of `v` (0 for an empty vector).
 double percentile(std::vector<double> v, double p);
 

@@ -554,6 +554,10 @@ class Search {
   static std::string decoding(const TuneCandidate& c) {
     return fmt::format("{} (repetition penalty {})", c.decoder, c.repetition_penalty);
   }
+  // Degenerate headlines depend on the weights as much as on the decoding
+  // (measured: int8 22%, int4 10%, fp32 10% with the same greedy decoder), so
+  // a miss rules out that decoding on those weights only.
+  static std::string weights_decoding(const TuneCandidate& c) { return c.weights() + " " + decoding(c); }
 
   // Why a candidate is not worth a full run, from what full runs taught:
   // a weight set at least as far from fp32 (KL) as one that missed the
@@ -564,8 +568,9 @@ class Search {
       return fmt::format("its weights' KL divergence {:.4f} is at least that of {} ({:.4f}), which missed the "
                          "ROUGE floor",
                          r.weights->mean_kld, failed_kld_by_, failed_kld_);
-    if (failed_decoding_.count(decoding(r.candidate)))
-      return fmt::format("{} already gave too many degenerate headlines", decoding(r.candidate));
+    if (failed_decoding_.count(weights_decoding(r.candidate)))
+      return fmt::format("{} on {} already gave too many degenerate headlines", decoding(r.candidate),
+                         r.candidate.weights());
     return "";
   }
 
@@ -586,7 +591,7 @@ class Search {
       failed_kld_ = r.weights->mean_kld;
       failed_kld_by_ = r.candidate.weights();
     } else if (!rouge_fails(r) && degenerate_fails(r)) {
-      failed_decoding_.insert(decoding(r.candidate));
+      failed_decoding_.insert(weights_decoding(r.candidate));
     }
   }
 
@@ -606,11 +611,18 @@ class Search {
     return best;
   }
 
-  // Stage 2b/3: weight sets by their probes' objective; for each, descend to
-  // its best candidate and measure it fully; a ROUGE-floor miss rules out
-  // weight sets at least as far from fp32, a degenerate-floor miss makes it
-  // try another decoding. Two weight sets whose best passes the quality
-  // floors are enough.
+  // Within kNear of the best score: 0.7x its value (for throughput), 1/0.7x
+  // (for latency and memory, whose scores are negated).
+  static bool near(double score, double best) {
+    constexpr double kNear = 0.7;
+    return best > 0 ? score >= kNear * best : score >= best / kNear;
+  }
+
+  // Stage 2b/3: weight sets by their probes' objective; for each within
+  // reach of the best probe, descend to its best candidate and measure it
+  // fully; a ROUGE-floor miss rules out weight sets at least as far from
+  // fp32, a degenerate-floor miss makes it try another decoding of the same
+  // weights.
   void explore() {
     std::vector<std::string> ranked;
     for (const std::string& key : weight_sets_)
@@ -618,20 +630,21 @@ class Search {
     std::stable_sort(ranked.begin(), ranked.end(), [&](const std::string& a, const std::string& b) {
       return short_score(probe_[a]) > short_score(probe_[b]);
     });
-    size_t good = 0;
     for (const std::string& key : ranked) {
-      if (good >= 2 || left() <= 0) break;
+      if (left() <= 0) break;
       if (!excluded(probe_[key]).empty()) continue;
+      // A probe clearly behind the best one (beyond the noise of a short
+      // run) is not explored: its weights are what makes it slow or large.
+      if (!near(short_score(probe_[key]), short_score(probe_[ranked.front()]))) {
+        behind_.insert(key);
+        continue;
+      }
       std::optional<size_t> cur = descend(probe_[key]);
       for (int attempt = 0; attempt < 3 && cur; ++attempt) {
         if (!res_.candidates[*cur].full_run && !full_run(*cur)) break;
         learn(*cur);
         const CandidateReport& r = res_.candidates[*cur];
-        if (rouge_fails(r)) break;
-        if (!degenerate_fails(r)) {
-          ++good;
-          break;
-        }
+        if (rouge_fails(r) || !degenerate_fails(r)) break;
         cur = other_decoding(*cur);
       }
     }
@@ -834,6 +847,12 @@ class Search {
       } else if (!excluded(i).empty()) {
         r.verdict = TuneVerdict::kNotMeasured;
         r.why = "skipped: " + excluded(i);
+      } else if (behind_.count(r.candidate.weights())) {
+        r.verdict = TuneVerdict::kNotMeasured;
+        r.why = fmt::format("its weight set's probe ({}) was below 0.7x of the best probe's {}",
+                            objective_value(o, *res_.candidates[probe_.at(r.candidate.weights())].short_run,
+                                            res_.candidates[probe_.at(r.candidate.weights())].candidate.threads),
+                            tune_objective_name(o));
       } else {
         r.verdict = TuneVerdict::kNotMeasured;
         if (!r.weights)
@@ -858,7 +877,8 @@ class Search {
   std::map<std::string, size_t> probe_;    // weight set -> its probe candidate
   double failed_kld_ = 1e300;              // lowest KL of a weight set that missed the ROUGE floor
   std::string failed_kld_by_;
-  std::set<std::string> failed_decoding_;  // decodings that missed the degenerate floor
+  std::set<std::string> failed_decoding_;  // weights + decoding that missed the degenerate floor
+  std::set<std::string> behind_;           // weight sets whose probe was clearly behind the best
 };
 
 json figures_json(const RunFigures& f) {

@@ -12,12 +12,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
 
+#include "bench/bench_runner.hpp"
 #include "core/error.hpp"
+#include "udaci/version.h"
 #include "engine/recipe.hpp"
 #include "tools/cli/common.hpp"
 #include "tune/bench_backend.hpp"
@@ -133,7 +136,12 @@ TuneSpec spec_from(const TuneArgs& a, const GlobalOptions& global) {
   if (a.was_given("--max-degenerate")) s.budgets.max_degenerate_share = a.max_degenerate;
   if (a.was_given("--concurrency")) s.workload.concurrency = a.concurrency;
   s.workload.samples = a.samples;
-  s.workload.short_samples = a.was_given("--short-samples") ? a.short_samples : std::min(a.short_samples, a.samples);
+  // A short run sees every place of the batch taken and some queueing:
+  // twice the requests in flight, at least 8, at most half a full run.
+  s.workload.short_samples =
+      a.was_given("--short-samples")
+          ? a.short_samples
+          : std::max<size_t>(1, std::min(std::max<size_t>(8, 2 * s.workload.concurrency), a.samples / 2));
   s.workload.seed = a.seed;
   s.workload.max_new_tokens = a.max_new_tokens;
   s.budget_s = a.budget_minutes * 60;
@@ -196,6 +204,15 @@ int cmd_tune(const TuneArgs& a, const GlobalOptions& global) {
 
   json doc = tune_result_json(spec, result);
   doc["model"] = base.model_path;
+  {
+    const std::time_t now = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    doc["created_utc"] = buf;
+  }
+  doc["git_commit"] = source_commit();
+  doc["udaci_version"] = UDACI_VERSION_STRING;
+  doc["machine"] = machine_json(global.threads);
   doc["cache"] = {{"path", cache_path}, {"hits", backend.hits()}};
   const std::string json_path = a.out + "/tune.json";
   const std::string md_path = a.out + "/tune.md";
@@ -274,7 +291,8 @@ CommandRun setup_tune(CLI::App& sub) {
       "largest share of empty, repetitive or overlong headlines (default: the reference's + 0.05)");
   opt("--input", a->input, "news records, JSONL (default: $UDACI_NEWS, else the ../shared/assets/news sample)");
   opt("--samples", a->samples, "articles of a full run (default 50)")->check(CLI::Range(size_t{2}, size_t{100000}));
-  opt("--short-samples", a->short_samples, "articles of a short run (default 8)")
+  opt("--short-samples", a->short_samples,
+      "articles of a short run (default: twice --concurrency, at least 8, at most half of --samples)")
       ->check(CLI::Range(size_t{1}, size_t{100000}));
   opt("--seed", a->seed, "article sample seed");
   opt("--max-new-tokens", a->max_new_tokens, "tokens per headline at most")->check(CLI::Range(int64_t{1}, int64_t{4096}));

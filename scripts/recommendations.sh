@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerates docs/RECOMMENDATIONS.md from measurements on this machine and
+# the default model (issue #26): `udaci tune` for the edge, server, realtime
+# and cost scenarios, `udaci bench` of the parallel plans against one process
+# (the report's cluster advice), then tools/bench/recommendations.py.
+#
+#   bash scripts/recommendations.sh [--budget-minutes 6] [--threads 2] [--out build/recommendations]
+#
+# About 4 x the budget plus a few minutes. Measurements are cached
+# (~/.cache/udaci/tune), so a rerun of the same build resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUDGET=6
+THREADS=$(nproc 2>/dev/null || echo 2)
+OUT=build/recommendations
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --budget-minutes) BUDGET=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "recommendations.sh: unknown option $1" >&2; exit 1 ;;
+  esac
+done
+UDACI=build/src/udaci
+[ -x "$UDACI" ] || { echo "recommendations.sh: build udaci first (bash scripts/setup.sh)" >&2; exit 1; }
+mkdir -p "$OUT" docs/bench
+for s in edge server realtime cost; do
+  echo "== udaci tune --scenario $s (budget $BUDGET min)" >&2
+  status=0
+  "$UDACI" --threads "$THREADS" tune --scenario "$s" --budget-minutes "$BUDGET" --out "$OUT/$s" \
+    2> "$OUT/$s.log" || status=$?
+  # Exit 2: no candidate met the budgets; the report says which came closest.
+  [ "$status" = 0 ] || [ "$status" = 2 ] || { tail -20 "$OUT/$s.log" >&2; exit "$status"; }
+  [ -f "$OUT/$s/pareto.png" ] && cp "$OUT/$s/pareto.png" "docs/bench/tune-$s.png"
+done
+echo "== udaci bench: one process vs tp-2 and pp-2 (batch 1)" >&2
+"$UDACI" --threads "$THREADS" bench --quiet --techniques kv-cache,tp-2,pp-2 --samples 30 --batch 1 \
+  --json "$OUT/cluster.json" > /dev/null
+python3 tools/bench/recommendations.py --edge "$OUT/edge/tune.json" --server "$OUT/server/tune.json" \
+  --realtime "$OUT/realtime/tune.json" --cost "$OUT/cost/tune.json" --cluster "$OUT/cluster.json" \
+  --command "bash scripts/recommendations.sh --budget-minutes $BUDGET --threads $THREADS" \
+  > docs/RECOMMENDATIONS.md
+echo "wrote docs/RECOMMENDATIONS.md" >&2
