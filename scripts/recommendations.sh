@@ -32,10 +32,14 @@ for s in edge server realtime cost; do
   # Exit 2: no candidate met the budgets; the report says which came closest.
   [ "$status" = 0 ] || [ "$status" = 2 ] || { tail -20 "$OUT/$s.log" >&2; exit "$status"; }
   [ -f "$OUT/$s/pareto.png" ] && cp "$OUT/$s/pareto.png" "docs/bench/tune-$s.png"
+  cp "$OUT/$s/tune.json" "docs/bench/tune-$s.json"
 done
 echo "== udaci bench: one process vs tp-2 and pp-2 (batch 1)" >&2
 "$UDACI" --threads "$THREADS" bench --quiet --techniques kv-cache,tp-2,pp-2 --samples 30 --batch 1 \
   --json "$OUT/cluster.json" > /dev/null
+# The per-article items are left out of the committed copy (they are in $OUT).
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [r.pop("items",None) for r in d["results"]]; json.dump(d,open(sys.argv[2],"w"),indent=1)' \
+  "$OUT/cluster.json" docs/bench/tune-cluster.json
 python3 tools/bench/recommendations.py --edge "$OUT/edge/tune.json" --server "$OUT/server/tune.json" \
   --realtime "$OUT/realtime/tune.json" --cost "$OUT/cost/tune.json" --cluster "$OUT/cluster.json" \
   --command "bash scripts/recommendations.sh --budget-minutes $BUDGET --threads $THREADS" \

@@ -55,6 +55,14 @@ def main():
     pareto = set(doc.get("pareto", []))
     chosen = doc.get("chosen")
     full = [(i, c) for i, c in enumerate(cands) if c.get("full")]
+    # Names on the chart: the chosen one, and the front when it is small;
+    # otherwise its extremes (least memory, best ROUGE-L). tune.md lists all.
+    front = [(i, c) for i, c in full if i in pareto]
+    if len(front) <= 5:
+        named = {i for i, _ in front}
+    else:
+        named = {min(front, key=lambda ic: ic[1]["full"]["peak_rss_mb"])[0],
+                 max(front, key=lambda ic: ic[1]["full"]["rougeL"])[0]}
 
     fig, (ax_q, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
     for ax, key, ylabel in ((ax_q, "rougeL", "ROUGE-L (mean F)"), (ax_m, "peak_rss_mb", "peak RSS (MB)")):
@@ -73,7 +81,7 @@ def main():
                            zorder=4)
                 ax.annotate("chosen: " + short_label(c), (x, y), xytext=(8, 8), textcoords="offset points",
                             fontsize=8, color="tab:green")
-            elif i in pareto:
+            elif i in named:
                 ax.annotate(short_label(c), (x, y), xytext=(6, -10), textcoords="offset points", fontsize=6,
                             color="0.3")
         ref = (doc.get("reference") or {}).get("figures")

@@ -12,6 +12,7 @@ model says what holds there.
 """
 import argparse
 import json
+import os
 import sys
 
 # What the report this project grew from advised, per scenario.
@@ -176,6 +177,10 @@ def verdict_cluster(bench):
                    f"({r['headlines_per_s'] / single['headlines_per_s']:.2f}x), p50 latency "
                    f"{r['latency_ms_p50']:.0f} vs {single['latency_ms_p50']:.0f} ms")
     m = bench.get("machine", {})
+    if single is not None:
+        q = single.get("config", {}).get("quantizer", "?")
+        out.append(f"all three with quantizer `{q}`" + (" (fp32, the benchmark's base)" if q == "none" else "")
+                   + f", batch {single['batch']}")
     gain = any(res[p]["headlines_per_s"] > 1.05 * single["headlines_per_s"] for p in ("tp-2", "pp-2")
                if p in res and single)
     return ("; ".join(out) + f" — two ranks sharing {m.get('logical_cpus', '?')} cores of one machine. **Claim "
@@ -203,7 +208,7 @@ def main():
     out.append(f"- Machine: {machine.get('cpu', '?')}, {machine.get('logical_cpus', '?')} logical CPUs; "
                f"udaci {server.get('udaci_version', '?')} at commit {server.get('git_commit', '?')}; "
                f"{server.get('created_utc', '?')}")
-    out.append(f"- Model: `{model}`" + (f" (its stored blocks: {fmt:.1f} bits per weight as loaded)" if fmt else ""))
+    out.append(f"- Model: `{os.path.basename(model)}`" + (f" (its stored blocks: {fmt:.1f} bits per weight as loaded)" if fmt else ""))
     w = server["workload"]
     out.append(f"- Workload: {w['samples']} articles of `{w['input']}` per full run (seed {w['seed']}), "
                f"up to {w['max_new_tokens']} new tokens; each scenario's own concurrency and budget below\n")
@@ -235,9 +240,11 @@ def main():
                "is adaptive speculation (issue #25: drafts only where the measured step cost says they gain). "
                "\"Quality-aware optimization\" is what `udaci tune` does: every choice above is held to a quality "
                "floor (ROUGE-L paired with the fp32 reference, degenerate headlines), not only to speed.\n")
-    out.append("## Charts\n")
+    out.append("## Charts and data\n")
     for s in ("edge", "server", "realtime", "cost"):
-        out.append(f"- {s}: [bench/tune-{s}.png](bench/tune-{s}.png)")
+        out.append(f"- {s}: [bench/tune-{s}.png](bench/tune-{s}.png), [bench/tune-{s}.json](bench/tune-{s}.json)")
+    if bench:
+        out.append("- cluster: [bench/tune-cluster.json](bench/tune-cluster.json)")
     out.append("")
     out.append("## Budgets and searches\n")
     out.append("| Scenario | Objective | Budgets | Concurrency | Candidates | Measured (weights / short / full) "
@@ -245,7 +252,7 @@ def main():
     out.append("|---|---|---|--:|--:|---|--:|")
     for s in ("edge", "server", "realtime", "cost"):
         d = docs[s]
-        b = ", ".join(f"{k} {v}" for k, v in d["budgets"].items() if v is not None)
+        b = ", ".join(f"{k} {v:.4g}" for k, v in d["budgets"].items() if v is not None)
         m = d["measurements"]
         out.append(f"| {s} | {d['objective']} | {b} | {d['workload']['concurrency']} | {len(d['candidates'])} "
                    f"| {m['weights']} / {m['short_runs']} / {m['full_runs']} | {d['elapsed_s'] / 60:.1f} |")
