@@ -206,6 +206,12 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   // so a finished headline's place is taken at the next step.
   EngineConfig ec = t.config.engine;
   ec.scheduler.max_sequences = static_cast<int64_t>(s.batch);
+  // The worker's thread count wins over the base config's "threads" (which
+  // the engine applies once loaded): each rank of a parallel plan gets its
+  // share of the cores, and `udaci tune` its candidate's count. Without
+  // this, `--threads 2` ran both ranks of tp-2 with 2 threads each on 2
+  // cores (0.07x one process, against 0.40x in M8's table).
+  if (s.threads > 0) ec.threads = s.threads;
   const auto t_load = Clock::now();
   HeadlineEngine engine(ec);
   const double load_ms = ms_since(t_load);

@@ -123,6 +123,10 @@ RunFigures BenchTuneBackend::run(const TuneCandidate& c, size_t samples) {
   UDACI_CHECK_S(Status::kInternal, doc.at("results").size() == 1, "tune: the bench run of '{}' returned no result",
                 c.label());
   const json& r = doc.at("results").at(0);
+  // The figures are the candidate's only if it ran with its thread count.
+  UDACI_CHECK_S(Status::kInternal, r.at("threads").get<int>() == c.threads,
+                "tune: the bench worker of '{}' ran {} threads, not {}", c.label(), r.at("threads").get<int>(),
+                c.threads);
   RunFigures f;
   f.samples = r.at("samples").get<size_t>();
   f.headlines_per_s = r.at("headlines_per_s").get<double>();

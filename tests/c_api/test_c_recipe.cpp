@@ -166,7 +166,7 @@ TEST_CASE("c_api: a config file builds an engine whose effective config builds t
   EnginePtr c(raw);
   const std::string cc = config_of(c.get());
   CHECK(cc.find("\"recipe\": \"paged-prefix{block=32,") != std::string::npos);
-  CHECK(cc.find("+int8{embed=int8,head=int8}+no-prune+greedy+") != std::string::npos);
+  CHECK(cc.find("+int8{embed=int8,head=int8}+no-prune+greedy{repetition_penalty=1}+") != std::string::npos);
   CHECK(cc.find("\"max_sequences\": 2") != std::string::npos);
 }
 

@@ -516,6 +516,9 @@ TEST_CASE("cli: tune on the default model writes a loadable config and resumes f
                            "' --samples 6 --short-samples 2 --max-new-tokens 12 --quantizers as-stored,int8"
                            " --caches kv-cache --decoders greedy --repetition-penalties 1,1.2 --batches 2,4"
                            " --concurrency 4 --max-rouge-drop 1 --max-degenerate 1 --budget-minutes 5"
+                           // One thread per candidate under a global --threads 2: the
+                           // workers must run the candidate's count (the backend checks).
+                           " --threads-list 1"
                            " --cache-dir '" + (dir / "cache").string() + "' --out '" + (dir / "out").string() +
                            "' --explain";
   const CliRun r = run_udaci(args, dir);
@@ -545,6 +548,7 @@ TEST_CASE("cli: tune on the default model writes a loadable config and resumes f
   CHECK(tuned.recipe() == expect.recipe());
   CHECK(tuned.scheduler.max_sequences == chosen["batch"].get<int64_t>());
   CHECK(tuned.threads == chosen["threads"].get<int>());
+  CHECK(tuned.threads == 1);
   CHECK(tuned.model_path == model);
   const CliRun h = run_udaci("headline --config '" + (dir / "out" / "tuned.json").string() +
                                  "' --max-new-tokens 8 'The city council approved a plan to plant trees.'",
