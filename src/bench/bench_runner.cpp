@@ -325,7 +325,9 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   out["samples"] = n;
   out["batch"] = s.batch;
   out["concurrency"] = s.concurrency;
-  out["threads"] = aten_threads();
+  // The count the engine computes with (set_threads); ATen's own count on
+  // this thread can read 1 once an engine thread has adopted the count.
+  out["threads"] = requested_threads() > 0 ? requested_threads() : aten_threads();
   out["load_ms"] = load_ms;
   out["ttft_ms_p50"] = percentile(ttft, 50);
   out["latency_ms_p50"] = percentile(latency, 50);

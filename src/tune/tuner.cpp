@@ -627,18 +627,36 @@ class Search {
     std::vector<std::string> ranked;
     for (const std::string& key : weight_sets_)
       if (res_.candidates[probe_[key]].short_run) ranked.push_back(key);
-    std::stable_sort(ranked.begin(), ranked.end(), [&](const std::string& a, const std::string& b) {
-      return short_score(probe_[a]) > short_score(probe_[b]);
-    });
+    if (ranked.empty()) return;
+    // The probes' objective as measured, whether or not the probe itself fits
+    // the budgets (a probe over the memory budget at its largest batch may
+    // fit at a smaller one: the descent looks).
+    auto raw = [&](const std::string& key) {
+      const CandidateReport& r = res_.candidates[probe_[key]];
+      return tune_score(spec_.objective, *r.short_run, r.candidate.threads);
+    };
+    double best_probe = -1e300;
+    for (const std::string& key : ranked) best_probe = std::max(best_probe, raw(key));
+    // A probe clearly behind the best one (beyond the noise of a short run)
+    // is not explored: its weights are what makes it slow or large. The
+    // others go closest to fp32 first (KL): when the budget runs short the
+    // safe ones have been measured, and a ROUGE-floor miss of one rules out
+    // those further away.
+    std::vector<std::string> order;
     for (const std::string& key : ranked) {
+      if (near(raw(key), best_probe))
+        order.push_back(key);
+      else
+        behind_.insert(key);
+    }
+    auto kld = [&](const std::string& key) {
+      const CandidateReport& r = res_.candidates[probe_[key]];
+      return r.weights ? r.weights->mean_kld : 0.0;
+    };
+    std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) { return kld(a) < kld(b); });
+    for (const std::string& key : order) {
       if (left() <= 0) break;
       if (!excluded(probe_[key]).empty()) continue;
-      // A probe clearly behind the best one (beyond the noise of a short
-      // run) is not explored: its weights are what makes it slow or large.
-      if (!near(short_score(probe_[key]), short_score(probe_[ranked.front()]))) {
-        behind_.insert(key);
-        continue;
-      }
       std::optional<size_t> cur = descend(probe_[key]);
       for (int attempt = 0; attempt < 3 && cur; ++attempt) {
         if (!res_.candidates[*cur].full_run && !full_run(*cur)) break;

@@ -49,3 +49,18 @@ def test_bad_flags_are_refused():
                            (["--recipe", "kv-cache+bogus"], "bogus")]:
         out = subprocess.run([UDACI, "serve", *args], capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and fragment in out.stderr, (args, out.stderr)
+
+
+def test_a_config_udaci_tune_wrote_serves_unchanged():
+    # tests/fixtures/tune/tuned.json: what `udaci tune --scenario edge` chose (issue #26).
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "tune", "tuned.json")
+    server = Server("--config", path)
+    try:
+        r = httpx.post(server.url + "/v1/headlines", json={"summary": "The city council approved a plan on "
+                                                                      "Tuesday to plant 10,000 trees by 2030."},
+                       timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["headline"].strip()
+    finally:
+        server.stop()

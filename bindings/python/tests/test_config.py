@@ -183,3 +183,15 @@ def test_effective_config_builds_the_same_engine(tmp_path, summary):
     assert again.recipe == e.recipe
     assert again.config_json == e.config_json
     assert again.headline(summary) == e.headline(summary)
+
+
+@needs_model
+def test_a_config_udaci_tune_wrote_loads_unchanged(summary):
+    # tests/fixtures/tune/tuned.json: what `udaci tune --scenario edge` chose (issue #26).
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "fixtures", "tune", "tuned.json")
+    c = udaci.EngineConfig.from_file(path)
+    e = udaci.HeadlineEngine(c)
+    assert e.recipe.startswith("kv-cache+gguf-native+no-prune+greedy{repetition_penalty=1}+")
+    assert json.loads(e.config_json)["scheduler"]["max_sequences"] == 1
+    assert e.headline(summary).strip()
