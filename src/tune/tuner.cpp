@@ -867,10 +867,10 @@ class Search {
         r.why = "skipped: " + excluded(i);
       } else if (behind_.count(r.candidate.weights())) {
         r.verdict = TuneVerdict::kNotMeasured;
-        r.why = fmt::format("its weight set's probe ({}) was below 0.7x of the best probe's {}",
-                            objective_value(o, *res_.candidates[probe_.at(r.candidate.weights())].short_run,
-                                            res_.candidates[probe_.at(r.candidate.weights())].candidate.threads),
-                            tune_objective_name(o));
+        const CandidateReport& p = res_.candidates[probe_.at(r.candidate.weights())];
+        r.why = fmt::format("its weight set's probe ({}) was too far behind the best probe's {} to explore "
+                            "(within 0.7x, 1/0.7x for latency and memory)",
+                            objective_value(o, *p.short_run, p.candidate.threads), tune_objective_name(o));
       } else {
         r.verdict = TuneVerdict::kNotMeasured;
         if (!r.weights)

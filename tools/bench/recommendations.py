@@ -97,7 +97,8 @@ def row(scenario, doc):
         return (f"| {scenario} | {CLAIMS[scenario]} | none meets the budgets (closest misses: {miss}) "
                 "| — | — | — | — | — |")
     f = c["full"]
-    return (f"| {scenario} | {CLAIMS[scenario]} | `{c['recipe']}`, batch {c['batch']}, {c['threads']} threads "
+    threads = f"{c['threads']} thread" + ("s" if c["threads"] != 1 else "")
+    return (f"| {scenario} | {CLAIMS[scenario]} | `{c['recipe']}`, batch {c['batch']}, {threads} "
             f"| {f['headlines_per_s']:.2f} | {f['latency_p95_ms']:.0f} | {f['peak_rss_mb']:.0f} "
             f"| {fmt_delta(c)} | {100 * f['degenerate_share']:.0f}% |")
 
@@ -124,7 +125,7 @@ def verdict_edge(doc, fmt):
         why = {}
         for x in p:
             why.setdefault(x["verdict"], x)
-        ex = "; ".join(f"{v} — e.g. `{x['recipe']}`: {x['why']}" for v, x in why.items())
+        ex = "; ".join(f"{v} — e.g. `{x.get('label', x['recipe'])}`: {x['why']}" for v, x in why.items())
         lines.append(f"Pruned candidates lost: {ex}.")
     lines.append("**Claim " + ("holds" if four and prn else "partly holds" if four or prn else "does not hold")
                  + " here.**")
@@ -234,7 +235,7 @@ def main():
     c = chosen(docs["cost"])
     if c:
         out.append(f"**Cost (headlines per core-second, not in the report).** `{c['recipe']}`, batch {c['batch']}, "
-                   f"{c['threads']} thread(s): {c['full']['headlines_per_s'] / c['threads']:.2f} headlines per "
+                   f"{c['threads']} thread{'s' if c['threads'] != 1 else ''}: {c['full']['headlines_per_s'] / c['threads']:.2f} headlines per "
                    "core-second.\n")
     out.append("**The report's future work.** \"Dynamic optimization\" — runtime technique selection by workload — "
                "is adaptive speculation (issue #25: drafts only where the measured step cost says they gain). "
