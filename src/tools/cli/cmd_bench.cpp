@@ -52,14 +52,6 @@ int list_techniques() {
   return 0;
 }
 
-// This executable, which the workers run.
-std::string self_exe(const char* argv0) {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n > 0) return std::string(buf, static_cast<size_t>(n));
-  return argv0;
-}
-
 int cmd_bench(const BenchRunArgs& a, const GlobalOptions& global, const std::string& exe) {
   if (a.list) return list_techniques();
   // --recipe R (repeatable) adds R to the --techniques list.

@@ -59,12 +59,6 @@ struct TuneArgs {
   }
 };
 
-std::string this_exe(const char* argv0) {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string(argv0);
-}
-
 template <typename T, typename Parse>
 std::vector<T> list_of(const std::string& text, const char* flag, Parse parse) {
   std::vector<T> out;
@@ -190,7 +184,7 @@ int cmd_tune(const TuneArgs& a, const GlobalOptions& global) {
   }
   if (mkdir(a.out.c_str(), 0755) != 0 && errno != EEXIST)
     fail(Status::kNotFound, "tune: cannot create --out folder '{}'", a.out);
-  const std::string exe = this_exe(global.argv0);
+  const std::string exe = self_exe(global.argv0);
 
   BenchTuneBackend real(base, spec.workload, exe);
   const std::string cache_path = a.no_cache ? "" : (a.cache_dir.empty() ? default_cache_path() : a.cache_dir + "/measurements.jsonl");

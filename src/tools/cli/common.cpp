@@ -5,6 +5,8 @@
 #include <fstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "core/error.hpp"
 #include "engine/model_lookup.hpp"
 
@@ -13,6 +15,12 @@ namespace udaci::cli {
 int default_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+std::string self_exe(const char* argv0) {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string(argv0);
 }
 
 StrategyOptions parse_strategy_options(const std::vector<std::string>& items, const char* flag) {

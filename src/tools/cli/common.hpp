@@ -20,6 +20,10 @@ namespace udaci::cli {
 // The machine's cores (at least 1).
 int default_threads();
 
+// This executable's path (/proc/self/exe; argv0 where that cannot be read):
+// what `bench` and `tune` start their workers as.
+std::string self_exe(const char* argv0);
+
 // "key=value" items of a repeatable --*-opt option.
 StrategyOptions parse_strategy_options(const std::vector<std::string>& items, const char* flag);
 
