@@ -22,20 +22,6 @@ std::string fnv1a_hex(const std::string& text) {
   return fmt::format("{:016x}", h);
 }
 
-json run_figures_to_json(const RunFigures& f) {
-  json items = json::array();
-  for (const RunItem& it : f.items) items.push_back({it.id, it.rougeL, it.degenerate});
-  return json{{"samples", f.samples},
-              {"headlines_per_s", f.headlines_per_s},
-              {"latency_p95_ms", f.latency_p95_ms},
-              {"peak_rss_mb", f.peak_rss_mb},
-              {"weight_mb", f.weight_mb},
-              {"rougeL", f.rougeL},
-              {"degenerate_share", f.degenerate_share},
-              {"seconds", f.seconds},
-              {"items", std::move(items)}};
-}
-
 RunFigures run_figures_from_json(const json& j) {
   RunFigures f;
   f.samples = j.at("samples").get<size_t>();
@@ -127,7 +113,7 @@ RunFigures CachedTuneBackend::run(const TuneCandidate& c, size_t samples) {
     }
   }
   RunFigures f = inner_.run(c, samples);
-  put(what, run_figures_to_json(f));
+  put(what, run_figures_json(f, /*with_items=*/true));
   return f;
 }
 

@@ -43,8 +43,7 @@ class CachedTuneBackend final : public TuneBackend {
 // 64-bit FNV-1a of `text` as 16 hex digits.
 std::string fnv1a_hex(const std::string& text);
 
-// RunFigures <-> JSON (items included), as the cache and tests store them.
-nlohmann::json run_figures_to_json(const RunFigures& f);
+// RunFigures from run_figures_json(f, /*with_items=*/true) (tune/tuner.hpp).
 RunFigures run_figures_from_json(const nlohmann::json& j);
 
 }  // namespace udaci

@@ -899,13 +899,6 @@ class Search {
   std::set<std::string> behind_;           // weight sets whose probe was clearly behind the best
 };
 
-json figures_json(const RunFigures& f) {
-  return json{{"samples", f.samples},         {"headlines_per_s", f.headlines_per_s},
-              {"latency_p95_ms", f.latency_p95_ms}, {"peak_rss_mb", f.peak_rss_mb},
-              {"weight_mb", f.weight_mb},     {"rougeL", f.rougeL},
-              {"degenerate_share", f.degenerate_share}, {"seconds", f.seconds}};
-}
-
 json budgets_json(const TuneBudgets& b, double max_degenerate) {
   auto opt = [](double v, bool set) { return set ? json(v) : json(nullptr); };
   return json{{"max_memory_mb", opt(b.max_memory_mb, b.max_memory_mb > 0)},
@@ -921,6 +914,19 @@ json budgets_json(const TuneBudgets& b, double max_degenerate) {
 TuneResult run_tune(const TuneSpec& spec, TuneBackend& backend, const TuneProgress& progress) {
   validate_tune_spec(spec);
   return Search(spec, backend, progress).run();
+}
+
+json run_figures_json(const RunFigures& f, bool with_items) {
+  json j{{"samples", f.samples},         {"headlines_per_s", f.headlines_per_s},
+         {"latency_p95_ms", f.latency_p95_ms}, {"peak_rss_mb", f.peak_rss_mb},
+         {"weight_mb", f.weight_mb},     {"rougeL", f.rougeL},
+         {"degenerate_share", f.degenerate_share}, {"seconds", f.seconds}};
+  if (with_items) {
+    json items = json::array();
+    for (const RunItem& it : f.items) items.push_back({it.id, it.rougeL, it.degenerate});
+    j["items"] = std::move(items);
+  }
+  return j;
 }
 
 json tune_result_json(const TuneSpec& spec, const TuneResult& r) {
@@ -945,7 +951,7 @@ json tune_result_json(const TuneSpec& spec, const TuneResult& r) {
   doc["budget_ran_out"] = r.budget_ran_out;
   doc["measurements"] = {{"weights", r.weights_measured}, {"short_runs", r.short_runs}, {"full_runs", r.full_runs}};
   doc["reference"] = {{"candidate", r.reference_recipe},
-                      {"figures", r.reference ? figures_json(*r.reference) : json(nullptr)}};
+                      {"figures", r.reference ? run_figures_json(*r.reference) : json(nullptr)}};
   json cands = json::array();
   for (const CandidateReport& c : r.candidates) {
     json j;
@@ -960,8 +966,8 @@ json tune_result_json(const TuneSpec& spec, const TuneResult& r) {
                                     {"mean_kld", c.weights->mean_kld},
                                     {"top1_agreement", c.weights->top1_agreement}}
                              : json(nullptr);
-    j["short"] = c.short_run ? figures_json(*c.short_run) : json(nullptr);
-    j["full"] = c.full_run ? figures_json(*c.full_run) : json(nullptr);
+    j["short"] = c.short_run ? run_figures_json(*c.short_run) : json(nullptr);
+    j["full"] = c.full_run ? run_figures_json(*c.full_run) : json(nullptr);
     j["rougeL_vs_fp32"] = c.rouge_delta ? json{{"mean", *c.rouge_delta}, {"ci95", {*c.rouge_delta_low, *c.rouge_delta_high}}}
                                         : json(nullptr);
     cands.push_back(std::move(j));

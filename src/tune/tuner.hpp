@@ -226,6 +226,10 @@ double tune_score(TuneObjective objective, const RunFigures& figures, int thread
 // Budgets a run misses, as sentences ("peak memory 612 MB > 500 MB").
 std::vector<std::string> budget_misses(const TuneBudgets& budgets, const RunFigures& figures);
 
+// A run's figures as JSON (the report's "short"/"full" objects; with its
+// per-article items, as the measurement cache stores them).
+nlohmann::json run_figures_json(const RunFigures& figures, bool with_items = false);
+
 // The result as JSON (schema "udaci-tune/1"), Markdown, and the explanation
 // of every candidate (--explain).
 nlohmann::json tune_result_json(const TuneSpec& spec, const TuneResult& result);
