@@ -289,7 +289,9 @@ typedef struct udaci_generate_params {
   /* Appended after ABI 0 (older callers' struct_size leaves it at its
    * default). Stop a summary when its last repetition_stop tokens repeat a
    * run of tokens it already produced, and cut the headline before the
-   * repeat (finish reason UDACI_FINISH_REPETITION); 0: off. Default 8. */
+   * repeat (finish reason UDACI_FINISH_REPETITION); 0: off, at most 64.
+   * Default -1: the engine's, its config's "generation": {"repetition_stop"}
+   * (8 tokens unless the config file says otherwise). */
   int32_t repetition_stop;
 } udaci_generate_params;
 

@@ -328,6 +328,11 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
   // The count the engine computes with (set_threads); ATen's own count on
   // this thread can read 1 once an engine thread has adopted the count.
   out["threads"] = requested_threads() > 0 ? requested_threads() : aten_threads();
+  // The stop the headlines were decoded with: the request's, or the engine's
+  // config's (generation.repetition_stop) when the settings leave it unset.
+  out["repetition_stop"] = ho.repetition_stop != HeadlineOptions::kEngineDefault
+                               ? ho.repetition_stop
+                               : engine.config().generation.repetition_stop;
   out["load_ms"] = load_ms;
   out["ttft_ms_p50"] = percentile(ttft, 50);
   out["latency_ms_p50"] = percentile(latency, 50);
@@ -489,7 +494,9 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
                      {"seed", settings.seed},         {"category", settings.category},
                      {"batch", settings.batch},       {"concurrency", settings.concurrency},
                      {"max_new_tokens", settings.max_new_tokens},
-                     {"repetition_stop", settings.repetition_stop},
+                     {"repetition_stop", settings.repetition_stop != HeadlineOptions::kEngineDefault
+                                             ? settings.repetition_stop
+                                             : base.engine.generation.repetition_stop},
                      {"warmup", settings.warmup},     {"threads", settings.threads},
                      {"dtype", dtype_name(base.engine.dtype)}, {"device", base.engine.device}};
   doc["results"] = json::array();
@@ -513,7 +520,7 @@ json run_benchmark(const std::vector<std::string>& techniques, const BenchConfig
                         {"seed", settings.seed},         {"category", settings.category},
                         {"batch", settings.batch},       {"concurrency", settings.concurrency},
                         {"max_new_tokens", settings.max_new_tokens},
-                     {"repetition_stop", settings.repetition_stop},
+                        {"repetition_stop", settings.repetition_stop},
                         {"warmup", settings.warmup},
                         // The ranks of a parallel plan share the cores.
                         {"threads", std::max(1, settings.threads / std::max(1, t.config.world_size))},

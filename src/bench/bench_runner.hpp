@@ -28,7 +28,9 @@ struct BenchSettings {
   // its headline is back (a service under steady load).
   size_t concurrency = 0;
   int64_t max_new_tokens = 32;
-  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;  // 0: off
+  // 0: off; HeadlineOptions::kEngineDefault: the engine config's
+  // generation.repetition_stop (8 unless a config file says otherwise).
+  int64_t repetition_stop = HeadlineOptions::kEngineDefault;
   size_t warmup = 2;            // articles run first and not measured
   int threads = 0;              // ATen threads in each worker (0: all cores)
   bool progress = true;         // progress on stderr

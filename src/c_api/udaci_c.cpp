@@ -205,8 +205,9 @@ udaci::HeadlineOptions to_headline_options(const udaci_generate_params& p) {
   o.sampling.repetition_penalty = p.repetition_penalty;
   o.sampling.seed = p.seed;
   o.stop_at_newline = p.stop_at_newline != 0;
-  UDACI_CHECK(p.repetition_stop >= 0 && p.repetition_stop <= udaci::HeadlineOptions::kMaxRepetitionStop,
-              "params->repetition_stop must be 0 (off) or 1 to {}, got {}",
+  UDACI_CHECK(p.repetition_stop == udaci::HeadlineOptions::kEngineDefault ||
+                  (p.repetition_stop >= 0 && p.repetition_stop <= udaci::HeadlineOptions::kMaxRepetitionStop),
+              "params->repetition_stop must be 0 (off), 1 to {} or -1 (the engine's), got {}",
               udaci::HeadlineOptions::kMaxRepetitionStop, p.repetition_stop);
   o.repetition_stop = p.repetition_stop;
   try {

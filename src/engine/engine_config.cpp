@@ -58,6 +58,9 @@ void EngineConfig::validate() const {
   UDACI_CHECK(max_memory_bytes >= 0, "max_memory_bytes must be >= 0 (0: no cap), got {}", max_memory_bytes);
   UDACI_CHECK(threads >= 0 && threads <= 1024, "threads must be in [0, 1024] (0: leave as it is), got {}",
               threads);
+  UDACI_CHECK(generation.repetition_stop >= 0 && generation.repetition_stop <= kMaxRepetitionStop,
+              "generation repetition_stop must be 0 (off) or 1 to {} tokens, got {}", kMaxRepetitionStop,
+              generation.repetition_stop);
   // Both prompts, whichever the model will use: its template is only known
   // once it is read.
   UDACI_CHECK(prompt.instruction.find("{summary}") != std::string::npos,
@@ -147,7 +150,7 @@ EngineConfig EngineConfig::from_json(const std::string& text, const std::string&
   }
   const Reader r(source);
   r.only(doc, "", {"schema", "model", "tokenizer", "recipe", "options", "scheduler", "prompt", "limits",
-                   "threads", "device", "dtype"});
+                   "generation", "threads", "device", "dtype"});
   if (!doc.contains("schema"))
     r.bad("/schema", fmt::format("is missing (a udaci config file starts with \"schema\": \"{}\")", kConfigSchema));
   const std::string schema = r.str(doc["schema"], "/schema");
@@ -224,6 +227,17 @@ EngineConfig EngineConfig::from_json(const std::string& text, const std::string&
       c.max_prompt_tokens = r.integer(l["max_prompt_tokens"], "/limits/max_prompt_tokens");
     if (l.contains("max_memory_bytes")) c.max_memory_bytes = r.integer(l["max_memory_bytes"], "/limits/max_memory_bytes");
   }
+  if (doc.contains("generation")) {
+    const json& g = doc["generation"];
+    r.only(g, "/generation", {"repetition_stop"});
+    if (g.contains("repetition_stop")) {
+      const int64_t n = r.integer(g["repetition_stop"], "/generation/repetition_stop");
+      if (n < 0 || n > kMaxRepetitionStop)
+        r.bad("/generation/repetition_stop",
+              fmt::format("must be 0 (off) or 1 to {} tokens, got {}", kMaxRepetitionStop, n));
+      c.generation.repetition_stop = n;
+    }
+  }
   r.with_context(doc.contains("options") ? "/options" : "/", [&] { c.validate(); });
   return c;
 }
@@ -293,6 +307,7 @@ std::string EngineConfig::to_json() const {
                    {"completion", prompt.completion},
                    {"max_summary_bytes", prompt.max_summary_bytes}};
   doc["limits"] = {{"max_prompt_tokens", max_prompt_tokens}, {"max_memory_bytes", max_memory_bytes}};
+  doc["generation"] = {{"repetition_stop", generation.repetition_stop}};
   // Prompt texts from the C ABI need not be UTF-8: write U+FFFD, never throw.
   return doc.dump(2, ' ', false, json::error_handler_t::replace);
 }

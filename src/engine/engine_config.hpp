@@ -17,6 +17,7 @@
 //     "prompt": {"use_chat_template": true, "system": "...", "instruction": "...{summary}...",
 //                "completion": "Article: {summary}\nHeadline:", "max_summary_bytes": 16384},
 //     "limits": {"max_prompt_tokens": 2048, "max_memory_bytes": 0},
+//     "generation": {"repetition_stop": 8},    defaults of requests that leave them unset
 //     "threads": 0, "device": "cpu", "dtype": "fp32"
 //   }
 // Every key is optional except "schema"; what is left out keeps its default.
@@ -41,6 +42,8 @@ inline constexpr const char* kConfigSchema = "udaci-config/1";
 // A config file or config_json string larger than this is refused (real ones
 // are under 2 KiB; prompt texts are capped by max_summary_bytes' order).
 inline constexpr uint64_t kMaxEngineConfigBytes = 1ull << 20;
+// The longest repetition stop, in tokens (HeadlineOptions::repetition_stop).
+inline constexpr int64_t kMaxRepetitionStop = 64;
 
 // "fp32" (also "float32", "f32"), "bf16" ("bfloat16"), "fp16" ("float16",
 // "f16"); Error(kInvalidArgument) listing them for anything else.
@@ -94,6 +97,16 @@ struct EngineConfig {
   // process, and is set once this engine has loaded. 0: leave it as it is
   // (the first engine then uses ATen's default, all cores).
   int threads = 0;
+  // Defaults of the per-request options a request leaves to the engine
+  // (HeadlineOptions' kEngineDefault; the C ABI's and Python's defaults,
+  // a `udaci serve` request without the field): so a config file, e.g. the
+  // one `udaci tune` writes, sets them for every front end.
+  struct Generation {
+    // Stop a headline once its last N tokens repeat a run it already
+    // produced, cut before the repeat (HeadlineOptions::repetition_stop);
+    // 0: off, at most kMaxRepetitionStop.
+    int64_t repetition_stop = 8;
+  } generation;
 
   // Parses `recipe` and sets the slots it names (the others keep their
   // value). Error(kInvalidArgument) naming the part; see engine/recipe.hpp.

@@ -353,12 +353,15 @@ struct HeadlineEngine::Pending {
 std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
     const std::vector<std::string>& summaries, const HeadlineOptions& options,
     std::shared_ptr<std::atomic<bool>> cancelled) const {
-  UDACI_CHECK(options.repetition_stop >= 0 && options.repetition_stop <= HeadlineOptions::kMaxRepetitionStop,
-              "repetition_stop must be 0 (off) or 1 to {} tokens, got {}", HeadlineOptions::kMaxRepetitionStop,
-              options.repetition_stop);
+  UDACI_CHECK(options.repetition_stop == HeadlineOptions::kEngineDefault ||
+                  (options.repetition_stop >= 0 && options.repetition_stop <= HeadlineOptions::kMaxRepetitionStop),
+              "repetition_stop must be 0 (off), 1 to {} tokens or {} (the engine's), got {}",
+              HeadlineOptions::kMaxRepetitionStop, HeadlineOptions::kEngineDefault, options.repetition_stop);
   auto p = std::make_shared<Pending>();
   p->t0 = std::chrono::steady_clock::now();
   p->options = options;
+  if (p->options.repetition_stop == HeadlineOptions::kEngineDefault)
+    p->options.repetition_stop = config_.generation.repetition_stop;
   p->cancelled = cancelled;
   const size_t n = summaries.size();
   p->results.resize(n);

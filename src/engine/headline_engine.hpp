@@ -51,12 +51,15 @@ struct HeadlineOptions {
   // Cambage: Liz ..."), stop it and cut where the repeat began: finish
   // reason kRepetition, new_ids/raw_text end before the repeat, and the
   // headline also loses a dangling separator and a short word after it.
-  // Greedy output stays a prefix of plain greedy. 0: off. Default 8 tokens:
-  // on 200 news articles it took repetitive headlines from 20.5% to 7.5%
-  // with ROUGE-L up 0.003 (docs/BENCHMARKS.md "M16"); 6 removed more
-  // repeats but cut more real phrases short.
-  int64_t repetition_stop = 8;
-  static constexpr int64_t kMaxRepetitionStop = 64;
+  // Greedy output stays a prefix of plain greedy. 0: off. kEngineDefault
+  // (the default): the engine's config, `"generation": {"repetition_stop"}`,
+  // 8 tokens unless the config says otherwise: on 200 news articles 8 took
+  // repetitive headlines from 20.5% to 7.5% with ROUGE-L up 0.003
+  // (docs/BENCHMARKS.md "M16"); 6 removed more repeats but cut more real
+  // phrases short.
+  static constexpr int64_t kEngineDefault = -1;
+  static constexpr int64_t kMaxRepetitionStop = udaci::kMaxRepetitionStop;
+  int64_t repetition_stop = kEngineDefault;
 };
 
 // One of a search decoder's best candidates (beam search with n_best > 1).

@@ -373,7 +373,8 @@ void Service::headlines(Ctx& c) {
     a.options.sampling.top_p = static_cast<float>(get_number(j, "top_p", 1.0, 0.0, 1.0));
     a.options.sampling.seed = get_seed(j);  // random when not given (greedy ignores it)
     a.n = get_int(j, "n", 1, 1, 16);
-    a.options.repetition_stop = get_int(j, "repetition_stop", HeadlineOptions{}.repetition_stop, 0,
+    // Absent: the engine's (its config's generation.repetition_stop).
+    a.options.repetition_stop = get_int(j, "repetition_stop", HeadlineOptions::kEngineDefault, 0,
                                         HeadlineOptions::kMaxRepetitionStop);
     a.beam = false;
     if (a.n > 1 && a.options.sampling.temperature <= 0) {

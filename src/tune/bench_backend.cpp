@@ -44,6 +44,7 @@ std::string tune_cache_context(const EngineConfig& base, const TuneWorkload& w, 
   shared.set_recipe("kv-cache+as-stored+no-prune+greedy+single-device");  // the candidates set these
   shared.threads = 0;
   shared.scheduler = SchedulerOptions{};
+  shared.generation = EngineConfig::Generation{};
   const std::string build = std::string(UDACI_VERSION_STRING) + " " + file_identity(exe);
   return fmt::format("model {}\nmachine{} x{}\nudaci {}\nworkload {} samples={} short={} seed={} concurrency={} "
                      "max_new_tokens={}\nconfig {}",
@@ -112,6 +113,7 @@ RunFigures BenchTuneBackend::run(const TuneCandidate& c, size_t samples) {
   s.batch = c.batch;
   s.concurrency = workload_.concurrency;
   s.max_new_tokens = workload_.max_new_tokens;
+  s.repetition_stop = c.repetition_stop;
   s.warmup = 2;
   s.threads = c.threads;
   s.progress = false;

@@ -69,7 +69,11 @@ std::string TuneCandidate::recipe() const {
 
 std::string TuneCandidate::weights() const { return quantizer + "+" + pruner; }
 
-std::string TuneCandidate::label() const { return fmt::format("{} batch={} threads={}", recipe(), batch, threads); }
+std::string TuneCandidate::label() const {
+  std::string l = fmt::format("{} batch={} threads={}", recipe(), batch, threads);
+  if (repetition_stop != kDefaultRepetitionStop) l += fmt::format(" repetition_stop={}", repetition_stop);
+  return l;
+}
 
 TuneSpec tune_preset(TuneScenario scenario, int cores) {
   cores = std::max(1, cores);
@@ -91,6 +95,7 @@ TuneSpec tune_preset(TuneScenario scenario, int cores) {
       s.space.pruners = {"no-prune", "prune-2of4", "prune-30"};
       s.space.decoders = {"greedy"};
       s.space.repetition_penalties = {1.0, 1.15};
+      s.space.repetition_stops = {kDefaultRepetitionStop, 0};
       s.space.batches = {1};
       s.space.threads = one_and_all;
       s.workload.concurrency = 1;
@@ -105,6 +110,7 @@ TuneSpec tune_preset(TuneScenario scenario, int cores) {
       s.space.pruners = {"no-prune"};
       s.space.decoders = {"greedy", "spec-lookup"};
       s.space.repetition_penalties = {1.0};
+      s.space.repetition_stops = {kDefaultRepetitionStop};
       s.space.batches = {4, 8, 16};
       s.space.threads = all_cores;
       s.workload.concurrency = 16;
@@ -118,6 +124,7 @@ TuneSpec tune_preset(TuneScenario scenario, int cores) {
       s.space.pruners = {"no-prune"};
       s.space.decoders = {"greedy", "spec-lookup", "spec-self-int4"};
       s.space.repetition_penalties = {1.0};
+      s.space.repetition_stops = {kDefaultRepetitionStop};
       s.space.batches = {1};
       s.space.threads = all_cores;
       s.workload.concurrency = 1;
@@ -130,6 +137,7 @@ TuneSpec tune_preset(TuneScenario scenario, int cores) {
       s.space.pruners = {"no-prune"};
       s.space.decoders = {"greedy"};
       s.space.repetition_penalties = {1.0};
+      s.space.repetition_stops = {kDefaultRepetitionStop};
       s.space.batches = {8, 16};
       s.space.threads = one_and_all;
       s.workload.concurrency = 16;
@@ -141,6 +149,7 @@ TuneSpec tune_preset(TuneScenario scenario, int cores) {
       s.space.pruners = {"no-prune"};
       s.space.decoders = {"greedy"};
       s.space.repetition_penalties = {1.0};
+      s.space.repetition_stops = {kDefaultRepetitionStop};
       s.space.batches = {1, 8};
       s.space.threads = all_cores;
       s.workload.concurrency = 8;
@@ -181,6 +190,7 @@ void validate_tune_spec(const TuneSpec& s) {
   nonempty(s.space.pruners, "--pruners");
   nonempty(s.space.decoders, "--decoders");
   nonempty(s.space.repetition_penalties, "--repetition-penalties");
+  nonempty(s.space.repetition_stops, "--repetition-stops");
   nonempty(s.space.batches, "--batches");
   nonempty(s.space.threads, "--threads-list");
   for (size_t v : s.space.batches) UDACI_CHECK(v >= 1 && v <= 1024, "tune: --batches values must be in [1, 1024], got {}", v);
@@ -188,6 +198,12 @@ void validate_tune_spec(const TuneSpec& s) {
   for (double p : s.space.repetition_penalties)
     UDACI_CHECK(std::isfinite(p) && p >= 0.5 && p <= 4,
                 "tune: --repetition-penalties values must be in [0.5, 4] (1: off), got {}", p);
+  for (int64_t v : s.space.repetition_stops)
+    UDACI_CHECK(v >= 0 && v <= kMaxRepetitionStop, "tune: --repetition-stops values must be in [0, {}] (0: off), got {}",
+                kMaxRepetitionStop, v);
+  UDACI_CHECK(s.reference_repetition_stop >= 0 && s.reference_repetition_stop <= kMaxRepetitionStop,
+              "tune: the reference's repetition stop must be in [0, {}], got {}", kMaxRepetitionStop,
+              s.reference_repetition_stop);
   // Contradictions, refused before anything runs.
   UDACI_CHECK(!(s.scenario == TuneScenario::kRealtime && w.concurrency > 1),
               "tune: --scenario realtime measures one request at a time; --concurrency {} contradicts it "
@@ -235,11 +251,12 @@ std::vector<TuneCandidate> enumerate_candidates(const TuneSpec& spec) {
         for (const std::string& d : sp.decoders)
           for (double pen : sp.repetition_penalties) {
             if (pen != 1.0 && d != "greedy") continue;
-            for (size_t b : batches)
-              for (int t : sp.threads) {
-                TuneCandidate k{c, q, p, d, pen, b, t};
-                if (seen.insert(k.label()).second) out.push_back(k);
-              }
+            for (int64_t stop : sp.repetition_stops)
+              for (size_t b : batches)
+                for (int t : sp.threads) {
+                  TuneCandidate k{c, q, p, d, pen, b, t, stop};
+                  if (seen.insert(k.label()).second) out.push_back(k);
+                }
           }
   return out;
 }
@@ -478,6 +495,7 @@ class Search {
       case 2: k.cache = sp.caches[value]; break;
       case 3: k.threads = sp.threads[value]; break;
       case 4: k.repetition_penalty = sp.repetition_penalties[value]; break;
+      case 5: k.repetition_stop = sp.repetition_stops[value]; break;
       default: return std::nullopt;
     }
     if (k.decoder != "greedy") k.repetition_penalty = 1.0;
@@ -495,12 +513,13 @@ class Search {
       case 2: return sp.caches.size();
       case 3: return sp.threads.size();
       case 4: return sp.repetition_penalties.size();
+      case 5: return sp.repetition_stops.size();
     }
     return 0;
   }
 
   // Stage 2a: one short run per weight set, at the space's first cache,
-  // decoder and penalty, its largest batch and most threads.
+  // decoder, penalty and repetition stop, its largest batch and most threads.
   void probe_weight_sets() {
     for (size_t i = 0; i < res_.candidates.size(); ++i) {
       const CandidateReport& r = res_.candidates[i];
@@ -514,7 +533,8 @@ class Search {
       }
       const TuneCandidate& p = res_.candidates[it->second].candidate;
       const TuneCandidate& c = r.candidate;
-      const bool same_rest = c.cache == p.cache && c.decoder == p.decoder && c.repetition_penalty == p.repetition_penalty;
+      const bool same_rest = c.cache == p.cache && c.decoder == p.decoder &&
+                             c.repetition_penalty == p.repetition_penalty && c.repetition_stop == p.repetition_stop;
       if (same_rest && (c.batch > p.batch || (c.batch == p.batch && c.threads > p.threads))) it->second = i;
     }
     const size_t n_full = spec_.workload.samples;
@@ -533,7 +553,7 @@ class Search {
     size_t current = start;
     for (int pass = 0; pass < 2; ++pass) {
       bool moved = false;
-      for (int dim = 0; dim < 5; ++dim) {
+      for (int dim = 0; dim < 6; ++dim) {
         if (dim_size(dim) < 2) continue;
         size_t best = current;
         for (size_t v = 0; v < dim_size(dim); ++v) {
@@ -552,7 +572,8 @@ class Search {
   }
 
   static std::string decoding(const TuneCandidate& c) {
-    return fmt::format("{} (repetition penalty {})", c.decoder, c.repetition_penalty);
+    return fmt::format("{} (repetition penalty {}, repetition stop {})", c.decoder, c.repetition_penalty,
+                       c.repetition_stop);
   }
   // Degenerate headlines depend on the weights as much as on the decoding
   // (measured: int8 22%, int4 10%, fp32 10% with the same greedy decoder), so
@@ -596,9 +617,9 @@ class Search {
   }
 
   // The best alternative to `current` in its weight set with another
-  // decoding (decoder or penalty), by short runs.
+  // decoding (repetition stop, penalty or decoder), by short runs.
   std::optional<size_t> other_decoding(size_t current) {
-    for (int dim : {4, 1})
+    for (int dim : {5, 4, 1})
       for (size_t v = 0; v < dim_size(dim); ++v)
         if (const std::optional<size_t> j = neighbour(res_.candidates[current].candidate, dim, v)) short_run(*j);
     std::optional<size_t> best;
@@ -739,6 +760,7 @@ class Search {
     ref.quantizer = "no-quant";
     ref.pruner = "no-prune";
     ref.decoder = "greedy";
+    ref.repetition_stop = spec_.reference_repetition_stop;
     ref.batch = *std::max_element(spec_.space.batches.begin(), spec_.space.batches.end());
     ref.batch = std::min(ref.batch, spec_.workload.concurrency);
     ref.threads = *std::max_element(spec_.space.threads.begin(), spec_.space.threads.end());
@@ -946,6 +968,7 @@ json tune_result_json(const TuneSpec& spec, const TuneResult& r) {
   doc["space"] = {{"caches", spec.space.caches},       {"quantizers", spec.space.quantizers},
                   {"pruners", spec.space.pruners},     {"decoders", spec.space.decoders},
                   {"repetition_penalties", spec.space.repetition_penalties},
+                  {"repetition_stops", spec.space.repetition_stops},
                   {"batches", spec.space.batches},     {"threads", spec.space.threads}};
   doc["elapsed_s"] = r.elapsed_s;
   doc["budget_ran_out"] = r.budget_ran_out;
@@ -958,6 +981,7 @@ json tune_result_json(const TuneSpec& spec, const TuneResult& r) {
     j["recipe"] = c.candidate.recipe();
     j["batch"] = c.candidate.batch;
     j["threads"] = c.candidate.threads;
+    j["repetition_stop"] = c.candidate.repetition_stop;
     j["label"] = c.candidate.label();
     j["verdict"] = tune_verdict_name(c.verdict);
     j["why"] = c.why;

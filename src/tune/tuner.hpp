@@ -3,7 +3,7 @@
 //
 // The search space is recipes (engine/recipe.hpp) over caches × quantizers ×
 // pruners × decoders (with the greedy decoder's repetition penalty) × the
-// scheduler's batch × threads. Measurements are dear (a full run of 50
+// repetition stop × the scheduler's batch × threads. Measurements are dear (a full run of 50
 // articles takes tens of seconds), so the search spends them in order of
 // price and prunes with what the cheap ones say:
 //
@@ -79,21 +79,29 @@ struct TuneBudgets {
 struct TuneSpace {
   std::vector<std::string> caches, quantizers, pruners, decoders;
   std::vector<double> repetition_penalties;  // applied to the "greedy" decoder only
+  // The engine's repetition stop (config generation.repetition_stop), in
+  // tokens; 0: off. Applies to every decoder.
+  std::vector<int64_t> repetition_stops;
   std::vector<size_t> batches;               // the scheduler's max_sequences
   std::vector<int> threads;
 };
+
+// The engine's default repetition stop (EngineConfig::Generation).
+inline constexpr int64_t kDefaultRepetitionStop = 8;
 
 struct TuneCandidate {
   std::string cache, quantizer, pruner, decoder;
   double repetition_penalty = 1.0;
   size_t batch = 1;
   int threads = 1;
+  int64_t repetition_stop = kDefaultRepetitionStop;  // the engine's generation.repetition_stop
   // cache+quantizer+pruner+decoder, the penalty as the greedy decoder's
   // option when it is not 1: a recipe every front end reads.
   std::string recipe() const;
   // quantizer+pruner: what the model's logits depend on.
   std::string weights() const;
-  // recipe, batch and threads: the candidate's identity in reports and caches.
+  // recipe, batch, threads and (when not the default) the repetition stop:
+  // the candidate's identity in reports and caches.
   std::string label() const;
 };
 
@@ -120,6 +128,8 @@ struct TuneSpec {
   size_t max_full_runs = 3;    // full runs after exploring the weight sets (not exhaustive)
   // The weight set and decoder of the fp32 reference ("no-quant+no-prune", "greedy").
   std::string reference_cache = "kv-cache";
+  // The reference's repetition stop (the base config's).
+  int64_t reference_repetition_stop = kDefaultRepetitionStop;
 };
 
 // The scenario's objective, default space and default budgets; the budgets

@@ -50,7 +50,7 @@ TEST_CASE("c_api: default params", "[c_api]") {
   CHECK(gp.top_p == 1.0f);
   CHECK(gp.repetition_penalty == 1.0f);
   CHECK(gp.stop_at_newline == 1);
-  CHECK(gp.repetition_stop == 8);
+  CHECK(gp.repetition_stop == -1);  // the engine's: its config's generation.repetition_stop
 }
 
 TEST_CASE("c_api: NULL arguments are refused with a message naming the parameter", "[c_api]") {

@@ -214,3 +214,49 @@ TEST_CASE("c_api: params_init fills the caller's layout", "[c_api][recipe]") {
   CHECK(udaci_engine_params_init(&small, 8) == UDACI_ERR_INVALID_ARGUMENT);
   CHECK(udaci_engine_params_init(nullptr, sizeof small) == UDACI_ERR_INVALID_ARGUMENT);
 }
+
+TEST_CASE("c_api: requests that leave repetition_stop at -1 get the config's generation.repetition_stop",
+          "[c_api][recipe][smollm2]") {
+  EnginePtr probe = default_engine();
+  if (!probe) return;
+  // Loops under greedy decoding ("... the Office of Inspector General (OIG) has
+  // confirmed that the Office of ..."): the stop of 8 tokens cuts it.
+  const char* summary =
+      "Despite entering false information, their work wasn't redone fully and in some cases the census takers "
+      "received bonuses, the Office of Inspector General reported.";
+  auto run = [&](const char* generation, int32_t stop) {
+    const std::string text = std::string(R"({"schema": "udaci-config/1", "recipe": "no-quant+greedy")") +
+                             (generation ? std::string(", \"generation\": ") + generation : "") + "}";
+    udaci_engine_params p = udaci_engine_default_params();
+    p.config_json = text.c_str();
+    udaci_engine* raw = nullptr;
+    REQUIRE(udaci_engine_create(&p, &raw) == UDACI_OK);
+    EnginePtr e(raw);
+    udaci_generate_params g = udaci_generate_default_params();
+    if (stop != -1) g.repetition_stop = stop;
+    udaci_result* r = nullptr;
+    REQUIRE(udaci_generate(e.get(), summary, &g, &r) == UDACI_OK);
+    ResultPtr res(r);
+    return std::make_pair(finish(res.get()), raw_text(res.get()));
+  };
+  const auto by_default = run(nullptr, -1);          // the engine's default: 8
+  const auto off_in_config = run(R"({"repetition_stop": 0})", -1);
+  const auto request_wins = run(R"({"repetition_stop": 0})", 8);
+  CHECK(by_default.first == UDACI_FINISH_REPETITION);
+  CHECK(off_in_config.first != UDACI_FINISH_REPETITION);
+  CHECK(off_in_config.second.size() > by_default.second.size());
+  CHECK(request_wins == by_default);
+
+  // The config file's value is in the effective config; a bad one is refused.
+  udaci_engine_params p = udaci_engine_default_params();
+  p.config_json = R"({"schema": "udaci-config/1", "generation": {"repetition_stop": 100}})";
+  const auto bad = create_error(p);
+  CHECK(bad.first == UDACI_ERR_INVALID_ARGUMENT);
+  CHECK(bad.second.find("/generation/repetition_stop") != std::string::npos);
+  udaci_generate_params g = udaci_generate_default_params();
+  g.repetition_stop = -2;
+  udaci_result* r = nullptr;
+  CHECK(udaci_generate(probe.get(), summary, &g, &r) == UDACI_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(udaci_last_error()).find("params->repetition_stop") != std::string::npos);
+  CHECK(config_of(probe.get()).find("\"repetition_stop\": 8") != std::string::npos);
+}

@@ -64,3 +64,24 @@ def test_a_config_udaci_tune_wrote_serves_unchanged():
         assert r.json()["results"][0]["headline"].strip()
     finally:
         server.stop()
+
+
+def test_the_config_sets_the_repetition_stop_of_requests_without_one(tmp_path):
+    # "generation": {"repetition_stop": 0} in the config: a request that does
+    # not name a stop is not cut; one that asks for 8 is.
+    cfg = tmp_path / "no-stop.json"
+    cfg.write_text(json.dumps({"schema": "udaci-config/1", "recipe": "no-quant+greedy",
+                               "generation": {"repetition_stop": 0}}), encoding="utf-8")
+    looping = ("Despite entering false information, their work wasn't redone fully and in some cases the "
+               "census takers received bonuses, the Office of Inspector General reported.")
+    server = Server("--config", str(cfg))
+    try:
+        def ask(**extra):
+            r = httpx.post(server.url + "/v1/headlines", json={"summary": looping, **extra}, timeout=120)
+            assert r.status_code == 200, r.text
+            return r.json()["results"][0]
+        unset, eight = ask(), ask(repetition_stop=8)
+        assert unset["finish_reason"] != "repetition"
+        assert eight["finish_reason"] == "repetition"
+    finally:
+        server.stop()

@@ -159,9 +159,10 @@ TEST_CASE("engine: the repetition stop cuts a looping sequence before its repeat
       "Twitch boycott.",
       "Scientists have found signs of liquid water beneath the south pole of Mars, raising hopes of finding life.",
   };
-  HeadlineOptions on;  // the default: on
-  const int64_t n = on.repetition_stop;
-  REQUIRE(n > 0);
+  HeadlineOptions on;  // the default: the engine's, on
+  CHECK(on.repetition_stop == HeadlineOptions::kEngineDefault);
+  const int64_t n = e->config().generation.repetition_stop;
+  REQUIRE(n == 8);
   HeadlineOptions off = on;
   off.repetition_stop = 0;
   const auto plain = e->generate(summaries, off);
@@ -197,7 +198,53 @@ TEST_CASE("engine: the repetition stop cuts a looping sequence before its repeat
     CHECK(!cut[i].headline.empty());
   }
   CHECK(stops >= 2);
-  HeadlineOptions bad = on;
-  bad.repetition_stop = -1;
-  udaci_test::expect_error([&] { e->generate({kSummary}, bad); }, Status::kInvalidArgument, "repetition_stop");
+  for (int64_t v : {int64_t{-2}, HeadlineOptions::kMaxRepetitionStop + 1}) {
+    HeadlineOptions bad = on;
+    bad.repetition_stop = v;
+    udaci_test::expect_error([&] { e->generate({kSummary}, bad); }, Status::kInvalidArgument, "repetition_stop");
+  }
+}
+
+TEST_CASE("engine: a request that leaves the repetition stop unset gets its config's", "[unit][engine][smollm2]") {
+  const HeadlineEngine* e = engine();
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  // Loops under greedy decoding with the default stop of 8 (see above).
+  const std::vector<std::string> looping = {
+      "Despite entering false information, their work wasn't redone fully and in some cases the census takers "
+      "received bonuses, the Office of Inspector General reported.",
+      kSummary};
+  EngineConfig c = e->config();
+  c.generation.repetition_stop = 0;  // off for every request that does not say
+  const HeadlineEngine off_engine(c);
+  CHECK(off_engine.config().generation.repetition_stop == 0);
+  HeadlineOptions unset;
+  HeadlineOptions stop0, stop8;
+  stop0.repetition_stop = 0;
+  stop8.repetition_stop = 8;
+  const auto by_config = off_engine.generate(looping, unset);
+  const auto plain = e->generate(looping, stop0);
+  const auto cut = e->generate(looping, stop8);
+  const auto default_cut = e->generate(looping, unset);
+  const auto asked = off_engine.generate(looping, stop8);  // a request's own value wins
+  bool any_cut = false;
+  for (size_t i = 0; i < looping.size(); ++i) {
+    INFO("summary " << i);
+    CHECK(by_config[i].new_ids == plain[i].new_ids);
+    CHECK(by_config[i].finish != FinishReason::kRepetition);
+    CHECK(default_cut[i].new_ids == cut[i].new_ids);
+    CHECK(asked[i].new_ids == cut[i].new_ids);
+    any_cut = any_cut || cut[i].finish == FinishReason::kRepetition;
+  }
+  CHECK(any_cut);  // the stop changes something, so the equalities above mean something
+  // The config's value round-trips through the config file and is checked.
+  CHECK(EngineConfig::from_json(c.to_json()).generation.repetition_stop == 0);
+  udaci_test::expect_error(
+      [] { EngineConfig::from_json(R"({"schema": "udaci-config/1", "generation": {"repetition_stop": 65}})"); },
+      Status::kInvalidArgument, "/generation/repetition_stop");
+  udaci_test::expect_error(
+      [] { EngineConfig::from_json(R"({"schema": "udaci-config/1", "generation": {"stop": 4}})"); },
+      Status::kInvalidArgument, "/generation/stop");
 }

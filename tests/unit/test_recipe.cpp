@@ -153,6 +153,7 @@ TEST_CASE("config: JSON round-trips and overrides in order", "[unit][recipe][con
     "scheduler": {"max_sequences": 8, "batch_invariant": true},
     "prompt": {"system": "", "completion": "Text: {summary}\nTitle:", "use_chat_template": false},
     "limits": {"max_prompt_tokens": 512, "max_memory_bytes": 1000000000},
+    "generation": {"repetition_stop": 12},
     "threads": 2, "dtype": "bf16", "device": "cpu")"));
   CHECK(c.model_path == "/models/m.gguf");
   CHECK(c.quantizer == "int4");
@@ -168,6 +169,7 @@ TEST_CASE("config: JSON round-trips and overrides in order", "[unit][recipe][con
   CHECK(c.max_memory_bytes == 1000000000);
   CHECK(c.threads == 2);
   CHECK(c.dtype == at::kBFloat16);
+  CHECK(c.generation.repetition_stop == 12);
 
   const std::string text = c.to_json();
   const EngineConfig back = EngineConfig::from_json(text);
@@ -203,6 +205,9 @@ TEST_CASE("config: bad files name the key's JSON path", "[unit][recipe][config]"
   is_invalid(config_text(R"("scheduler": {"max_sequences": 0})"), "max_sequences must be >= 1");
   is_invalid(config_text(R"("scheduler": {"batch_invariant": 1})"), "/scheduler/batch_invariant must be true or false");
   is_invalid(config_text(R"("dtype": "fp8")"), "/dtype: unknown dtype 'fp8'");
+  is_invalid(config_text(R"("generation": {"repetition_stop": -1})"), "/generation/repetition_stop must be 0 (off) or 1 to 64");
+  is_invalid(config_text(R"("generation": {"repetition_stop": true})"), "/generation/repetition_stop must be an integer");
+  is_invalid(config_text(R"("generation": {"max_new_tokens": 9})"), "/generation/max_new_tokens is not a known key");
   is_invalid(config_text(R"("recipe": "int8+int4")"), "/recipe: recipe 'int8+int4': 'int8' and 'int4' both choose");
   is_invalid(config_text(R"("recipe": "int4{block=1}")"), "unknown option \"block\"");
   is_invalid(config_text(R"("options": {"cache": {"group": 64}})"), "cache 'contiguous': unknown option \"group\"");

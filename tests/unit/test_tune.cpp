@@ -58,6 +58,9 @@ class FakeBackend : public TuneBackend {
     if (c.cache == "paged-prefix") h *= 1.04;
     h *= std::pow(static_cast<double>(c.threads) / 2.0, 0.8);
     if (c.repetition_penalty != 1.0) h *= 0.98;
+    // The stop's n-gram check costs a little here (on the real engine it
+    // saves the tokens of a loop), so only the quality floor makes it win.
+    if (c.repetition_stop > 0) h *= 0.99;
     return h;
   }
   double rouge_delta(const TuneCandidate& c) const {
@@ -80,7 +83,7 @@ class FakeBackend : public TuneBackend {
     f.latency_p95_ms = 1000.0 * static_cast<double>(c.batch) / f.headlines_per_s * 1.3;
     f.weight_mb = weight_mb(c);
     f.peak_rss_mb = f.weight_mb + 120 + 6.0 * static_cast<double>(c.batch);
-    const double degenerate = c.repetition_penalty != 1.0 ? 0.02 : 0.12;
+    const double degenerate = c.repetition_penalty != 1.0 ? 0.02 : c.repetition_stop > 0 ? 0.07 : 0.12;
     double rsum = 0;
     size_t deg = 0;
     for (size_t i = 0; i < samples; ++i) {
@@ -280,7 +283,7 @@ TEST_CASE("tune: the degenerate-headline floor picks the repetition penalty", "[
   TuneSpec s = tune_preset(TuneScenario::kEdge, 2);
   s.workload.input = "news.jsonl";
   s.budget_s = 1800;
-  s.budgets.max_degenerate_share = 0.05;  // the penalty-free runs have 12%
+  s.budgets.max_degenerate_share = 0.05;  // the penalty-free runs have 7% (with the stop) or 12%
   FakeBackend fake;
   const TuneResult r = run_tune(s, fake);
   check_meets(s, r);
@@ -289,6 +292,42 @@ TEST_CASE("tune: the degenerate-headline floor picks the repetition penalty", "[
   // Edge: least memory, so 2:4-pruned weights if their quality passes — it
   // does not here (KL 0.6 costs 0.03 ROUGE-L > the 0.02 floor).
   CHECK(chosen_of(r).candidate.pruner != "prune-2of4");
+}
+
+TEST_CASE("tune: the degenerate-headline floor picks the repetition stop", "[unit][tune]") {
+  TuneSpec s = tune_preset(TuneScenario::kEdge, 2);
+  s.workload.input = "news.jsonl";
+  s.budget_s = 1800;
+  s.space.repetition_penalties = {1.0};
+  s.space.repetition_stops = {0, 4, 8};  // the probe starts without a stop
+  s.space.pruners = {"no-prune"};
+  {
+    // No degenerate floor: the stop only costs here, so it is left off.
+    s.budgets.max_degenerate_share = 1;
+    FakeBackend fake;
+    const TuneResult r = run_tune(s, fake);
+    check_meets(s, r);
+    CHECK(chosen_of(r).candidate.repetition_stop == 0);
+  }
+  s.budgets.max_degenerate_share = 0.12;  // over 50 articles: 14% without the stop, 10% with it
+  FakeBackend fake;
+  const TuneResult r = run_tune(s, fake);
+  check_meets(s, r);
+  const TuneCandidate& c = chosen_of(r).candidate;
+  CHECK(c.repetition_stop > 0);
+  CHECK((c.label().find("repetition_stop=") == std::string::npos) == (c.repetition_stop == kDefaultRepetitionStop));
+  // The stop is the engine's setting, not the recipe's: the recipe does not
+  // change with it, the label does.
+  TuneCandidate off = c;
+  off.repetition_stop = 0;
+  CHECK(off.recipe() == c.recipe());
+  CHECK(off.label() != c.label());
+  CHECK(off.label().find("repetition_stop=0") != std::string::npos);
+  // Every stop without a degenerate miss measured fully was outranked or
+  // ruled out with a reason.
+  for (const CandidateReport& k : r.candidates)
+    if (k.full_run && k.candidate.repetition_stop == 0 && k.candidate.weights() == c.weights())
+      CHECK(k.full_run->degenerate_share > r.max_degenerate_share);
 }
 
 TEST_CASE("tune: the Pareto front and the explanation of every candidate", "[unit][tune]") {
@@ -487,6 +526,8 @@ TEST_CASE("cli: tune refuses bad budgets and contradictory flags before anything
       {"--quantizers 'int4{group=48}'", "group must be 32, 64 or 128"},
       {"--batches 4,x", "--batches: 'x' is not a valid value"},
       {"--repetition-penalties 1.15 --decoders spec-lookup", "the space is empty"},
+      {"--repetition-stops 0,65", "--repetition-stops values must be in [0, 64]"},
+      {"--repetition-stops 8,-1", "--repetition-stops: '-1' is not a valid value"},
   };
   for (const auto& [flags, words] : cases) {
     const CliRun r = run_udaci(base + flags, dir);
@@ -514,7 +555,7 @@ TEST_CASE("cli: tune on the default model writes a loadable config and resumes f
   const std::string news = udaci_test::fixture("../../examples/data/sample_articles.jsonl");
   const std::string args = "--threads 2 tune --model '" + model + "' --input '" + news +
                            "' --samples 6 --short-samples 2 --max-new-tokens 12 --quantizers as-stored,int8"
-                           " --caches kv-cache --decoders greedy --repetition-penalties 1,1.2 --batches 2,4"
+                           " --caches kv-cache --decoders greedy --repetition-stops 0,4 --batches 2,4"
                            " --concurrency 4 --max-rouge-drop 1 --max-degenerate 1 --budget-minutes 5"
                            // One thread per candidate under a global --threads 2: the
                            // workers must run the candidate's count (the backend checks).
@@ -549,6 +590,8 @@ TEST_CASE("cli: tune on the default model writes a loadable config and resumes f
   CHECK(tuned.scheduler.max_sequences == chosen["batch"].get<int64_t>());
   CHECK(tuned.threads == chosen["threads"].get<int>());
   CHECK(tuned.threads == 1);
+  CHECK(tuned.generation.repetition_stop == chosen["repetition_stop"].get<int64_t>());
+  CHECK((tuned.generation.repetition_stop == 0 || tuned.generation.repetition_stop == 4));
   CHECK(tuned.model_path == model);
   const CliRun h = run_udaci("headline --config '" + (dir / "out" / "tuned.json").string() +
                                  "' --max-new-tokens 8 'The city council approved a plan to plant trees.'",

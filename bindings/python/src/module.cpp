@@ -45,7 +45,7 @@ struct GenerateArgs {
   float repetition_penalty = 1.0f;
   uint64_t seed = 0;
   bool stop_at_newline = true;
-  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;
+  std::optional<int64_t> repetition_stop;  // None: the engine's (its config's generation.repetition_stop)
 };
 
 HeadlineOptions to_options(const GenerateArgs& a) {
@@ -58,7 +58,12 @@ HeadlineOptions to_options(const GenerateArgs& a) {
   o.sampling.repetition_penalty = a.repetition_penalty;
   o.sampling.seed = a.seed;
   o.stop_at_newline = a.stop_at_newline;
-  o.repetition_stop = a.repetition_stop;
+  if (a.repetition_stop) {
+    UDACI_CHECK(*a.repetition_stop >= 0 && *a.repetition_stop <= HeadlineOptions::kMaxRepetitionStop,
+                "repetition_stop must be 0 (off), 1 to {} tokens or None (the engine's), got {}",
+                HeadlineOptions::kMaxRepetitionStop, *a.repetition_stop);
+    o.repetition_stop = *a.repetition_stop;
+  }
   return o;
 }
 
@@ -241,7 +246,7 @@ PYBIND11_MODULE(_udaci, m) {
 
   // The keyword arguments of headline() and generate(), in one place.
   auto gen_args = [](int64_t max_new_tokens, float temperature, int64_t top_k, float top_p, float min_p,
-                     float repetition_penalty, uint64_t seed, bool stop_at_newline, int64_t repetition_stop) {
+                     float repetition_penalty, uint64_t seed, bool stop_at_newline, std::optional<int64_t> repetition_stop) {
     return GenerateArgs{max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
                         stop_at_newline, repetition_stop};
   };
@@ -259,7 +264,7 @@ PYBIND11_MODULE(_udaci, m) {
           "headline",
           [gen_args](const PyEngine& self, const std::string& summary, int64_t max_new_tokens,
                      float temperature, int64_t top_k, float top_p, float min_p, float repetition_penalty,
-                     uint64_t seed, const py::object& on_text, bool stop_at_newline, int64_t repetition_stop) {
+                     uint64_t seed, const py::object& on_text, bool stop_at_newline, std::optional<int64_t> repetition_stop) {
             GenerateArgs a = gen_args(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                       seed, stop_at_newline, repetition_stop);
             return self.generate({summary}, a, on_text, /*with_index=*/false).at(0).headline;
@@ -267,7 +272,7 @@ PYBIND11_MODULE(_udaci, m) {
           arg("summary"), py::kw_only(), arg("max_new_tokens") = 32, arg("temperature") = 0.0f,
           arg("top_k") = 0, arg("top_p") = 1.0f, arg("min_p") = 0.0f, arg("repetition_penalty") = 1.0f,
           arg("seed") = 0, arg("on_text") = py::none(), arg("stop_at_newline") = true,
-          arg("repetition_stop") = HeadlineOptions{}.repetition_stop,
+          arg("repetition_stop") = py::none(),
           "The headline for one news summary. temperature 0 is greedy. on_text(piece) is called "
           "with each new piece of text; returning False stops early (the headline is then made "
           "from the text so far); an exception it raises propagates.")
@@ -275,7 +280,7 @@ PYBIND11_MODULE(_udaci, m) {
           "generate",
           [gen_args](const PyEngine& self, const std::vector<std::string>& summaries, int64_t max_new_tokens,
                      float temperature, int64_t top_k, float top_p, float min_p, float repetition_penalty,
-                     uint64_t seed, const py::object& on_text, bool stop_at_newline, int64_t repetition_stop) {
+                     uint64_t seed, const py::object& on_text, bool stop_at_newline, std::optional<int64_t> repetition_stop) {
             GenerateArgs a = gen_args(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                       seed, stop_at_newline, repetition_stop);
             return self.generate(summaries, a, on_text, /*with_index=*/true);
@@ -283,7 +288,7 @@ PYBIND11_MODULE(_udaci, m) {
           arg("summaries"), py::kw_only(), arg("max_new_tokens") = 32, arg("temperature") = 0.0f,
           arg("top_k") = 0, arg("top_p") = 1.0f, arg("min_p") = 0.0f, arg("repetition_penalty") = 1.0f,
           arg("seed") = 0, arg("on_text") = py::none(), arg("stop_at_newline") = true,
-          arg("repetition_stop") = HeadlineOptions{}.repetition_stop,
+          arg("repetition_stop") = py::none(),
           "One Result per summary, in order, generated as one batch. on_text(index, piece) streams "
           "text; returning False cancels that summary (finish_reason 'cancelled'); an exception it "
           "raises cancels the whole call and propagates.")

@@ -28,6 +28,8 @@ def test_config_defaults_mirror_the_cpp_engine_config():
     assert json.loads(c.to_json())["recipe"] == "kv-cache+as-stored+no-prune+sampling+single-device"
     assert c.quantizer_options == {} and c.quantizer_options is not udaci.EngineConfig().quantizer_options
     assert c.replace(dtype="bf16").dtype == "bf16" and c.dtype == "fp32"
+    # The repetition stop a request without one gets: the C++ default, 8 tokens.
+    assert c.repetition_stop == 8 and json.loads(c.to_json())["generation"] == {"repetition_stop": 8}
 
 
 @needs_model
@@ -157,7 +159,7 @@ def test_oversized_and_missing_config_files(tmp_path):
 def test_config_files_round_trip(tmp_path):
     c = udaci.EngineConfig(model=NO_MODEL, recipe="int4{group=64}+paged-prefix{block=32}", threads=2,
                            system="", completion="Text: {summary}\nTitle:", scheduler_options={"max_sequences": 8},
-                           max_prompt_tokens=512, dtype="fp16")
+                           max_prompt_tokens=512, dtype="fp16", repetition_stop=4)
     path = tmp_path / "deploy.json"
     c.to_file(path)
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -165,9 +167,11 @@ def test_config_files_round_trip(tmp_path):
     assert doc["recipe"].startswith("paged-prefix{block=32,")
     assert "+int4{embed=int8,group=64,head=int8,scheme=affine}+" in doc["recipe"]
     assert doc["threads"] == 2 and doc["dtype"] == "fp16" and doc["scheduler"]["max_sequences"] == 8
+    assert doc["generation"] == {"repetition_stop": 4}
     back = udaci.EngineConfig.from_file(path)
     assert back.to_json() == c.to_json()
     assert (back.model, back.system, back.completion, back.max_prompt_tokens) == (NO_MODEL, "", c.completion, 512)
+    assert back.repetition_stop == 4
     # Keyword overrides by strategy name are set over the recipe's slot.
     o = udaci.EngineConfig(recipe="int4{group=64}", quantizer_options={"group": 128})
     assert "int4{embed=int8,group=128," in json.loads(o.to_json())["recipe"]

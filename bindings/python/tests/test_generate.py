@@ -205,3 +205,24 @@ def test_repetition_stop_keeps_a_prefix_of_plain_greedy(engine, summaries):
             assert c.new_ids == p.new_ids
     with pytest.raises(udaci.InvalidArgument, match="repetition_stop"):
         engine.generate(summaries[:1], repetition_stop=-1)
+
+
+def test_repetition_stop_none_is_the_engines_config(engine, summaries):
+    # The config's generation.repetition_stop is what a request without one gets.
+    looping = ("Despite entering false information, their work wasn't redone fully and in some cases the "
+               "census takers received bonuses, the Office of Inspector General reported.")
+    batch = [looping] + summaries[:3]
+    kw = dict(max_new_tokens=48, stop_at_newline=False)
+    on = udaci.HeadlineEngine(udaci.EngineConfig(recipe="no-quant+greedy"))
+    off = udaci.HeadlineEngine(udaci.EngineConfig(recipe="no-quant+greedy", repetition_stop=0))
+    assert on.effective_config.repetition_stop == 8 and off.effective_config.repetition_stop == 0
+    by_config = off.generate(batch, **kw)
+    plain = on.generate(batch, repetition_stop=0, **kw)
+    cut = on.generate(batch, repetition_stop=None, **kw)
+    asked = off.generate(batch, repetition_stop=8, **kw)
+    assert [r.new_ids for r in by_config] == [r.new_ids for r in plain]
+    assert [r.new_ids for r in asked] == [r.new_ids for r in cut]
+    assert cut[0].finish_reason == "repetition"  # so the equalities mean something
+    assert all(r.finish_reason != "repetition" for r in by_config)
+    with pytest.raises(udaci.InvalidArgument, match="repetition_stop"):
+        udaci.EngineConfig(repetition_stop=65).to_json()

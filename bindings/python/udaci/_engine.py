@@ -85,6 +85,9 @@ class EngineConfig:
     max_memory_bytes: cap on weights + K/V cache in bytes (0: none); a model that
     does not fit raises ``udaci.OutOfMemory`` at load (docs/SECURITY.md).
     max_summary_bytes: longest summary accepted (None: 16 KiB).
+    repetition_stop: the repetition stop of requests that leave it unset (``repetition_stop=None``,
+    the default): stop a headline once its last N tokens repeat a run it already produced; 0 is
+    off (the config file's ``"generation": {"repetition_stop"}``; ``udaci tune`` may set it).
 
     ``EngineConfig.from_file(path)`` / ``to_file(path)`` read and write the config
     file the CLI (``--config``), the C ABI (``udaci_engine_create_from_file``) and
@@ -115,6 +118,7 @@ class EngineConfig:
     max_prompt_tokens: int = 2048
     max_memory_bytes: int = 0
     max_summary_bytes: Optional[int] = None
+    repetition_stop: int = 8
 
     def replace(self, **changes: Any) -> "EngineConfig":
         """A copy with some fields changed (``dataclasses.replace``)."""
@@ -134,6 +138,7 @@ class EngineConfig:
             "threads": 0 if self.threads is None else self.threads,
             "prompt": prompt,
             "limits": {"max_prompt_tokens": self.max_prompt_tokens, "max_memory_bytes": self.max_memory_bytes},
+            "generation": {"repetition_stop": self.repetition_stop},
         }
         for key in ("model", "tokenizer"):
             value = _path(getattr(self, key))
@@ -186,7 +191,8 @@ class EngineConfig:
                    completion=prompt["completion"], use_chat_template=prompt["use_chat_template"],
                    tokenizer=d["tokenizer"] or None, scheduler_options=dict(d["scheduler"]),
                    max_prompt_tokens=limits["max_prompt_tokens"], max_memory_bytes=limits["max_memory_bytes"],
-                   max_summary_bytes=prompt["max_summary_bytes"])
+                   max_summary_bytes=prompt["max_summary_bytes"],
+                   repetition_stop=d["generation"]["repetition_stop"])
 
     @classmethod
     def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "EngineConfig":

@@ -34,7 +34,7 @@ struct BenchRunArgs {
   std::string draft_model;
   uint64_t seed = 0;
   int64_t max_new_tokens = 32;
-  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;
+  int64_t repetition_stop = HeadlineOptions::kEngineDefault;
   size_t warmup = 2;
   std::string category;
   bool list = false;
@@ -136,7 +136,7 @@ CommandRun setup_bench(CLI::App& sub) {
   sub.add_option("--seed", a->seed, "article sample seed");
   sub.add_option("--max-new-tokens", a->max_new_tokens, "tokens per headline at most")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  sub.add_option("--repetition-stop", a->repetition_stop, "stop a headline when its last N tokens repeat a run it already produced, cut before the repeat (finish reason repetition); 0 = off")
+  sub.add_option("--repetition-stop", a->repetition_stop, "stop a headline when its last N tokens repeat a run it already produced, cut before the repeat (finish reason repetition); 0 = off; default: the config's generation.repetition_stop, 8 unless a --config file sets it")
       ->check(CLI::Range(int64_t{0}, HeadlineOptions::kMaxRepetitionStop));
   sub.add_option("--warmup", a->warmup, "articles run first, not measured");
   sub.add_option("--category", a->category, "only articles of this category");

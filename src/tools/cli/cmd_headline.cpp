@@ -29,7 +29,7 @@ struct HeadlineArgs : RunArgs {
   size_t batch = 1;
   CLI::Option* batch_opt = nullptr;
   size_t limit = 0;
-  int64_t repetition_stop = HeadlineOptions{}.repetition_stop;
+  int64_t repetition_stop = HeadlineOptions::kEngineDefault;
 };
 
 // A progress line on stderr when it is a terminal: count, rate, ETA.
@@ -139,7 +139,7 @@ CommandRun setup_headline(CLI::App& sub) {
   a->batch_opt = sub.add_option("--batch", a->batch, "summaries decoded together (the scheduler's max_sequences)")
                      ->check(CLI::Range(size_t{1}, size_t{1024}));
   sub.add_option("--limit", a->limit, "only the first N records of --input");
-  sub.add_option("--repetition-stop", a->repetition_stop, "stop a headline when its last N tokens repeat a run it already produced, cut before the repeat (finish reason repetition); 0 = off")
+  sub.add_option("--repetition-stop", a->repetition_stop, "stop a headline when its last N tokens repeat a run it already produced, cut before the repeat (finish reason repetition); 0 = off; default: the config's generation.repetition_stop, 8 unless a --config file sets it")
       ->check(CLI::Range(int64_t{0}, HeadlineOptions::kMaxRepetitionStop));
   return [a](const GlobalOptions& global) { return cmd_headline(*a, global); };
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -46,7 +47,7 @@ struct TuneArgs {
   double budget_minutes = 10;
   bool exhaustive = false;
   size_t full_runs = 3;
-  std::string caches, quantizers, pruners, decoders, penalties, batches, threads_list;
+  std::string caches, quantizers, pruners, decoders, penalties, repetition_stops, batches, threads_list;
   std::string out = "tune-out";
   std::string cache_dir;
   bool no_cache = false;
@@ -161,6 +162,9 @@ TuneSpec spec_from(const TuneArgs& a, const GlobalOptions& global) {
     if (used != x.size() || v < 0) throw std::invalid_argument(x);
     return v;
   };
+  if (a.was_given("--repetition-stops"))
+    s.space.repetition_stops = list_of<int64_t>(a.repetition_stops, "--repetition-stops",
+                                                [&](const std::string& x) { return static_cast<int64_t>(integer(x)); });
   if (a.was_given("--batches"))
     s.space.batches = list_of<size_t>(a.batches, "--batches", [&](const std::string& x) { return static_cast<size_t>(integer(x)); });
   if (a.was_given("--threads-list"))
@@ -174,10 +178,22 @@ TuneSpec spec_from(const TuneArgs& a, const GlobalOptions& global) {
 }
 
 int cmd_tune(const TuneArgs& a, const GlobalOptions& global) {
-  const TuneSpec spec = spec_from(a, global);
+  TuneSpec spec = spec_from(a, global);
   // The model, prompt and device every candidate shares (its strategy slots
   // are the candidates'); a bad config file fails here, before any run.
   EngineConfig base = engine_config_from(a.engine, global);
+  // A --config that sets generation.repetition_stop stands for the default
+  // stop: in the reference, and in the scenario's space unless
+  // --repetition-stops gives it.
+  spec.reference_repetition_stop = base.generation.repetition_stop;
+  if (!a.was_given("--repetition-stops")) {
+    std::vector<int64_t> stops;
+    for (int64_t v : spec.space.repetition_stops) {
+      if (v == kDefaultRepetitionStop) v = base.generation.repetition_stop;
+      if (std::find(stops.begin(), stops.end(), v) == stops.end()) stops.push_back(v);
+    }
+    spec.space.repetition_stops = stops;
+  }
   {
     std::ifstream probe(spec.workload.input);
     UDACI_CHECK_S(Status::kNotFound, probe.good(), "tune: cannot open --input '{}'", spec.workload.input);
@@ -218,6 +234,7 @@ int cmd_tune(const TuneArgs& a, const GlobalOptions& global) {
     tuned.set_recipe(c.candidate.recipe());
     tuned.scheduler.max_sequences = static_cast<int64_t>(c.candidate.batch);
     tuned.threads = c.candidate.threads;
+    tuned.generation.repetition_stop = c.candidate.repetition_stop;
     tuned.validate();
     write_file(config_path, tuned.to_json() + "\n");
     doc["config_file"] = config_path;
@@ -300,6 +317,8 @@ CommandRun setup_tune(CLI::App& sub) {
   opt("--pruners", a->pruners, "pruner values (e.g. no-prune,prune-2of4)");
   opt("--decoders", a->decoders, "decoder values (e.g. greedy,spec-lookup,beam{width=4})");
   opt("--repetition-penalties", a->penalties, "the greedy decoder's repetition penalties (e.g. 1,1.15)");
+  opt("--repetition-stops", a->repetition_stops,
+      "repetition stops in tokens, 0 = off (e.g. 0,8,16; the engine's generation.repetition_stop)");
   opt("--batches", a->batches, "the scheduler's max_sequences values (e.g. 4,8,16)");
   opt("--threads-list", a->threads_list, "thread counts (default: the scenario's; --threads N fixes one)");
   opt("--out", a->out, "folder for tune.json, tune.md, pareto.png and tuned.json (default tune-out)");
