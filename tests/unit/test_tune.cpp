@@ -36,6 +36,7 @@ class FakeBackend : public TuneBackend {
  public:
   std::set<std::string> fail_weights;  // weight sets whose build throws
   double noise = 0;                    // relative, deterministic per call
+  double one_thread_mb = 0;            // added to the peak of one-thread runs (memory noise)
   int weights_calls = 0, run_calls = 0;
   double clock = 0;
 
@@ -82,7 +83,7 @@ class FakeBackend : public TuneBackend {
     f.headlines_per_s = true_hps(c) * wobble;
     f.latency_p95_ms = 1000.0 * static_cast<double>(c.batch) / f.headlines_per_s * 1.3;
     f.weight_mb = weight_mb(c);
-    f.peak_rss_mb = f.weight_mb + 120 + 6.0 * static_cast<double>(c.batch);
+    f.peak_rss_mb = f.weight_mb + 120 + 6.0 * static_cast<double>(c.batch) + (c.threads == 1 ? one_thread_mb : 0);
     const double degenerate = c.repetition_penalty != 1.0 ? 0.02 : c.repetition_stop > 0 ? 0.07 : 0.12;
     double rsum = 0;
     size_t deg = 0;
@@ -292,6 +293,31 @@ TEST_CASE("tune: the degenerate-headline floor picks the repetition penalty", "[
   // Edge: least memory, so 2:4-pruned weights if their quality passes — it
   // does not here (KL 0.6 costs 0.03 ROUGE-L > the 0.02 floor).
   CHECK(chosen_of(r).candidate.pruner != "prune-2of4");
+}
+
+TEST_CASE("tune: edge takes the fastest of the candidates whose peak memory is within 2% of the least",
+          "[unit][tune]") {
+  TuneSpec s = tune_preset(TuneScenario::kEdge, 2);
+  s.workload.input = "news.jsonl";
+  s.budget_s = 1800;
+  s.space.pruners = {"no-prune"};
+  s.space.repetition_penalties = {1.0};
+  s.space.repetition_stops = {8};
+  s.space.caches = {"kv-cache"};
+  s.max_full_runs = 8;
+  FakeBackend fake;
+  fake.one_thread_mb = -4;  // one thread reads 4 MB less: noise, not a reason to run at half speed
+  const TuneResult r = run_tune(s, fake);
+  check_meets(s, r);
+  const CandidateReport& c = chosen_of(r);
+  CHECK(c.candidate.quantizer == "as-stored");  // 80 MB of weights against int4's 95: a real difference
+  CHECK(c.candidate.threads == 2);
+  CHECK(c.why.find("within 2%") != std::string::npos);
+  bool one_thread_measured = false;
+  for (const CandidateReport& k : r.candidates)
+    one_thread_measured = one_thread_measured || (k.full_run && k.candidate.threads == 1 &&
+                                                  k.candidate.weights() == c.candidate.weights());
+  CHECK(one_thread_measured);  // the less memory of one thread was seen, and set aside
 }
 
 TEST_CASE("tune: the degenerate-headline floor picks the repetition stop", "[unit][tune]") {
