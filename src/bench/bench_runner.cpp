@@ -354,12 +354,18 @@ json run_bench_configuration(const ResolvedTechnique& t, const BenchSettings& s)
     d.emitted -= dec_before.emitted;
     d.draft_computed -= dec_before.draft_computed;
     d.draft_reused -= dec_before.draft_reused;
+    d.draft_passes -= dec_before.draft_passes;
+    d.draft_sequence_passes -= dec_before.draft_sequence_passes;
     out["decoder_stats"] = {{"rounds", d.rounds},
                             {"drafted", d.drafted},
                             {"accepted", d.accepted},
                             {"emitted", d.emitted},
                             {"draft_computed_tokens", d.draft_computed},
                             {"draft_reused_prompt_tokens", d.draft_reused},
+                            // A draft model's forward passes, and the passes of each
+                            // sequence summed (what drafting one at a time would run).
+                            {"draft_passes", d.draft_passes},
+                            {"draft_sequence_passes", d.draft_sequence_passes},
                             {"acceptance_rate", d.acceptance_rate()},
                             {"tokens_per_round", d.tokens_per_round()}};
   }

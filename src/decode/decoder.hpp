@@ -23,6 +23,11 @@ struct DecoderStats {
   int64_t emitted = 0;   // tokens produced by those passes (accepted + one each)
   int64_t draft_computed = 0;  // tokens a draft model ran forward passes on
   int64_t draft_reused = 0;    // prompt tokens whose K/V a draft took from the target
+  // Forward passes a draft model ran, and what they would have been one
+  // sequence at a time (each sequence's passes summed): their ratio is what
+  // drafting several sequences in one pass saved.
+  int64_t draft_passes = 0;
+  int64_t draft_sequence_passes = 0;
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
   double tokens_per_round() const { return rounds ? static_cast<double>(emitted) / rounds : 0.0; }
 };
@@ -84,9 +89,28 @@ struct DraftWish {
   bool follow_load = true;  // the scheduler may cut its drafts under load
 };
 
+// Work that the sequence decoders of one step queue and that is cheaper done
+// for all of them together (a draft model's forward passes, issue #25): the
+// scheduler runs each distinct StepWork once, after every member has queued
+// and before it asks for rows(). run() does not throw: a failure reaches the
+// sequences that queued through their rows().
+class StepWork {
+ public:
+  virtual ~StepWork() = default;
+  virtual void run() = 0;
+};
+
 class SequenceDecoder {
  public:
   virtual ~SequenceDecoder() = default;
+  // Before rows(tokens, max_draft), with the same arguments: queue work that
+  // rows() will use and return what computes it (nullptr: nothing queued;
+  // rows() then does it alone).
+  virtual StepWork* prepare(const std::vector<int64_t>& tokens, int64_t max_draft) {
+    (void)tokens;
+    (void)max_draft;
+    return nullptr;
+  }
   // Rows for the next pass; `tokens` is the prompt and the tokens kept so
   // far; at most `max_draft` drafted tokens (< 0: no limit). At least one row.
   virtual void rows(const std::vector<int64_t>& tokens, int64_t max_draft, std::vector<StepRows>& out) = 0;

@@ -153,8 +153,18 @@ void decode_sequences(const SequenceStarter& start, const SequenceFootprint& foo
         continue;
       }
       r->rows.clear();
-      r->seq->rows(r->tokens, -1, r->rows);
     }
+    // Work the live sequences share (a draft model's passes) first, then
+    // each one's rows.
+    std::vector<StepWork*> works;
+    for (Running* r : members) {
+      if (!r->live) continue;
+      StepWork* w = r->seq->prepare(r->tokens, -1);
+      if (w != nullptr && std::find(works.begin(), works.end(), w) == works.end()) works.push_back(w);
+    }
+    for (StepWork* w : works) w->run();
+    for (Running* r : members)
+      if (r->live) r->seq->rows(r->tokens, -1, r->rows);
   }
 }
 

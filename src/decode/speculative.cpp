@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <mutex>
 
 #include "cache/sequence_slots.hpp"
 #include "core/error.hpp"
@@ -12,7 +14,7 @@ namespace udaci {
 SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   const std::string owner = "decoder 'speculative'";
   o.expect_only(owner, {"draft", "draft_model", "draft_quantizer", "k", "k_min", "k_max", "adaptive",
-                        "follow_load", "ngram_max", "ngram_min", "reuse_prompt_kv"});
+                        "follow_load", "ngram_max", "ngram_min", "reuse_prompt_kv", "batch_drafts"});
   SpeculativeOptions s;
   s.draft = o.get_string(owner, "draft", s.draft);
   UDACI_CHECK(s.draft == "prompt-lookup" || s.draft == "draft-model" || s.draft == "self-int4",
@@ -43,6 +45,9 @@ SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
               "read the target's K/V the same way)",
               owner);
   s.reuse_prompt_kv = reuse == 1;
+  const int64_t batch = o.get_int(owner, "batch_drafts", 1);
+  UDACI_CHECK(batch == 0 || batch == 1, "{}: batch_drafts must be 0 or 1, got {}", owner, batch);
+  s.batch_drafts = batch == 1;
   s.ngram_max = o.get_int(owner, "ngram_max", s.ngram_max);
   s.ngram_min = o.get_int(owner, "ngram_min", s.ngram_min);
   UDACI_CHECK(s.ngram_min >= 1 && s.ngram_max >= s.ngram_min,
@@ -77,20 +82,160 @@ class PromptLookupDraft final : public DraftSource {
   int64_t max_, min_;
 };
 
+}  // namespace
+
+// A draft model's sequences and their K/V, drafted together.
+class DraftBatch final : public StepWork {
+ public:
+  // What one sequence queued for the step, and what run() made of it.
+  struct Slot {
+    Sampler* sampler = nullptr;
+    std::vector<int64_t>* fed = nullptr;  // tokens whose K/V the cache holds under `id`
+    SeqId id = 0;
+    std::vector<int64_t> tokens;          // prompt and kept tokens
+    int64_t k = 0;
+    bool want_probs = false;
+    std::vector<int64_t> drafts;
+    std::vector<std::vector<double>> probs;
+    std::exception_ptr error;
+    int64_t passes = 0;    // passes it took part in, all steps
+    int64_t computed = 0;  // tokens it fed, all steps
+  };
+
+  explicit DraftBatch(const LlamaModel& model)
+      : model_(model), cache_(make_contiguous_cache(model.cache_shape())) {
+    row_.resize(static_cast<size_t>(model.config().vocab_size));
+  }
+
+  const LlamaModel& model() const { return model_; }
+  std::mutex& mutex() { return mu_; }
+  CacheStrategy& cache() { return *cache_; }  // under mutex()
+  SeqId new_id() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return next_id_++;
+  }
+  void add(Slot* s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(s);
+  }
+  int64_t passes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return passes_;
+  }
+  int64_t bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cache_->bytes_reserved();
+  }
+
+  // One pass over the tokens each queued sequence's cache lacks (its own
+  // rejected drafts dropped first), then one per further drafted position
+  // over the sequences that want more.
+  void run() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Slot*> live;
+    live.swap(pending_);
+    if (live.empty()) return;
+    try {
+      ForwardBatch first;
+      for (Slot* s : live) {
+        s->drafts.clear();
+        s->probs.clear();
+        s->error = nullptr;
+        const std::vector<int64_t>& t = s->tokens;
+        size_t common = 0;
+        const size_t limit = std::min(s->fed->size(), t.size() - 1);  // the last token is always fed
+        while (common < limit && (*s->fed)[common] == t[common]) ++common;
+        cache_->truncate(s->id, static_cast<int64_t>(common));
+        first.add(s->id, std::vector<int64_t>(t.begin() + static_cast<int64_t>(common), t.end()));
+        s->computed += static_cast<int64_t>(t.size() - common);
+        *s->fed = t;
+      }
+      std::vector<Slot*> members = live;
+      at::Tensor logits = forward(first, members);
+      for (;;) {
+        ForwardBatch next;
+        std::vector<Slot*> more;
+        for (size_t i = 0; i < members.size(); ++i) {
+          Slot* s = members[i];
+          const int64_t tok = pick(*s, logits.data_ptr<float>() + static_cast<int64_t>(i) * logits.size(1));
+          if (static_cast<int64_t>(s->drafts.size()) < s->k) {
+            next.add(s->id, {tok});
+            s->fed->push_back(tok);
+            ++s->computed;
+            more.push_back(s);
+          }
+        }
+        if (more.empty()) break;
+        members = std::move(more);
+        logits = forward(next, members);
+      }
+    } catch (...) {
+      for (Slot* s : live) s->error = std::current_exception();
+    }
+  }
+
+ private:
+  at::Tensor forward(const ForwardBatch& b, const std::vector<Slot*>& members) {
+    at::Tensor logits = model_.forward(b, *cache_).contiguous();
+    ++passes_;
+    for (Slot* s : members) ++s->passes;
+    return logits;
+  }
+
+  // The next draft of `s` from its logits row: greedy or sampled, with the
+  // draft distribution when asked for.
+  int64_t pick(Slot& s, const float* src) {
+    const int64_t vocab = static_cast<int64_t>(row_.size());
+    std::copy(src, src + vocab, row_.begin());
+    std::vector<int64_t> history = s.tokens;
+    history.insert(history.end(), s.drafts.begin(), s.drafts.end());
+    int64_t tok;
+    if (s.sampler->greedy() || !s.want_probs) {
+      tok = s.sampler->sample(row_.data(), vocab, history);
+    } else {
+      std::vector<double> q;
+      s.sampler->distribution(row_.data(), vocab, history, q);
+      tok = s.sampler->draw(q);
+      s.probs.push_back(std::move(q));
+    }
+    s.drafts.push_back(tok);
+    return tok;
+  }
+
+  const LlamaModel& model_;
+  std::unique_ptr<CacheStrategy> cache_;
+  mutable std::mutex mu_;
+  std::vector<Slot*> pending_;
+  std::vector<float> row_;
+  SeqId next_id_ = 0;
+  int64_t passes_ = 0;
+};
+
+std::shared_ptr<DraftBatch> make_draft_batch(const LlamaModel& draft) { return std::make_shared<DraftBatch>(draft); }
+
+int64_t draft_batch_passes(const DraftBatch& batch) { return batch.passes(); }
+
+int64_t draft_batch_bytes(const DraftBatch& batch) { return batch.bytes(); }
+
+namespace {
+
+// A draft model driven greedily (or by the request's sampling) over its
+// batch's cache, under an id of its own.
 class ModelDraft final : public DraftSource {
  public:
-  ModelDraft(const LlamaModel& model, const SamplingOptions& sampling, bool reuse_prompt_kv)
-      : model_(model),
-        sampler_(sampling),
-        cache_(make_contiguous_cache(model.cache_shape())),
-        reuse_prompt_kv_(reuse_prompt_kv) {
-    row_.resize(static_cast<size_t>(model.config().vocab_size));
+  ModelDraft(const SamplingOptions& sampling, bool reuse_prompt_kv, std::shared_ptr<DraftBatch> batch)
+      : batch_(std::move(batch)), sampler_(sampling), id_(batch_->new_id()), reuse_prompt_kv_(reuse_prompt_kv) {
+    slot_.sampler = &sampler_;
+    slot_.fed = &fed_;
+    slot_.id = id_;
   }
   ~ModelDraft() override { end(); }
 
   void begin(const std::vector<int64_t>& prompt, const TargetPrompt& target) override {
     end();
-    cache_->add_sequence(kSeq, static_cast<int64_t>(prompt.size()) + 64);
+    std::lock_guard<std::mutex> lock(batch_->mutex());
+    CacheStrategy& cache = batch_->cache();
+    cache.add_sequence(id_, static_cast<int64_t>(prompt.size()) + 64);
     fed_.clear();
     active_ = true;
     if (!reuse_prompt_kv_ || target.cache == nullptr) return;
@@ -99,79 +244,64 @@ class ModelDraft final : public DraftSource {
     const int64_t held = std::min<int64_t>(target.cache->cached_length(target.seq),
                                            static_cast<int64_t>(prompt.size()));
     if (held == 0) return;
-    const CacheShape ds = model_.cache_shape();
+    const CacheShape ds = batch_->model().cache_shape();
     for (int64_t l = 0; l < ds.num_layers; ++l) {
       auto [k, v] = target.cache->committed_kv(l, target.seq);
       UDACI_CHECK_S(Status::kInternal, k.size(1) == ds.num_kv_heads && k.size(2) == ds.head_dim,
                     "draft: the target's K/V [{}, {}] do not fit the draft's [{}, {}]", k.size(1),
                     k.size(2), ds.num_kv_heads, ds.head_dim);
-      cache_->append(l, kSeq, k.narrow(0, 0, held).to(ds.dtype), v.narrow(0, 0, held).to(ds.dtype));
+      cache.append(l, id_, k.narrow(0, 0, held).to(ds.dtype), v.narrow(0, 0, held).to(ds.dtype));
     }
-    cache_->commit(kSeq, held);
+    cache.commit(id_, held);
     fed_.assign(prompt.begin(), prompt.begin() + held);
     reused_ += held;
   }
-  int64_t computed_tokens() const override { return computed_; }
+  int64_t computed_tokens() const override { return slot_.computed; }
   int64_t reused_tokens() const override { return reused_; }
+  int64_t passes() const override { return slot_.passes; }
   void end() override {
-    if (active_ && cache_->has_sequence(kSeq)) cache_->free_sequence(kSeq);
+    if (!active_) return;
+    std::lock_guard<std::mutex> lock(batch_->mutex());
+    if (batch_->cache().has_sequence(id_)) batch_->cache().free_sequence(id_);
     active_ = false;
+  }
+
+  StepWork* queue(const std::vector<int64_t>& tokens, int64_t k, bool want_probs) override {
+    UDACI_CHECK_S(Status::kInternal, active_ && !tokens.empty() && k > 0, "draft model used before begin()");
+    slot_.tokens = tokens;
+    slot_.k = k;
+    slot_.want_probs = want_probs;
+    slot_.drafts.clear();
+    slot_.probs.clear();
+    slot_.error = nullptr;
+    batch_->add(&slot_);
+    return batch_.get();
+  }
+
+  std::vector<int64_t> take(std::vector<std::vector<double>>* probs) override {
+    if (slot_.error) std::rethrow_exception(slot_.error);
+    if (probs) *probs = std::move(slot_.probs);
+    slot_.probs.clear();
+    return std::move(slot_.drafts);
   }
 
   std::vector<int64_t> propose(const std::vector<int64_t>& tokens, int64_t k,
                                std::vector<std::vector<double>>* probs) override {
-    UDACI_CHECK_S(Status::kInternal, active_ && !tokens.empty(), "draft model used before begin()");
     if (probs) probs->clear();
-    // Keep what the draft cache holds of `tokens` (its own rejected drafts go),
-    // then feed the rest; the last token is always fed, for its logits.
-    size_t common = 0;
-    const size_t limit = std::min(fed_.size(), tokens.size() - 1);
-    while (common < limit && fed_[common] == tokens[common]) ++common;
-    cache_->truncate(kSeq, static_cast<int64_t>(common));
-    ForwardBatch b;
-    b.add(kSeq, std::vector<int64_t>(tokens.begin() + static_cast<int64_t>(common), tokens.end()));
-    computed_ += static_cast<int64_t>(tokens.size() - common);
-    at::Tensor logits = model_.forward(b, *cache_).contiguous();
-    fed_ = tokens;
-    std::vector<int64_t> out;
-    std::vector<int64_t> history = tokens;
-    const int64_t vocab = static_cast<int64_t>(row_.size());
-    for (int64_t i = 0; i < k; ++i) {
-      const float* src = logits.data_ptr<float>();
-      std::copy(src, src + vocab, row_.begin());
-      int64_t tok;
-      if (sampler_.greedy() || probs == nullptr) {
-        tok = sampler_.sample(row_.data(), vocab, history);
-      } else {
-        std::vector<double> q;
-        sampler_.distribution(row_.data(), vocab, history, q);
-        tok = sampler_.draw(q);
-        probs->push_back(std::move(q));
-      }
-      out.push_back(tok);
-      history.push_back(tok);
-      if (i + 1 < k) {
-        ForwardBatch next;
-        next.add(kSeq, {tok});
-        ++computed_;
-        logits = model_.forward(next, *cache_).contiguous();
-        fed_.push_back(tok);
-      }
-    }
-    return out;
+    if (k <= 0) return {};
+    queue(tokens, k, probs != nullptr)->run();
+    return take(probs);
   }
 
  private:
-  static constexpr SeqId kSeq = 0;
-  const LlamaModel& model_;
+  std::shared_ptr<DraftBatch> batch_;
   Sampler sampler_;
-  std::unique_ptr<CacheStrategy> cache_;
-  std::vector<int64_t> fed_;  // tokens whose K/V the draft cache holds
-  std::vector<float> row_;
+  SeqId id_;
+  DraftBatch::Slot slot_;
+  std::vector<int64_t> fed_;  // tokens whose K/V the batch's cache holds under id_
   bool active_ = false;
   bool reuse_prompt_kv_ = false;
-  int64_t computed_ = 0;  // tokens the draft model ran forward
-  int64_t reused_ = 0;    // prompt tokens taken from the target's cache
+  int64_t reused_ = 0;  // prompt tokens taken from the target's cache
 };
 
 }  // namespace
@@ -181,8 +311,10 @@ std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t
 }
 
 std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling,
-                                              bool reuse_prompt_kv) {
-  return std::make_unique<ModelDraft>(draft, sampling, reuse_prompt_kv);
+                                              bool reuse_prompt_kv, std::shared_ptr<DraftBatch> batch) {
+  if (!batch) batch = make_draft_batch(draft);
+  UDACI_CHECK_S(Status::kInternal, &batch->model() == &draft, "a draft batch serves one draft model");
+  return std::make_unique<ModelDraft>(sampling, reuse_prompt_kv, std::move(batch));
 }
 
 SpeculativeDecoder::SpeculativeDecoder(const SpeculativeOptions& options, DraftFactory make_draft)
@@ -209,7 +341,18 @@ void SpeculativeDecoder::prepare(const DecoderContext& context) {
               dv, tv);
   const LlamaModel* dm = draft_model_.get();
   const bool reuse = options_.reuse_prompt_kv;
-  make_draft_ = [dm, reuse](const SamplingOptions& s) { return make_model_draft(*dm, s, reuse); };
+  // Every sequence's drafts in one batch: the sequences that draft in a step
+  // share the draft model's passes.
+  if (options_.batch_drafts) draft_batch_ = make_draft_batch(*dm);
+  std::shared_ptr<DraftBatch> batch = draft_batch_;  // nullptr: a batch per sequence
+  make_draft_ = [dm, reuse, batch](const SamplingOptions& s) { return make_model_draft(*dm, s, reuse, batch); };
+}
+
+DecoderStats SpeculativeDecoder::stats() const {
+  DecoderStats s = stats_;
+  // Without a shared batch every sequence drafts alone.
+  s.draft_passes = draft_batch_ ? draft_batch_passes(*draft_batch_) : s.draft_sequence_passes;
+  return s;
 }
 
 namespace {
@@ -236,6 +379,7 @@ class SpeculativeSequence final : public SequenceDecoder {
     draft_->end();
     stats_->draft_computed += draft_->computed_tokens();
     stats_->draft_reused += draft_->reused_tokens();
+    stats_->draft_sequence_passes += draft_->passes();
   }
 
   DraftWish draft_wish(const std::vector<int64_t>& tokens) const override {
@@ -249,12 +393,28 @@ class SpeculativeSequence final : public SequenceDecoder {
     return w;
   }
 
+  StepWork* prepare(const std::vector<int64_t>& tokens, int64_t max_draft) override {
+    queued_ = false;
+    if (!begun_) return nullptr;
+    int64_t want = wanted(tokens);
+    if (max_draft >= 0) want = std::min(want, max_draft);
+    if (want <= 0) return nullptr;
+    StepWork* work = draft_->queue(tokens, want, true);
+    queued_ = work != nullptr;
+    return work;
+  }
+
   void rows(const std::vector<int64_t>& tokens, int64_t max_draft, std::vector<StepRows>& out) override {
     int64_t want = wanted(tokens);
     if (max_draft >= 0) want = std::min(want, max_draft);
     drafts_.clear();
     q_.clear();
-    if (want > 0) drafts_ = draft_->propose(tokens, want, &q_);
+    if (queued_) {  // drafted with the step's other sequences (prepare())
+      queued_ = false;
+      drafts_ = draft_->take(&q_);
+    } else if (want > 0) {
+      drafts_ = draft_->propose(tokens, want, &q_);
+    }
     if (drafts_.size() > static_cast<size_t>(want)) drafts_.resize(static_cast<size_t>(want));
     // The tokens the cache lacks (the newest; all for a cache that keeps
     // nothing), then the drafts: with drafts, the logits of the last n + 1.
@@ -382,6 +542,7 @@ class SpeculativeSequence final : public SequenceDecoder {
   int64_t prompt_len_ = 0;
   int64_t drafted_ = 0, accepted_ = 0;  // this sequence's
   bool begun_ = false;
+  bool queued_ = false;  // prepare() queued this step's drafts
 };
 
 }  // namespace

@@ -61,6 +61,10 @@ struct SpeculativeOptions {
   // self-int4: the draft takes the prompt's K/V from the target's cache
   // instead of computing its own (default on; a draft-model has K/V of its own).
   bool reuse_prompt_kv = false;
+  // draft-model / self-int4 inside the engine's batch: the sequences that
+  // draft in a step run the draft model's passes together (default on);
+  // 0: each sequence its own passes (for comparison).
+  bool batch_drafts = true;
 
   static SpeculativeOptions from(const StrategyOptions& o);
 };
@@ -91,7 +95,37 @@ class DraftSource {
   virtual std::vector<int64_t> propose(const std::vector<int64_t>& tokens, int64_t k,
                                        std::vector<std::vector<double>>* probs) = 0;
   virtual void end() {}
+  // Drafting together with other sequences: queue what propose(tokens, k,
+  // probs) would compute and return the work that computes it for every
+  // source of its batch at once (StepWork::run()); take() then returns the
+  // drafts (and fills `probs` as propose() does), or throws what the work
+  // failed with. nullptr: this source drafts alone (the default).
+  virtual StepWork* queue(const std::vector<int64_t>& tokens, int64_t k, bool want_probs) {
+    (void)tokens;
+    (void)k;
+    (void)want_probs;
+    return nullptr;
+  }
+  virtual std::vector<int64_t> take(std::vector<std::vector<double>>* probs) {
+    (void)probs;
+    return {};
+  }
+  // Forward passes of a draft model this source took part in (0 without one).
+  virtual int64_t passes() const { return 0; }
 };
+
+// The draft model's passes for several sequences at once (issue #25): the
+// model drafts of one batch keep their K/V in one cache, each under its own
+// id, and every step the draft model runs one forward pass per drafted
+// position over all the sequences that queued drafts (ragged: each feeds
+// the tokens its cache lacks), instead of one pass per sequence. Safe to use
+// from several threads (one lock).
+class DraftBatch;
+std::shared_ptr<DraftBatch> make_draft_batch(const LlamaModel& draft);
+// Forward passes the batch ran; the K/V bytes its cache holds (0 once every
+// sequence drafting in it has ended).
+int64_t draft_batch_passes(const DraftBatch& batch);
+int64_t draft_batch_bytes(const DraftBatch& batch);
 
 // The n-gram lookup source (no model).
 std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min);
@@ -99,8 +133,11 @@ std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t
 // reported) over its own contiguous cache. The model must outlive the source.
 // reuse_prompt_kv: begin() copies the prompt's K/V from the target's cache
 // (for a draft that is the target model itself, quantised).
+// batch: the DraftBatch it drafts in with others (queue()); nullptr: a batch
+// of its own (it then drafts alone).
 std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling,
-                                              bool reuse_prompt_kv = false);
+                                              bool reuse_prompt_kv = false,
+                                              std::shared_ptr<DraftBatch> batch = nullptr);
 
 class SpeculativeDecoder final : public Decoder {
  public:
@@ -115,7 +152,7 @@ class SpeculativeDecoder final : public Decoder {
                                          const std::vector<std::vector<int64_t>>& prompts,
                                          const GenerationOptions& options,
                                          const TokenCallback& on_token) const override;
-  DecoderStats stats() const override { return stats_; }
+  DecoderStats stats() const override;
   std::unique_ptr<SequenceDecoder> start_sequence(const GenerationOptions& options,
                                                   const StepContext& context) const override;
   bool runs_in_batch() const override { return true; }
@@ -126,6 +163,7 @@ class SpeculativeDecoder final : public Decoder {
   SpeculativeOptions options_;
   DraftFactory make_draft_;
   std::shared_ptr<const LlamaModel> draft_model_;  // draft-model / self-int4
+  std::shared_ptr<DraftBatch> draft_batch_;        // their drafts, batched across sequences
   mutable DecoderStats stats_;
 };
 

@@ -485,6 +485,19 @@ void Scheduler::step() {
     allowed[m] = wishes[m].k;
   }
   int64_t wished = 0, let = 0;
+  // Drafting members queue their drafts first, so that a draft model runs
+  // its passes for all of them together; then each gives its rows.
+  std::vector<StepWork*> works;
+  for (size_t m = 0; m < members.size(); ++m) {
+    if (wishes[m].k <= 0 || allowed[m] <= 0) continue;
+    try {
+      StepWork* w = members[m]->decoder->prepare(members[m]->tokens, allowed[m]);
+      if (w != nullptr && std::find(works.begin(), works.end(), w) == works.end()) works.push_back(w);
+    } catch (...) {
+      // rows() drafts alone, and fails the request if that fails too.
+    }
+  }
+  for (StepWork* w : works) w->run();
   for (size_t m = 0; m < members.size(); ++m) {
     if (wishes[m].k <= 0) continue;
     wished += wishes[m].k;

@@ -40,18 +40,21 @@ const char* kind_name(int k) {
 
 struct Decoders {
   std::unique_ptr<Decoder> sampling, beam, spec_lookup, spec_model;
-  explicit Decoders(const LlamaModel& model) {
+  std::shared_ptr<DraftBatch> draft_batch;
+  explicit Decoders(const LlamaModel& model) : draft_batch(make_draft_batch(model)) {
     sampling = builtin_strategies().decoders.create("sampling", StrategyOptions{});
     beam = std::make_unique<BeamSearchDecoder>(
         BeamOptions::from(StrategyOptions(std::map<std::string, std::string>{{"width", "4"}, {"n_best", "2"}})));
     spec_lookup = std::make_unique<SpeculativeDecoder>(
         SpeculativeOptions::from(StrategyOptions{}),
         [](const SamplingOptions&) { return make_prompt_lookup_draft(3, 1); });
-    // A model draft over its own cache (the target itself: every draft is
-    // kept under greedy, so rounds verify several tokens).
+    // A model draft (the target itself: every draft is kept under greedy,
+    // so rounds verify several tokens), the sequences drafting in a step in
+    // one pass of it.
+    std::shared_ptr<DraftBatch> batch = draft_batch;
     spec_model = std::make_unique<SpeculativeDecoder>(
         SpeculativeOptions::from(StrategyOptions(std::map<std::string, std::string>{{"k", "3"}})),
-        [&model](const SamplingOptions& s) { return make_model_draft(model, s); });
+        [&model, batch](const SamplingOptions& s) { return make_model_draft(model, s, false, batch); });
   }
   const Decoder* of(int kind) const {
     switch (kind) {
@@ -196,7 +199,77 @@ TEST_CASE("batch decoding: beam, speculative, sampled and greedy requests from 1
       CHECK(decoders.spec_model->stats().rounds > 0);
       CHECK(decoders.spec_model->stats().accepted > 0);
       CHECK(decoders.spec_lookup->stats().rounds > 0);
+      // Sequences drafting in the same step shared the draft model's passes.
+      CHECK(draft_batch_passes(*decoders.draft_batch) < decoders.spec_model->stats().draft_sequence_passes);
     }
+  }
+}
+
+TEST_CASE("batch decoding: the sequences that draft in a step share the draft model's passes",
+          "[scheduler][batch-decoding][speculative]") {
+  Golden g = load_golden("tiny-gqa-tied");
+  LlamaModel model(g.files.config, g.files.weights, ModelOptions{at::kFloat, at::kCPU});
+  const auto prompts = make_prompts(g, 8, 11);
+  for (const bool sampled : {false, true}) {
+    INFO((sampled ? "sampled" : "greedy") << " requests");
+    std::shared_ptr<DraftBatch> batch = make_draft_batch(model);
+    // follow_load=0: every sequence drafts every step (the cost model would
+    // stop drafting under a full batch).
+    const SpeculativeOptions so = SpeculativeOptions::from(
+        StrategyOptions(std::map<std::string, std::string>{{"k", "3"}, {"follow_load", "0"}}));
+    SpeculativeDecoder shared(so, [&model, batch](const SamplingOptions& s) {
+      return make_model_draft(model, s, false, batch);
+    });
+    SpeculativeDecoder solo(so, [&model](const SamplingOptions& s) { return make_model_draft(model, s); });
+    auto cache = make_cache("contiguous", model.cache_shape());
+    Scheduler s(model, *cache, SchedulerOptions{});
+    std::vector<SequenceJob> jobs;
+    std::vector<GenerationOptions> opts;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      GenerationOptions o = options_for(sampled ? kSampling : kGreedy, 10, 7 + i);
+      opts.push_back(o);
+      SequenceJob j;
+      j.prompt = prompts[i];
+      j.options = o;
+      j.footprint = shared.footprint();
+      j.start = [&shared, o](const StepContext& ctx) { return shared.start_sequence(o, ctx); };
+      jobs.push_back(std::move(j));
+    }
+    std::promise<std::vector<GenerationResult>> done;
+    auto fut = done.get_future();
+    s.submit(std::move(jobs), nullptr, [&done](std::vector<GenerationResult>& r, std::exception_ptr e) {
+      if (e) {
+        done.set_exception(e);
+      } else {
+        done.set_value(r);
+      }
+    });
+    const std::vector<GenerationResult> got = fut.get();
+    REQUIRE(got.size() == prompts.size());
+    const int64_t passes = draft_batch_passes(*batch);
+    const DecoderStats st = shared.stats();
+    INFO("draft passes " << passes << ", per sequence summed " << st.draft_sequence_passes);
+    // Eight sequences drafting together: well under one pass each.
+    CHECK(passes > 0);
+    CHECK(passes * 3 <= st.draft_sequence_passes);
+    CHECK(st.drafted > 0);
+    if (!sampled) {
+      // Greedy: each request's tokens are its tokens alone, drafted alone.
+      auto ref = make_cache("contiguous", model.cache_shape());
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        const GenerationResult want = solo.decode(model, *ref, {prompts[i]}, opts[i], {})[0];
+        CHECK(got[i].tokens == want.tokens);
+        const GenerationResult plain = decode_sampled(model, *ref, {prompts[i]}, opts[i])[0];
+        CHECK(got[i].tokens == plain.tokens);
+      }
+      // The target itself drafts: greedy keeps nearly every draft.
+      CHECK(st.accepted * 10 >= st.drafted * 9);
+    } else {
+      for (const GenerationResult& r : got) CHECK(!r.tokens.empty());
+    }
+    // Every sequence left both caches when its request ended.
+    CHECK(s.with_cache([](const CacheStrategy& c) { return c.bytes_reserved(); }) == 0);
+    CHECK(draft_batch_bytes(*batch) == 0);
   }
 }
 
@@ -306,6 +379,9 @@ TEST_CASE("batch decoding: no block leaks after 10,000 random mixed requests wit
       CHECK(paged.pool_blocks() <= 600);
       return 0;
     });
+    // The draft model's cache too (cancelled and failed drafting sequences).
+    CHECK(draft_batch_passes(*decoders.draft_batch) > 0);
+    CHECK(draft_batch_bytes(*decoders.draft_batch) == 0);
   }
 }
 

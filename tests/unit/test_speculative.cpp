@@ -72,6 +72,9 @@ TEST_CASE("speculative: options are checked", "[speculative]") {
                Status::kInvalidArgument, "reuse_prompt_kv");
   CHECK(parse({{"draft", "self-int4"}}).reuse_prompt_kv);
   CHECK(!parse({{"draft", "self-int4"}, {"reuse_prompt_kv", "0"}}).reuse_prompt_kv);
+  CHECK(parse({}).batch_drafts);
+  CHECK(!parse({{"batch_drafts", "0"}}).batch_drafts);
+  expect_error([&] { parse({{"batch_drafts", "2"}}); }, Status::kInvalidArgument, "batch_drafts");
   CHECK(!parse({{"draft", "prompt-lookup"}}).reuse_prompt_kv);
   expect_error([&] { parse({{"colour", "red"}}); }, Status::kInvalidArgument, "colour");
   const SpeculativeOptions o = parse({{"k", "6"}, {"k_max", "10"}, {"adaptive", "0"}});
