@@ -102,3 +102,34 @@ def test_a_wrong_file_is_refused(tmp_path):
                         "--cost", str(bad)], capture_output=True, text=True)
     assert r.returncode != 0
     assert "is not a udaci-tune/1 document" in r.stderr
+
+
+def test_the_decoding_options_a_scenario_searched_are_tabled(tmp_path):
+    edge = tune_doc("kv-cache+as-stored+no-prune+greedy", "edge")
+    edge["space"]["repetition_stops"] = [8, 0]
+    c = edge["candidates"][0]
+    off = copy.deepcopy(c)
+    off.update(repetition_stop=0, verdict="infeasible", misses=["18.0% degenerate headlines > 15.0%"])
+    off["full"]["degenerate_share"] = 0.18
+    edge["candidates"].append(off)
+    pen = copy.deepcopy(c)
+    pen.update(recipe="kv-cache+as-stored+no-prune+greedy{repetition_penalty=1.15}", verdict="feasible",
+               misses=[])
+    edge["candidates"].append(pen)
+    docs = {
+        "edge": edge,
+        "server": tune_doc("paged-prefix+as-stored+no-prune+greedy", "server"),
+        "realtime": tune_doc("paged-prefix+as-stored+no-prune+spec-lookup", "realtime"),
+        "cost": tune_doc("paged-prefix+int4+no-prune+greedy", "cost"),
+    }
+    md = run(tmp_path, docs, cluster_doc(0.8))
+    assert "## Decoding options" in md
+    table = md[md.index("**edge** (weights `as-stored+no-prune`"):md.index("## Charts")]
+    assert "| 1 | off | 18% |" in table and "infeasible: 18.0% degenerate" in table
+    assert "| 1.15 | 8 |" in table
+    assert "| chosen |" in table
+    # The other scenarios searched one stop and one penalty: no table of theirs.
+    assert "**server**" not in md
+    # Without a second decoding measured, no section at all.
+    docs["edge"] = tune_doc("kv-cache+as-stored+no-prune+greedy", "edge")
+    assert "## Decoding options" not in run(tmp_path, docs, cluster_doc(0.8))
