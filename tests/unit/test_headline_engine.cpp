@@ -19,6 +19,12 @@ const char* kSummary =
     "The city council voted on Monday to expand the bike lane network across downtown, "
     "adding 20 miles of protected lanes by 2025.";
 
+// Loops under greedy decoding on the fp32 default model ("The Office of
+// Inspector General (OIG) has confirmed that the Office of ...").
+const char* kLoopingSummary =
+    "Despite entering false information, their work wasn't redone fully and in some cases the census takers "
+    "received bonuses, the Office of Inspector General reported.";
+
 }  // namespace
 
 TEST_CASE("engine: SmolLM2 prompt is chat-templated and tokenized with specials", "[unit][engine][smollm2]") {
@@ -152,8 +158,7 @@ TEST_CASE("engine: the repetition stop cuts a looping sequence before its repeat
   const std::vector<std::string> summaries = {
       "Conservative activist Virginia Thomas, the wife of Supreme Court Justice Clarence Thomas, has agreed to "
       "participate in a voluntary interview with the House panel investigating the Jan. 6 insurrection.",
-      "Despite entering false information, their work wasn't redone fully and in some cases the census takers "
-      "received bonuses, the Office of Inspector General reported.",
+      kLoopingSummary,
       kSummary,
       "One man's claims that he scammed people on the platform caused several popular streamers to consider a "
       "Twitch boycott.",
@@ -213,8 +218,7 @@ TEST_CASE("engine: a request that leaves the repetition stop unset gets its conf
   }
   // Loops under greedy decoding with the default stop of 8 (see above).
   const std::vector<std::string> looping = {
-      "Despite entering false information, their work wasn't redone fully and in some cases the census takers "
-      "received bonuses, the Office of Inspector General reported.",
+      kLoopingSummary,
       kSummary};
   EngineConfig c = e->config();
   c.generation.repetition_stop = 0;  // off for every request that does not say
