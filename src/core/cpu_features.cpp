@@ -4,11 +4,34 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__x86_64__) && defined(UDACI_HAVE_AMX)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace udaci {
 
 namespace {
 
-KernelIsa cpu_best() {
+#if defined(__x86_64__) && defined(UDACI_HAVE_AMX)
+// AMX-TILE and AMX-INT8 in CPUID, and Linux's permission to use the tile data
+// state (arch_prctl ARCH_REQ_XCOMP_PERM; granted once for the whole process).
+bool amx_usable() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  const bool tile = (d >> 24) & 1u, int8 = (d >> 25) & 1u;
+  if (!tile || !int8) return false;
+#if defined(SYS_arch_prctl)
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+#endif
+
+KernelIsa probe_cpu() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -16,10 +39,20 @@ KernelIsa cpu_best() {
   if (!avx2) return KernelIsa::kScalar;
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  return avx512 ? KernelIsa::kAvx512 : KernelIsa::kAvx2;
+  if (!avx512) return KernelIsa::kAvx2;
+#if defined(UDACI_HAVE_AMX)
+  if (amx_usable()) return KernelIsa::kAmx;
+#endif
+  return KernelIsa::kAvx512;
 #else
   return KernelIsa::kScalar;
 #endif
+}
+
+// Probed once (the AMX permission request is a system call).
+KernelIsa cpu_best() {
+  static const KernelIsa best = probe_cpu();
+  return best;
 }
 
 KernelIsa clamp(KernelIsa want, KernelIsa best) {
@@ -36,6 +69,7 @@ const char* kernel_isa_name(KernelIsa isa) {
     case KernelIsa::kScalar: return "scalar";
     case KernelIsa::kAvx2: return "avx2";
     case KernelIsa::kAvx512: return "avx512";
+    case KernelIsa::kAmx: return "amx";
   }
   return "?";
 }
@@ -48,6 +82,7 @@ KernelIsa detected_kernel_isa() {
     const std::string v = env;
     if (v == "scalar") return KernelIsa::kScalar;
     if (v == "avx2") return clamp(KernelIsa::kAvx2, best);
+    if (v == "avx512") return clamp(KernelIsa::kAvx512, best);
     return best;
   }();
   return isa;

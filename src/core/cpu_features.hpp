@@ -12,13 +12,15 @@ enum class KernelIsa {
   kScalar,  // portable C++, the reference every SIMD path is tested against
   kAvx2,    // AVX2 + FMA + F16C
   kAvx512,  // AVX-512 F/BW/VL + VNNI (dpbusd), on top of AVX2
+  kAmx,     // the AVX-512 kernels, and AMX-INT8 tile products for several rows
+            // at once (Sapphire Rapids and later; Linux must grant the tile state)
 };
 
 const char* kernel_isa_name(KernelIsa isa);
 
 // The best instruction set this CPU supports, lowered by the environment
-// variable UDACI_KERNELS=scalar|avx2|avx512 (read once; a value above what the
-// CPU supports is ignored, an unknown value means "best").
+// variable UDACI_KERNELS=scalar|avx2|avx512|amx (read once; a value above what
+// the CPU supports is ignored, an unknown value means "best").
 KernelIsa detected_kernel_isa();
 
 // What kernels run now: the override if one is set, else detected_kernel_isa().

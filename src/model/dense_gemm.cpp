@@ -36,6 +36,7 @@ void dense_gemm_half_scalar(const uint16_t* w, bool bf16, int64_t in, const floa
 
 int64_t dense_gemm_max_rows() {
   switch (active_kernel_isa()) {
+    case KernelIsa::kAmx:
     case KernelIsa::kAvx512: return 128;
     case KernelIsa::kAvx2: return 64;
     default: return 8;
@@ -50,7 +51,7 @@ int64_t grain_for(int64_t in, int64_t n) { return std::max<int64_t>(4, 65536 / s
 void dense_gemm(const float* w, int64_t out, int64_t in, const float* x, int64_t n, float* y) {
   const KernelIsa isa = active_kernel_isa();
   parallel_for(0, out, grain_for(in, n), [&](int64_t r0, int64_t r1) {
-    if (isa == KernelIsa::kAvx512) {
+    if (isa >= KernelIsa::kAvx512) {
       detail::dense_gemm_avx512(w, in, x, n, y, r0, r1, out);
     } else if (isa == KernelIsa::kAvx2) {
       detail::dense_gemm_avx2(w, in, x, n, y, r0, r1, out);
@@ -63,7 +64,7 @@ void dense_gemm(const float* w, int64_t out, int64_t in, const float* x, int64_t
 void dense_gemm_half(const uint16_t* w, bool bf16, int64_t out, int64_t in, const float* x, int64_t n, float* y) {
   const KernelIsa isa = active_kernel_isa();
   parallel_for(0, out, grain_for(in, n), [&](int64_t r0, int64_t r1) {
-    if (isa == KernelIsa::kAvx512) {
+    if (isa >= KernelIsa::kAvx512) {
       detail::dense_gemm_half_avx512(w, bf16, in, x, n, y, r0, r1, out);
     } else if (isa == KernelIsa::kAvx2) {
       detail::dense_gemm_half_avx2(w, bf16, in, x, n, y, r0, r1, out);

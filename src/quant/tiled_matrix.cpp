@@ -424,6 +424,13 @@ void tiled_gemm(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
   UDACI_CHECK(a.cols == w.cols, "quantised kernel: input has {} features, the weight {}", a.cols,
               w.cols);
   switch (isa) {
+    case KernelIsa::kAmx:
+#if defined(UDACI_HAVE_AMX)
+      detail::tgemm_amx(w, a, y, ldy, t0, t1);
+      return;
+#else
+      [[fallthrough]];
+#endif
     case KernelIsa::kAvx512: detail::tgemm_avx512(w, a, y, ldy, t0, t1); return;
     case KernelIsa::kAvx2: detail::tgemm_avx2(w, a, y, ldy, t0, t1); return;
     case KernelIsa::kScalar: detail::tgemm_scalar(w, a, y, ldy, t0, t1); return;

@@ -110,6 +110,8 @@ TileLayout tile_layout(QFormat f, int64_t sb_cols);
 void tgemm_scalar(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
 void tgemm_avx2(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
 void tgemm_avx512(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
+// AMX-INT8 tile products for 8 or more activation rows (fewer: tgemm_avx512).
+void tgemm_amx(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
 }  // namespace detail
 
 }  // namespace udaci

@@ -1,5 +1,5 @@
 // Quantised CPU kernels against a dequantise-then-ATen reference, over a grid
-// of shapes, on the dispatched SIMD path and the forced scalar path.
+// of shapes, on every SIMD path the CPU has and the forced scalar path.
 //
 // Tolerances, per output element y[j, r], relative to |w_r| * |x_j| (norms of
 // the weight row and the activation row):
@@ -149,10 +149,12 @@ void check_kernel(const LinearKernel& kernel, const at::Tensor& w_exact, const a
   at::Tensor x = at::randn({n, in});
   at::Tensor ref = at::linear(x, w_exact);
   at::Tensor ref_q = at::linear(quantised_x(x), w_kernel);
-  // Scalar, AVX2 (maddubs) and the detected best (AVX-512 VNNI here); a
-  // forced ISA above the CPU's is clamped to what it supports.
-  for (auto isa : {std::optional<KernelIsa>(KernelIsa::kScalar),
-                   std::optional<KernelIsa>(KernelIsa::kAvx2), std::optional<KernelIsa>()}) {
+  // Scalar, AVX2 (maddubs), AVX-512 VNNI and the detected best (AMX tiles
+  // where the CPU has them); a forced ISA above the CPU's is clamped to what
+  // it supports.
+  at::Tensor y_vnni;
+  for (auto isa : {std::optional<KernelIsa>(KernelIsa::kScalar), std::optional<KernelIsa>(KernelIsa::kAvx2),
+                   std::optional<KernelIsa>(KernelIsa::kAvx512), std::optional<KernelIsa>()}) {
     IsaGuard guard(isa);
     INFO("isa " << kernel_isa_name(active_kernel_isa()) << " n " << n << " out " << w_exact.size(0)
                 << " in " << in << " kernel " << kernel.name());
@@ -163,6 +165,9 @@ void check_kernel(const LinearKernel& kernel, const at::Tensor& w_exact, const a
     INFO("error vs quantised-x reference " << tight << ", vs float reference " << loose);
     CHECK(tight <= 2e-5);
     CHECK(loose <= 1e-2);
+    // The AMX kernel does the VNNI kernel's arithmetic: the same bits.
+    if (active_kernel_isa() == KernelIsa::kAvx512) y_vnni = y;
+    if (active_kernel_isa() == KernelIsa::kAmx && y_vnni.defined()) CHECK(at::equal(y, y_vnni));
     // bf16 input: output in bf16, same values up to bf16 rounding.
     at::Tensor yb = kernel.forward(x.to(at::kBFloat16));
     CHECK(yb.scalar_type() == at::kBFloat16);
@@ -174,7 +179,7 @@ std::vector<int64_t> batch_sizes(int64_t out, int64_t in) {
   // n = 33 on the big shapes only once per format, to keep the scalar path's
   // run time down.
   if (out * in > 600000) return {1, 5};
-  return {1, 2, 5, 33};
+  return {1, 2, 5, 16, 33};
 }
 
 const std::vector<int64_t> kOuts = {1, 7, 64, 576, 1536};
@@ -322,5 +327,67 @@ TEST_CASE("quant: a row's output does not depend on the rows batched with it", "
     const std::vector<at::Tensor> ys = forward_all(x, {&a, &b});
     CHECK(at::equal(ys[0], all));
     CHECK(at::equal(ys[1], all));
+  }
+}
+
+TEST_CASE("quant: the AMX kernel gives the VNNI kernel's bits for every format and row count", "[quant]") {
+  // Odd tile counts (a weight tile without a partner), rows not a multiple of
+  // 8, and activation row counts around the 16-row tile: full tiles, ragged
+  // tails of 1..15 and the VNNI path below 8 rows.
+  if (detected_kernel_isa() != KernelIsa::kAmx) {
+    WARN("this CPU (or its kernel) offers no AMX-INT8: the AMX kernel is not exercised here; the "
+         "other kernels were checked above");
+    return;
+  }
+  at::manual_seed(6);
+  auto native = make_gguf_native_quantizer();
+  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ5_0,
+                       WeightType::kQ5_1, WeightType::kQ4_K, WeightType::kQ5_K, WeightType::kQ6_K}) {
+    for (int64_t out : {7, 24, 72, 1536}) {
+      const int64_t in = weight_type_block_elems(t) == 256 ? 512 : 576;
+      WeightStore store;
+      store.put(random_gguf(t, out, in));
+      auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, store,
+                                   ModelOptions{});
+      REQUIRE(k);
+      at::Tensor x = at::randn({83, in});
+      for (int64_t n : {3, 7, 8, 9, 16, 17, 24, 31, 32, 45, 83}) {
+        INFO(weight_type_name(t) << " out " << out << " n " << n);
+        at::Tensor xn = x.narrow(0, 0, n);
+        at::Tensor amx = k->forward(xn);
+        IsaGuard guard(KernelIsa::kAvx512);
+        CHECK(at::equal(amx, k->forward(xn)));
+      }
+    }
+  }
+  struct Case {
+    WeightFormat f;
+    int64_t group;
+  };
+  for (Case c : {Case{WeightFormat::kInt8, 32}, Case{WeightFormat::kInt4, 128}, Case{WeightFormat::kNF4, 64}}) {
+    WeightQuantOptions o;
+    o.name = weight_format_name(c.f);
+    o.projections = c.f;
+    o.group = c.group;
+    auto q = make_weight_quantizer(o);
+    const std::string w = "model.layers.0.mlp.up_proj";
+    for (int64_t out : {9, 1536}) {
+      WeightStore store;
+      at::Tensor wf = at::randn({out, 1536}) * 0.05;
+      auto buf = bytes_of(static_cast<size_t>(out * 1536 * 4));
+      std::memcpy(buf->data(), wf.data_ptr<float>(), buf->size());
+      store.put(entry_of(w + ".weight", WeightType::kF32, {out, 1536}, buf));
+      q->quantize(store);
+      auto k = q->make_kernel(LinearSpec{w, w, LinearRole::kProjection, out, 1536, false}, store,
+                              ModelOptions{});
+      REQUIRE(k);
+      for (int64_t n : {5, 16, 40}) {
+        INFO(weight_format_name(c.f) << " out " << out << " n " << n);
+        at::Tensor x = at::randn({n, 1536});
+        at::Tensor amx = k->forward(x);
+        IsaGuard guard(KernelIsa::kAvx512);
+        CHECK(at::equal(amx, k->forward(x)));
+      }
+    }
   }
 }

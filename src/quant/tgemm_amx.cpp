@@ -1,0 +1,313 @@
+// The AMX-INT8 body of tiled_gemm (quant/tiled_matrix.hpp) for several
+// activation rows at once: prompts and batched decode steps (issue #22).
+//
+// An AMX tile multiply (tdpbssd) computes a 16 x 16 block of int32 dot
+// products over 64 bytes of K in one instruction: C[m][n] += sum_k A[m][k] *
+// B[k / 4][4 n + k % 4], A holding 16 activation rows and B 16 weight rows in
+// "VNNI" order (4 consecutive columns of one row next to each other). A tile
+// of the repacked weights already stores each block that way for 8 rows
+// (register c of unpack<F> holds columns 4c .. 4c + 3 of rows 0..7), so two
+// neighbouring tiles side by side are one B operand of 16 rows.
+//
+// The block formats scale every 32 columns (Q6_K every 16), so the integer
+// sums cannot run over the whole row: each block is one tile multiply with
+// K = 32 whose 16 x 16 result is converted to fp32 and scaled by the weight
+// block's scales (a vector over the 16 output rows) and the activation
+// block's (a broadcast per row), as the VNNI kernel does per block.
+//
+// Per pair of weight tiles the kernel unpacks every block once into a panel
+// of signed bytes (the format's offset, e.g. Q4_0's -8, subtracted there, so
+// every format is one signed x signed product) and gathers the scales into
+// vectors; then it runs every group of 16 activation rows over the panel.
+// The integer sums are exact and equal the VNNI kernel's, and the float
+// operations are the VNNI kernel's in the same order (weight scale times
+// activation scale, rounded, then one fused multiply-add per block), so a
+// row's output is bit-identical whichever kernel ran it: a batch stays
+// invariant to its size although 1-3 rows take the VNNI path.
+//
+// The tile registers are configured at each call (the state is per thread)
+// and released at its end. Only called when cpu_features.hpp has found
+// AMX-INT8 and Linux granted the tile state.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "quant/tiled_matrix.hpp"
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (`__Y = __Y`),
+// which -Wuninitialized reports wherever they are inlined.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace udaci {
+namespace detail {
+
+namespace {
+
+#include "quant/tgemm_common.inl"
+
+constexpr int kMTile = 16;  // activation rows per A tile
+constexpr int kNTile = 16;  // weight rows per B tile: two weight tiles
+
+// Below this many activation rows the VNNI kernel is faster: a tile
+// multiply costs the same for 1 row as for 16 (measured on a Xeon with AMX,
+// quant bench "tiled GEMM ... by row count": at 6 rows VNNI is ahead, at 8
+// rows AMX by 1.2-1.4x, at 64 rows by ~3x).
+constexpr int64_t kAmxMinRows = 8;
+
+// The 64-byte block ldtilecfg reads (palette 1).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tile registers: 0, 1 = C (16 x 16 int32), 2, 3 = A (16 rows x G bytes),
+// 4, 5 = B (G / 4 rows x 64 bytes), two of each for alternating groups.
+// G: columns per scale group, 32 or 16.
+void configure_tiles(int g) {
+  TileConfig c;
+  for (int t = 0; t < 2; ++t) {
+    c.colsb[t] = kNTile * 4;
+    c.rows[t] = kMTile;
+    c.colsb[t + 2] = static_cast<uint16_t>(g);
+    c.rows[t + 2] = kMTile;
+    c.colsb[t + 4] = kNTile * 4;
+    c.rows[t + 4] = static_cast<uint8_t>(g / 4);
+  }
+  _tile_loadconfig(&c);
+}
+
+template <QFormat F>
+constexpr int group_cols() {
+  return F == QFormat::kQ6_K ? 16 : 32;
+}
+
+// Whether the format adds a per-block min term (m * sum of the activations).
+template <QFormat F>
+constexpr bool has_min() {
+  return F == QFormat::kQ4_1 || F == QFormat::kQ5_1 || F == QFormat::kI4Affine || F == QFormat::kQ4_K ||
+         F == QFormat::kQ5_K;
+}
+
+// One pair of weight tiles, unpacked: for each scale group g, its B operand
+// (G * 16 bytes) and the 16 rows' scale (and min) as fp32 vectors.
+struct Panel {
+  std::vector<int8_t> b;     // [groups][G / 4][64]
+  std::vector<float> scale;  // [groups][16]
+  std::vector<float> min;    // [groups][16]: added as min * (activation block sum)
+};
+
+// Unpacks tile t into the left (half 0) or right (half 1) 8 rows of the panel.
+template <QFormat F>
+void unpack_half(const TiledMatrix& w, int64_t t, int half, Panel& p) {
+  const TileLayout l = tile_layout(F, w.sb_cols);
+  const int64_t nsb = w.padded_cols / w.sb_cols;
+  const uint8_t* tp = w.tile(t);
+  constexpr int G = group_cols<F>();
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* sp = tp + s * w.sb_bytes;
+    __m256 d = _mm256_set1_ps(1.0f), m = _mm256_setzero_ps();
+    if constexpr (F != QFormat::kI8Row) d = f16x8(sp);
+    if constexpr (F == QFormat::kNF4) d = _mm256_mul_ps(d, _mm256_set1_ps(1.0f / 127.0f));
+    if constexpr (has_min<F>()) m = f16x8(sp + l.off_m);
+    for (int blk = 0; blk < l.blocks; ++blk) {
+      const int64_t b = s * l.blocks + blk;
+      __m256i wv[8];
+      unpack<F>(sp + l.header + blk * l.block_bytes, wv);
+      // The format's zero point, so that every value is a signed byte.
+      int off = 0;
+      if constexpr (F == QFormat::kQ4_0) off = 8;
+      if constexpr (F == QFormat::kQ5_0) off = 16;
+      if constexpr (F == QFormat::kQ6_K) off = 32;
+      int8_t* dst = p.b.data() + b * 32 * kNTile + half * 32;
+      for (int c = 0; c < 8; ++c) {
+        __m256i v = wv[c];
+        if (off != 0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(off)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c * 64), v);
+      }
+      float* sc = p.scale.data() + (b * 32 / G) * kNTile + half * 8;
+      float* mn = p.min.data() + b * kNTile + half * 8;
+      if constexpr (F == QFormat::kQ4_K || F == QFormat::kQ5_K) {
+        _mm256_storeu_ps(sc, _mm256_mul_ps(d, u8x8(sp + l.off_sc + 8 * blk)));
+        _mm256_storeu_ps(mn, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(m, u8x8(sp + l.off_kmin + 8 * blk))));
+      } else if constexpr (F == QFormat::kQ6_K) {
+        _mm256_storeu_ps(sc, _mm256_mul_ps(d, s8x8(sp + l.off_sc + 16 * blk)));
+        _mm256_storeu_ps(sc + kNTile, _mm256_mul_ps(d, s8x8(sp + l.off_sc + 16 * blk + 8)));
+      } else {
+        _mm256_storeu_ps(sc, d);
+        if constexpr (has_min<F>()) _mm256_storeu_ps(mn, m);
+      }
+    }
+  }
+}
+
+// Activation rows as the tile loads read them: int8 quants with a row stride,
+// each 32-column block's scale and (affine formats) scaled sum.
+struct ActRows {
+  const int8_t* q;
+  const float* d;
+  const float* s;
+  int64_t blocks;  // per row
+};
+
+// One group's products: A (activations) times B (the panel) into tile C,
+// stored to out (16 x 16 int32). A macro: the tile intrinsics take the
+// register number as a literal.
+#define UDACI_TILE_PRODUCT(C, A, B, a, astride, b, out) \
+  do {                                                  \
+    _tile_loadd(A, a, astride);                         \
+    _tile_loadd(B, b, kNTile * 4);                      \
+    _tile_zero(C);                                      \
+    _tile_dpbssd(C, A, B);                              \
+    _tile_stored(C, out, kNTile * 4);                   \
+  } while (0)
+
+// acc[m] += the group's products of row m, scaled: the VNNI kernel's
+// operations in its order (see the top).
+template <QFormat F, int MR>
+__attribute__((always_inline)) inline void scale_group(__m512 (&acc)[MR], const int32_t* c, const ActRows& x,
+                                                       const Panel& p, int64_t g) {
+  constexpr int G = group_cols<F>();
+  const int64_t b = g * G / 32;
+  const __m512 sc = _mm512_loadu_ps(p.scale.data() + g * kNTile);
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + m * kNTile));
+    acc[m] = _mm512_fmadd_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(x.d[m * x.blocks + b])), acc[m]);
+  }
+  if constexpr (has_min<F>()) {
+    const __m512 mn = _mm512_loadu_ps(p.min.data() + b * kNTile);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) acc[m] = _mm512_fmadd_ps(mn, _mm512_set1_ps(x.s[m * x.blocks + b]), acc[m]);
+  }
+}
+
+// Rows [0, MR) of x against the panel; y rows [0, mvalid), columns r0 + [0, nvalid).
+template <QFormat F, int MR>
+void run_rows(const ActRows& x, const Panel& p, int64_t groups, float* y, int64_t ldy, int64_t r0,
+              int nvalid, int mvalid, const float* row_scale) {
+  constexpr int G = group_cols<F>();
+  const int64_t astride = x.blocks * 32;
+  alignas(64) int32_t cb[2][kMTile * kNTile];
+  __m512 acc[MR];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) acc[m] = _mm512_setzero_ps();
+  // Two sets of tile registers: group g + 1's product runs while group g's
+  // sums are scaled. (Four groups in flight measured no faster: the tile
+  // unit and the float scaling share the core's vector ports.)
+  const int8_t* pb = p.b.data();
+  auto issue = [&x, pb, astride, &cb](int64_t g) {
+    const int8_t* a = x.q + g * G;
+    const int8_t* b = pb + g * G * kNTile;
+    if ((g & 1) == 0) {
+      UDACI_TILE_PRODUCT(0, 2, 4, a, astride, b, cb[0]);
+    } else {
+      UDACI_TILE_PRODUCT(1, 3, 5, a, astride, b, cb[1]);
+    }
+  };
+  issue(0);
+  for (int64_t g = 0; g < groups; ++g) {
+    if (g + 1 < groups) issue(g + 1);
+    scale_group<F, MR>(acc, cb[g & 1], x, p, g);
+  }
+  const __mmask16 keep = static_cast<__mmask16>((1u << nvalid) - 1u);
+  __m512 rs = _mm512_set1_ps(1.0f);
+  if constexpr (F == QFormat::kI8Row) rs = _mm512_maskz_loadu_ps(keep, row_scale + r0);
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    if (m >= mvalid) break;
+    if constexpr (F == QFormat::kI8Row) acc[m] = _mm512_mul_ps(acc[m], rs);
+    _mm512_mask_storeu_ps(y + m * ldy + r0, keep, acc[m]);
+  }
+}
+
+template <QFormat F>
+void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1) {
+  constexpr int G = group_cols<F>();
+  const int64_t groups = w.padded_cols / G;
+  const int64_t nb = a.blocks;
+  thread_local Panel panel;
+  Panel& p = panel;
+  p.b.resize(static_cast<size_t>(groups * G * kNTile));
+  p.scale.resize(static_cast<size_t>(groups * kNTile));
+  p.min.resize(static_cast<size_t>(nb * kNTile));
+  // The last group of fewer than 16 rows, copied into zero-padded rows (a
+  // tile load reads all 16).
+  const int64_t full = a.n / kMTile * kMTile;
+  const int rem = static_cast<int>(a.n - full);
+  thread_local std::vector<int8_t> tail_q;
+  thread_local std::vector<float> tail_d, tail_s;
+  if (rem > 0) {
+    tail_q.assign(static_cast<size_t>(kMTile * nb * 32), 0);
+    tail_d.assign(static_cast<size_t>(kMTile * nb), 0.0f);
+    tail_s.assign(static_cast<size_t>(kMTile * nb), 0.0f);
+    std::memcpy(tail_q.data(), a.q.data() + full * nb * 32, static_cast<size_t>(rem * nb * 32));
+    std::memcpy(tail_d.data(), a.d.data() + full * nb, static_cast<size_t>(rem * nb) * sizeof(float));
+    std::memcpy(tail_s.data(), a.s.data() + full * nb, static_cast<size_t>(rem * nb) * sizeof(float));
+  }
+  configure_tiles(G);
+  for (int64_t t = t0; t < t1; t += 2) {
+    const bool pair = t + 1 < t1;
+    unpack_half<F>(w, t, 0, p);
+    if (pair) {
+      unpack_half<F>(w, t + 1, 1, p);
+    } else {  // the right half stays zero: no rows there
+      for (int64_t g = 0; g < groups; ++g) {
+        std::memset(p.scale.data() + g * kNTile + 8, 0, 8 * sizeof(float));
+        for (int r = 0; r < G / 4; ++r) std::memset(p.b.data() + (g * G / 4 + r) * 64 + 32, 0, 32);
+      }
+      for (int64_t b = 0; b < nb; ++b) std::memset(p.min.data() + b * kNTile + 8, 0, 8 * sizeof(float));
+    }
+    const int64_t r0 = t * kTileRows;
+    const int nvalid = static_cast<int>(std::min<int64_t>(pair ? kNTile : kTileRows, w.rows - r0));
+    const float* rs = F == QFormat::kI8Row ? w.row_scale.data() : nullptr;
+    for (int64_t j = 0; j < full; j += kMTile) {
+      const ActRows x{a.q.data() + j * nb * 32, a.d.data() + j * nb, a.s.data() + j * nb, nb};
+      run_rows<F, kMTile>(x, p, groups, y + j * ldy, ldy, r0, nvalid, kMTile, rs);
+    }
+    if (rem > 0) {
+      const ActRows x{tail_q.data(), tail_d.data(), tail_s.data(), nb};
+      float* yt = y + full * ldy;
+      if (rem <= 4) {
+        run_rows<F, 4>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);
+      } else if (rem <= 8) {
+        run_rows<F, 8>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);
+      } else {
+        run_rows<F, kMTile>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+void tgemm_amx(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1) {
+  if (a.n < kAmxMinRows) {
+    tgemm_avx512(w, a, y, ldy, t0, t1);
+    return;
+  }
+  switch (w.format) {
+    case QFormat::kQ8_0: run_format<QFormat::kQ8_0>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ4_0: run_format<QFormat::kQ4_0>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ4_1: run_format<QFormat::kQ4_1>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ5_0: run_format<QFormat::kQ5_0>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ5_1: run_format<QFormat::kQ5_1>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kI8Row: run_format<QFormat::kI8Row>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kI4Affine: run_format<QFormat::kI4Affine>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kNF4: run_format<QFormat::kNF4>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ4_K: run_format<QFormat::kQ4_K>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ5_K: run_format<QFormat::kQ5_K>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ6_K: run_format<QFormat::kQ6_K>(w, a, y, ldy, t0, t1); return;
+  }
+}
+
+}  // namespace detail
+}  // namespace udaci
