@@ -31,11 +31,34 @@ if [ ! -x "$BUILD/src/udaci" ] || [ ! -d "$BUILD/bindings/python/udaci" ]; then
   exit 2
 fi
 
+# llama.cpp's CPU kernels: native (every instruction set this CPU has),
+# except on CPUs with AMX: there its AMX matmul (ggml_backend_amx_mul_mat)
+# crashes with SIGSEGV on the first prompt (llama-cpp-python 0.3.36, on the
+# Xeon host of 2026-12-05, every GGUF tried; upstream: ggml-org/llama.cpp
+# #20824, open), so it is built with the CPU's AVX-512 / VNNI / BF16 kernels
+# listed explicitly and AMX left out -- what a user of this machine can run.
+ggml_cpu_args() {
+  local flags
+  flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+  has() { [[ " $flags " == *" $1 "* ]]; }
+  if ! has amx_int8; then
+    echo "-DGGML_NATIVE=ON"
+    return
+  fi
+  local a="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  has avx_vnni && a="$a -DGGML_AVX_VNNI=ON"
+  has avx512f && a="$a -DGGML_AVX512=ON"
+  has avx512vbmi && a="$a -DGGML_AVX512_VBMI=ON"
+  has avx512_vnni && a="$a -DGGML_AVX512_VNNI=ON"
+  has avx512_bf16 && a="$a -DGGML_AVX512_BF16=ON"
+  echo "$a -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+}
+
 pip_deps() {
   [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
-  # llama.cpp as llama-server's users get it: native CPU kernels (AVX-512 here),
-  # OpenMP; without the multimodal library, tools, tests and examples.
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  # llama.cpp as llama-server's users get it: its CPU kernels (above), OpenMP;
+  # without the multimodal library, tools, tests and examples.
+  CMAKE_ARGS="$(ggml_cpu_args) -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DGGML_CUDA=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/bench/peers/requirements.txt"

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "core/compat.hpp"
+#include "core/cpu_features.hpp"
 #include "core/threads.hpp"
 #include "core/error.hpp"
 #include "eval/headline_quality.hpp"
@@ -151,6 +152,7 @@ json machine_json(int threads) {
   m["memory"] = first_line_of("/proc/meminfo", "MemTotal");
   m["os"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
   m["gpu"] = nullptr;
+  m["kernels"] = kernel_isa_name(active_kernel_isa());  // UDACI_KERNELS, else the best this CPU has
   return m;
 }
 

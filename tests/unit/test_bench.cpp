@@ -17,6 +17,7 @@
 
 #include "bench/bench_runner.hpp"
 #include "bench/techniques.hpp"
+#include "core/cpu_features.hpp"
 #include "parallel/communicator.hpp"
 #include "test_util.hpp"
 
@@ -291,6 +292,8 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   const json doc = json::parse(udaci_test::read_file((dir.path / "out.json").string()));
   CHECK(doc["schema"] == "udaci-bench/1");
   CHECK(doc["machine"]["threads"] == 2);
+  // The kernel family that ran (UDACI_KERNELS, else the CPU's best).
+  CHECK(doc["machine"]["kernels"] == kernel_isa_name(active_kernel_isa()));
   CHECK(doc["settings"]["samples"] == 20);
   CHECK(doc["failed"].empty());
   REQUIRE(doc["unavailable"].size() == 1);
