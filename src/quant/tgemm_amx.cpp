@@ -104,8 +104,50 @@ struct Panel {
   std::vector<float> min;    // [groups][16]: added as min * (activation block sum)
 };
 
-// Unpacks tile t into the left (half 0) or right (half 1) 8 rows of the panel.
+// Formats whose quants are 4-bit codes alone (no fifth / sixth bits).
 template <QFormat F>
+constexpr bool nibbles_only() {
+  return F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine || F == QFormat::kQ4_K ||
+         F == QFormat::kNF4;
+}
+
+// The quants of tiles t and t + 1 into the panel at once, 64 bytes a row (the
+// same bytes unpack_half writes half by half, in half the instructions).
+template <QFormat F>
+void unpack_nibble_pair(const TiledMatrix& w, int64_t t, Panel& p) {
+  static_assert(nibbles_only<F>());
+  const TileLayout l = tile_layout(F, w.sb_cols);
+  const int64_t nsb = w.padded_cols / w.sb_cols;
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNF4LevelsI8)));
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* s0 = w.tile(t) + s * w.sb_bytes + l.header;
+    const uint8_t* s1 = w.tile(t + 1) + s * w.sb_bytes + l.header;
+    for (int blk = 0; blk < l.blocks; ++blk) {
+      const int64_t b = s * l.blocks + blk;
+      int8_t* dst = p.b.data() + b * 32 * kNTile;
+      for (int k = 0; k < 4; ++k) {
+        const __m512i v =
+            _mm512_inserti64x4(_mm512_castsi256_si512(ld(s0 + blk * l.block_bytes + 32 * k)),
+                               ld(s1 + blk * l.block_bytes + 32 * k), 1);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if constexpr (F == QFormat::kQ4_0) {
+          lo = _mm512_sub_epi8(lo, _mm512_set1_epi8(8));
+          hi = _mm512_sub_epi8(hi, _mm512_set1_epi8(8));
+        } else if constexpr (F == QFormat::kNF4) {
+          lo = _mm512_shuffle_epi8(lut, lo);
+          hi = _mm512_shuffle_epi8(lut, hi);
+        }
+        _mm512_storeu_si512(dst + k * 64, lo);
+        _mm512_storeu_si512(dst + (k + 4) * 64, hi);
+      }
+    }
+  }
+}
+
+// Unpacks tile t into the left (half 0) or right (half 1) 8 rows of the
+// panel: its scales and, unless kScalesOnly, its quants.
+template <QFormat F, bool kScalesOnly = false>
 void unpack_half(const TiledMatrix& w, int64_t t, int half, Panel& p) {
   const TileLayout l = tile_layout(F, w.sb_cols);
   const int64_t nsb = w.padded_cols / w.sb_cols;
@@ -119,18 +161,20 @@ void unpack_half(const TiledMatrix& w, int64_t t, int half, Panel& p) {
     if constexpr (has_min<F>()) m = f16x8(sp + l.off_m);
     for (int blk = 0; blk < l.blocks; ++blk) {
       const int64_t b = s * l.blocks + blk;
-      __m256i wv[8];
-      unpack<F>(sp + l.header + blk * l.block_bytes, wv);
-      // The format's zero point, so that every value is a signed byte.
-      int off = 0;
-      if constexpr (F == QFormat::kQ4_0) off = 8;
-      if constexpr (F == QFormat::kQ5_0) off = 16;
-      if constexpr (F == QFormat::kQ6_K) off = 32;
-      int8_t* dst = p.b.data() + b * 32 * kNTile + half * 32;
-      for (int c = 0; c < 8; ++c) {
-        __m256i v = wv[c];
-        if (off != 0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(off)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c * 64), v);
+      if constexpr (!kScalesOnly) {
+        __m256i wv[8];
+        unpack<F>(sp + l.header + blk * l.block_bytes, wv);
+        // The format's zero point, so that every value is a signed byte.
+        int off = 0;
+        if constexpr (F == QFormat::kQ4_0) off = 8;
+        if constexpr (F == QFormat::kQ5_0) off = 16;
+        if constexpr (F == QFormat::kQ6_K) off = 32;
+        int8_t* dst = p.b.data() + b * 32 * kNTile + half * 32;
+        for (int c = 0; c < 8; ++c) {
+          __m256i v = wv[c];
+          if (off != 0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(static_cast<char>(off)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c * 64), v);
+        }
       }
       float* sc = p.scale.data() + (b * 32 / G) * kNTile + half * 8;
       float* mn = p.min.data() + b * kNTile + half * 8;
@@ -255,10 +299,19 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
   configure_tiles(G);
   for (int64_t t = t0; t < t1; t += 2) {
     const bool pair = t + 1 < t1;
-    unpack_half<F>(w, t, 0, p);
-    if (pair) {
-      unpack_half<F>(w, t + 1, 1, p);
-    } else {  // the right half stays zero: no rows there
+    if constexpr (nibbles_only<F>()) {
+      if (pair) {
+        unpack_nibble_pair<F>(w, t, p);
+        unpack_half<F, true>(w, t, 0, p);
+        unpack_half<F, true>(w, t + 1, 1, p);
+      } else {
+        unpack_half<F>(w, t, 0, p);
+      }
+    } else {
+      unpack_half<F>(w, t, 0, p);
+      if (pair) unpack_half<F>(w, t + 1, 1, p);
+    }
+    if (!pair) {  // the right half stays zero: no rows there
       for (int64_t g = 0; g < groups; ++g) {
         std::memset(p.scale.data() + g * kNTile + 8, 0, 8 * sizeof(float));
         for (int r = 0; r < G / 4; ++r) std::memset(p.b.data() + (g * G / 4 + r) * 64 + 32, 0, 32);
