@@ -75,15 +75,20 @@ void quantize_activations(const float* x, int64_t n, int64_t cols, QActs& out, K
   out.n = n;
   out.cols = cols;
   out.blocks = (cols + 31) / 32;
-  out.q.resize(static_cast<size_t>(n * out.blocks * 32));
-  out.d.resize(static_cast<size_t>(n * out.blocks));
-  out.s.resize(static_cast<size_t>(n * out.blocks));
+  const int64_t rows = (n + kQActsRowGroup - 1) / kQActsRowGroup * kQActsRowGroup;
+  out.q.resize(static_cast<size_t>(rows * out.blocks * 32));
+  out.d.resize(static_cast<size_t>(rows * out.blocks));
+  out.s.resize(static_cast<size_t>(rows * out.blocks));
   out.s16.resize(static_cast<size_t>(n * out.blocks * 2));
   if (isa != KernelIsa::kScalar && cols % 32 == 0) {
     detail::quantize_acts_avx2(x, n, cols, out);
   } else {
     detail::quantize_acts_scalar(x, n, cols, out);
   }
+  // The padding rows are zero (a reused buffer may hold an older call's rows).
+  std::fill(out.q.begin() + n * out.blocks * 32, out.q.end(), int8_t{0});
+  std::fill(out.d.begin() + n * out.blocks, out.d.end(), 0.0f);
+  std::fill(out.s.begin() + n * out.blocks, out.s.end(), 0.0f);
 }
 
 void qmatrix_dequantize_row(const QMatrix& w, int64_t r, float* dst) {

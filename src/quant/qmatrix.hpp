@@ -65,14 +65,16 @@ struct QMatrix {
 };
 
 // Activations quantised per block of 32: rows padded with zeros to whole
-// blocks.
+// blocks. q, d and s also hold zero rows from n up to a multiple of
+// kQActsRowGroup (the AMX kernel's tile loads read 16 rows at a time).
+inline constexpr int64_t kQActsRowGroup = 16;
 struct QActs {
   int64_t n = 0;
   int64_t cols = 0;
   int64_t blocks = 0;      // per row: ceil(cols / 32)
-  std::vector<int8_t> q;   // [n, blocks * 32]
-  std::vector<float> d;    // [n, blocks] scale of each block
-  std::vector<float> s;    // [n, blocks] d * sum(q): the affine formats' min term
+  std::vector<int8_t> q;   // [n rounded up to kQActsRowGroup, blocks * 32]
+  std::vector<float> d;    // [same rows, blocks] scale of each block
+  std::vector<float> s;    // [same rows, blocks] d * sum(q): the affine formats' min term
   std::vector<int32_t> s16;  // [n, blocks * 2] sum(q) over each half block of 16
 };
 

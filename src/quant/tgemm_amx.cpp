@@ -282,20 +282,10 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
   p.b.resize(static_cast<size_t>(groups * G * kNTile));
   p.scale.resize(static_cast<size_t>(groups * kNTile));
   p.min.resize(static_cast<size_t>(nb * kNTile));
-  // The last group of fewer than 16 rows, copied into zero-padded rows (a
-  // tile load reads all 16).
+  // The last group of fewer than 16 rows reads QActs' zero padding rows.
+  static_assert(kQActsRowGroup == kMTile);
   const int64_t full = a.n / kMTile * kMTile;
   const int rem = static_cast<int>(a.n - full);
-  thread_local std::vector<int8_t> tail_q;
-  thread_local std::vector<float> tail_d, tail_s;
-  if (rem > 0) {
-    tail_q.assign(static_cast<size_t>(kMTile * nb * 32), 0);
-    tail_d.assign(static_cast<size_t>(kMTile * nb), 0.0f);
-    tail_s.assign(static_cast<size_t>(kMTile * nb), 0.0f);
-    std::memcpy(tail_q.data(), a.q.data() + full * nb * 32, static_cast<size_t>(rem * nb * 32));
-    std::memcpy(tail_d.data(), a.d.data() + full * nb, static_cast<size_t>(rem * nb) * sizeof(float));
-    std::memcpy(tail_s.data(), a.s.data() + full * nb, static_cast<size_t>(rem * nb) * sizeof(float));
-  }
   configure_tiles(G);
   for (int64_t t = t0; t < t1; t += 2) {
     const bool pair = t + 1 < t1;
@@ -326,7 +316,7 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
       run_rows<F, kMTile>(x, p, groups, y + j * ldy, ldy, r0, nvalid, kMTile, rs);
     }
     if (rem > 0) {
-      const ActRows x{tail_q.data(), tail_d.data(), tail_s.data(), nb};
+      const ActRows x{a.q.data() + full * nb * 32, a.d.data() + full * nb, a.s.data() + full * nb, nb};
       float* yt = y + full * ldy;
       if (rem <= 4) {
         run_rows<F, 4>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);

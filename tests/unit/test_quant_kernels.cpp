@@ -13,6 +13,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -196,6 +197,17 @@ TEST_CASE("quant: activation quantisation is the same on every path", "[quant]")
   CHECK(a.q == b.q);
   CHECK(a.d == b.d);
   CHECK(a.s == b.s);
+  // Rows up to the next multiple of 16 are zero, also in a buffer that held
+  // more rows before (the AMX kernel's tile loads read them).
+  at::Tensor big = at::randn({40, 576});
+  quantize_activations(big.data_ptr<float>(), 40, 576, b, detected_kernel_isa());
+  quantize_activations(x.data_ptr<float>(), 3, 576, b, detected_kernel_isa());
+  REQUIRE(b.q.size() == static_cast<size_t>(kQActsRowGroup * 576));
+  REQUIRE(b.d.size() == static_cast<size_t>(kQActsRowGroup * 18));
+  CHECK(std::all_of(b.q.begin() + 3 * 576, b.q.end(), [](int8_t v) { return v == 0; }));
+  CHECK(std::all_of(b.d.begin() + 3 * 18, b.d.end(), [](float v) { return v == 0.0f; }));
+  CHECK(std::all_of(b.s.begin() + 3 * 18, b.s.end(), [](float v) { return v == 0.0f; }));
+  CHECK(std::equal(a.q.begin(), a.q.begin() + 3 * 576, b.q.begin()));
   // Rounding bound: |x - d q| <= d / 2 everywhere.
   for (int64_t i = 0; i < 3 * 576; ++i) {
     const float d = a.d[static_cast<size_t>(i / 32)];
