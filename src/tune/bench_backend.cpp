@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "bench/bench_runner.hpp"
+#include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/threads.hpp"
 #include "engine/headline_engine.hpp"
@@ -46,9 +47,12 @@ std::string tune_cache_context(const EngineConfig& base, const TuneWorkload& w, 
   shared.scheduler = SchedulerOptions{};
   shared.generation = EngineConfig::Generation{};
   const std::string build = std::string(UDACI_VERSION_STRING) + " " + file_identity(exe);
-  return fmt::format("model {}\nmachine{} x{}\nudaci {}\nworkload {} samples={} short={} seed={} concurrency={} "
-                     "max_new_tokens={}\nconfig {}",
-                     file_identity(base.model_path), cpu_model(), std::thread::hardware_concurrency(), build,
+  // The kernel family too: UDACI_KERNELS=avx512 and AMX runs of one build on
+  // one machine measure different speeds.
+  return fmt::format("model {}\nmachine{} x{} kernels {}\nudaci {}\nworkload {} samples={} short={} seed={} "
+                     "concurrency={} max_new_tokens={}\nconfig {}",
+                     file_identity(base.model_path), cpu_model(), std::thread::hardware_concurrency(),
+                     kernel_isa_name(active_kernel_isa()), build,
                      file_identity(w.input), w.samples, w.short_samples, w.seed, w.concurrency, w.max_new_tokens,
                      shared.to_json());
 }

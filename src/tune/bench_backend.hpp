@@ -40,7 +40,8 @@ class BenchTuneBackend final : public TuneBackend {
 };
 
 // What every cached measurement of this search shares: the model file (path,
-// size, modification time), the machine (CPU model, logical CPUs), the udaci
+// size, modification time), the machine (CPU model, logical CPUs, the kernel
+// family that runs: UDACI_KERNELS, else the CPU's best), the udaci
 // build (version and the executable `exe`'s size and modification time: a
 // rebuild measures again), the workload and the base configuration.
 std::string tune_cache_context(const EngineConfig& base, const TuneWorkload& workload, const std::string& exe);

@@ -15,9 +15,11 @@
 #include <map>
 #include <set>
 
+#include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "engine/engine_config.hpp"
 #include "eval/headline_quality.hpp"
+#include "tune/bench_backend.hpp"
 #include "tune/measurement_cache.hpp"
 #include "tune/tuner.hpp"
 #include "test_util.hpp"
@@ -416,6 +418,20 @@ TEST_CASE("tune: a weight set that fails is reported, the others go on", "[unit]
       CHECK(c.verdict == TuneVerdict::kFailed);
       CHECK(c.why.find("refuse to build") != std::string::npos);
     }
+}
+
+TEST_CASE("tune: the cache context names the kernel family, so UDACI_KERNELS runs measure apart",
+          "[unit][tune]") {
+  EngineConfig base;
+  TuneWorkload w;
+  w.input = "news.jsonl";
+  const std::string best = tune_cache_context(base, w, "/proc/self/exe");
+  set_kernel_isa_override(KernelIsa::kScalar);
+  const std::string scalar = tune_cache_context(base, w, "/proc/self/exe");
+  set_kernel_isa_override(std::nullopt);
+  CHECK(best.find(std::string(" kernels ") + kernel_isa_name(detected_kernel_isa()) + "\n") != std::string::npos);
+  CHECK(scalar.find(" kernels scalar\n") != std::string::npos);
+  if (detected_kernel_isa() != KernelIsa::kScalar) CHECK(best != scalar);
 }
 
 TEST_CASE("tune: measurements are cached, so a second run resumes without measuring", "[unit][tune]") {
