@@ -304,12 +304,37 @@ class SlotDecoderImpl final : public SlotDecoder {
           .view({r.n, c.num_heads * c.head_dim});
     }
 #endif
+    const LayerBackend& be = model_->backend();
+    if (be.attends_in_place(1) && q.scalar_type() == at::kFloat && k_[layer].scalar_type() == at::kFloat) {
+      // Every row in one call, reading the slots in place (as LlamaModel's
+      // decode over a cache does).
+      const ModelConfig& c = model_->config();
+      at::Tensor qc = q.contiguous();
+      at::Tensor out = at::empty({r.n, c.num_heads * c.head_dim}, q.options());
+      const int64_t row = c.num_kv_heads * c.head_dim;
+      std::vector<KvSpan> spans(static_cast<size_t>(r.n));
+      std::vector<SeqAttention> seqs(static_cast<size_t>(r.n));
+      for (int64_t i = 0; i < r.n; ++i) {
+        const size_t si = static_cast<size_t>(i);
+        const int64_t first = r.slot_of[si] * capacity_ * row;
+        spans[si] = KvSpan{k_[layer].data_ptr<float>() + first, v_[layer].data_ptr<float>() + first, r.lens[si]};
+        SeqAttention& a = seqs[si];
+        a.q = qc.data_ptr<float>() + i * c.num_heads * c.head_dim;
+        a.out = out.data_ptr<float>() + i * c.num_heads * c.head_dim;
+        a.n = 1;
+        a.past = r.lens[si] - 1;
+        a.spans = &spans[si];
+        a.n_spans = 1;
+      }
+      be.attend_in_place(seqs, AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim}, static_cast<float>(scale_));
+      return out;
+    }
     std::vector<at::Tensor> outs;
     outs.reserve(static_cast<size_t>(r.n));
     for (int64_t i = 0; i < r.n; ++i) {
       const size_t si = static_cast<size_t>(i);
       const int64_t len = r.lens[si];
-      outs.push_back(model_->backend().attention(q.narrow(0, i, 1), slot_rows(k_[layer], r.slot_of[si], len),
+      outs.push_back(be.attention(q.narrow(0, i, 1), slot_rows(k_[layer], r.slot_of[si], len),
                                                  slot_rows(v_[layer], r.slot_of[si], len), len - 1));
     }
     return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
@@ -406,18 +431,18 @@ class SlotDecoderImpl final : public SlotDecoder {
       }
       mark("attention");
       at::Tensor xo = d ? fused_add(d->o, attn, x) : at::Tensor();
-      x = xo.defined() ? xo : x + L.o(attn);
+      x = xo.defined() ? xo : model_->backend().add(x, L.o(attn));
       mark("o_proj+residual");
       at::Tensor hm = model_->rms_norm(x, L.post_norm);
       mark("mlp_norm");
       at::Tensor act = d ? fused_swiglu(*d, hm) : at::Tensor();
       if (!act.defined()) {
         std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
-        act = at::silu(gu[0]).mul_(gu[1]);
+        act = model_->backend().swiglu(gu[0], gu[1]);
       }
       mark("gate_up_proj+silu");
       at::Tensor xd = d ? fused_add(d->down, act, x) : at::Tensor();
-      x = xd.defined() ? xd : x + L.down(act);
+      x = xd.defined() ? xd : model_->backend().add(x, L.down(act));
       mark("down_proj+residual");
     }
     return x;

@@ -1,12 +1,14 @@
 // fp32 attention over K/V spans for all sequences of a step
 // (attention_kernels.hpp): one parallel loop over every (sequence, token,
-// head), so a decode step of 16 sequences costs one fork/join per layer
-// instead of 16, and the cache's K/V are read where they lie.
+// token), so a decode step of 16 sequences costs one fork/join per layer
+// instead of 16, the cache's K/V are read where they lie, in order, and the
+// query heads sharing a K/V head read its rows once.
 #include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "core/threads.hpp"
 #include "model/attention_kernels.hpp"
 
 namespace udaci {
@@ -52,31 +54,70 @@ void attend_cpu(const std::vector<SeqAttention>& seqs, const AttentionShape& sha
               "attention: {} heads cannot share {} K/V heads", heads, kvh);
   const int64_t group = heads / kvh;
   const int64_t stride = kvh * d;
-  // Work item w: sequence s owns items [first[s], first[s + 1]), token-major,
-  // heads sharing a K/V head adjacent so one thread reads those rows once
-  // into its cache.
-  std::vector<int64_t> first(seqs.size() + 1, 0);
-  int64_t longest = 0;
+  int64_t longest = 0, tokens = 0;
   for (size_t s = 0; s < seqs.size(); ++s) {
     const SeqAttention& a = seqs[s];
     int64_t covered = 0;
     for (int64_t i = 0; i < a.n_spans; ++i) covered += a.spans[i].tokens;
     UDACI_CHECK(a.n > 0 && a.past >= 0 && covered >= a.past + a.n,
                 "attention: sequence {} has {} K/V rows for {} + {} tokens", s, covered, a.past, a.n);
-    first[s + 1] = first[s] + a.n * heads;
     longest = std::max(longest, a.past + a.n);
+    tokens += a.n;
   }
-  const auto head_fn = simd ? detail::attend_head_avx2 : detail::attend_head_scalar;
-  parallel_for(0, first.back(), 4, [&](int64_t w0, int64_t w1) {
-    std::vector<float> p(static_cast<size_t>(longest));
-    size_t s = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), w0) - first.begin() - 1);
-    for (int64_t w = w0; w < w1; ++w) {
-      while (w >= first[s + 1]) ++s;
-      const SeqAttention& a = seqs[s];
-      const int64_t local = w - first[s];
-      const int64_t i = local / heads, h = local % heads;
-      head_fn(a.q + (i * heads + h) * d, a.spans, a.n_spans, stride, (h / group) * d, d, a.past + i + 1, scale,
-              p.data(), a.out + (i * heads + h) * d);
+  simd = simd && d % 8 == 0;
+  // A unit of work: one token and heads [h0, h0 + nh). With the SIMD body a
+  // unit takes every head of its token (the K/V rows read once, in order),
+  // unless that leaves fewer units than twice the threads (a decode step of
+  // one sequence): then each head is its own unit. The SIMD body gives
+  // every head the same bits either way.
+  const int64_t threads = std::max(1, kernel_threads());
+  const int64_t per_token = simd && tokens >= 2 * threads ? 1 : heads;
+  struct Unit {
+    int32_t seq;
+    int32_t nh;
+    int64_t token, h0;
+  };
+  std::vector<Unit> units;
+  std::vector<int64_t> cost_before;  // keys x heads of the units before unit u
+  units.reserve(static_cast<size_t>(tokens * per_token));
+  cost_before.reserve(units.capacity() + 1);
+  const int64_t nh = heads / per_token;
+  int64_t cost = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int64_t i = 0; i < seqs[s].n; ++i) {
+      for (int64_t u = 0; u < per_token; ++u) {
+        units.push_back(Unit{static_cast<int32_t>(s), static_cast<int32_t>(nh), i, u * nh});
+        cost_before.push_back(cost);
+        cost += nh * (seqs[s].past + i + 1);
+      }
+    }
+  }
+  cost_before.push_back(cost);
+  // One part per thread, cut where the work is balanced (the sequences of a
+  // step differ in length; a prompt's last tokens read the most keys).
+  const int64_t parts = std::min<int64_t>(threads, static_cast<int64_t>(units.size()));
+  std::vector<size_t> bound(static_cast<size_t>(parts) + 1, units.size());
+  bound[0] = 0;
+  for (int64_t p = 1; p < parts; ++p) {
+    bound[static_cast<size_t>(p)] = static_cast<size_t>(
+        std::lower_bound(cost_before.begin(), cost_before.end() - 1, cost * p / parts) - cost_before.begin());
+  }
+  parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> scratch(static_cast<size_t>(simd ? detail::attend_scratch_floats(nh, d, longest) : longest));
+    for (size_t u = bound[static_cast<size_t>(p0)]; u < bound[static_cast<size_t>(p1)]; ++u) {
+      const Unit& w = units[u];
+      const SeqAttention& a = seqs[static_cast<size_t>(w.seq)];
+      const int64_t total = a.past + w.token + 1;
+      const int64_t off = (w.token * heads + w.h0) * d;
+      if (simd) {
+        detail::attend_heads_avx2(a.q + off, w.h0, w.h0 + w.nh, group, a.spans, a.n_spans, stride, d, total, scale,
+                                  scratch.data(), a.out + off);
+      } else {
+        for (int64_t h = 0; h < w.nh; ++h) {
+          detail::attend_head_scalar(a.q + off + h * d, a.spans, a.n_spans, stride, ((w.h0 + h) / group) * d, d,
+                                     total, scale, scratch.data(), a.out + off + h * d);
+        }
+      }
     }
   });
 }

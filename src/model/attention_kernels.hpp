@@ -1,8 +1,9 @@
 #pragma once
 // fp32 attention on the CPU that reads K/V where the cache keeps them
 // (KvSpan), for every sequence of a step in one parallel loop. The SIMD body
-// of one (token, head) lives in attention_avx2.cpp, the scalar one in
-// attention_cpu.cpp (the reference the tests compare against).
+// (one token, the query heads sharing a K/V head) lives in attention_avx2.cpp,
+// the scalar one (one token, one head) in attention_cpu.cpp, the reference the
+// tests compare against.
 
 #include <cstdint>
 #include <vector>
@@ -35,11 +36,18 @@ void attend_cpu(const std::vector<SeqAttention>& seqs, const AttentionShape& sha
 
 namespace detail {
 
-// One (token, head): q [d]; the K/V of head g of the first `total` tokens in
-// `spans` (row stride `stride` floats, head g at offset `head_off`); p: scratch
-// for `total` scores; out [d].
-void attend_head_avx2(const float* q, const KvSpan* spans, int64_t n_spans, int64_t stride, int64_t head_off,
-                      int64_t d, int64_t total, float scale, float* p, float* out);
+// One token, query heads [h0, h1) (heads h and h' share a K/V head when
+// h / group == h' / group; d a multiple of 8): q and out [h1 - h0, d]; the K/V
+// of the first `total` tokens in `spans` (row stride `stride` floats, K/V head
+// g at offset g * d); scratch: attend_scratch_floats(h1 - h0, d, total)
+// floats. Each head's output is the same bits whichever range holds it.
+void attend_heads_avx2(const float* q, int64_t h0, int64_t h1, int64_t group, const KvSpan* spans,
+                       int64_t n_spans, int64_t stride, int64_t d, int64_t total, float scale, float* scratch,
+                       float* out);
+inline int64_t attend_scratch_floats(int64_t heads, int64_t d, int64_t total) {
+  return heads * ((total + 7) / 8 * 8 + d + 1);
+}
+// One (token, head), the reference: scores, softmax, weighted sum in order.
 void attend_head_scalar(const float* q, const KvSpan* spans, int64_t n_spans, int64_t stride,
                         int64_t head_off, int64_t d, int64_t total, float scale, float* p, float* out);
 

@@ -4,8 +4,9 @@
 //
 //   aten  (layer_backend_aten.cpp)  the reference formulas as ATen ops: any
 //         device and dtype; the others hand it what they do not cover.
-//   cpu   (layer_backend_cpu.cpp)   fp32 on the CPU: one pass per norm and
-//         rotation, and attention that reads K/V where the cache keeps them
+//   cpu   (layer_backend_cpu.cpp)   fp32 on the CPU: one pass per norm,
+//         rotation, SwiGLU product and residual sum, split over udaci's
+//         pool, and attention that reads K/V where the cache keeps them
 //         for every sequence of a step in one parallel loop
 //         (attention_kernels.hpp; AVX2 or scalar per UDACI_KERNELS).
 //   cuda  (src/kernels/cuda/cuda_layer_backend.cpp, CUDA builds only)
@@ -41,6 +42,12 @@ class LayerBackend {
     (void)n_tokens;
     return false;
   }
+  // silu(gate) * up (SwiGLU's product), gate and up of one shape.
+  virtual at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) const {
+    return at::silu(gate).mul_(up);
+  }
+  // x + y (the residual), x and y of one shape.
+  virtual at::Tensor add(const at::Tensor& x, const at::Tensor& y) const { return x + y; }
   // Every sequence of a step, K/V read where the cache keeps them.
   virtual void attend_in_place(const std::vector<SeqAttention>& seqs, const AttentionShape& shape,
                                float scale) const;

@@ -2,10 +2,12 @@
 // the five to ten ATen ops of the reference (at decode time each op's dispatch
 // costs more than its arithmetic). Inputs they do not cover (other dtypes,
 // strided views) go to the ATen backend.
+#include <algorithm>
 #include <cmath>
 
 #include "core/cpu_features.hpp"
 #include "core/thread_pool.hpp"
+#include "model/elementwise.hpp"
 #include "model/layer_backend.hpp"
 
 namespace udaci {
@@ -15,7 +17,15 @@ namespace {
 // Prompt chunks up to this many tokens take the fused attention loop.
 constexpr int64_t kFusedPrefillMaxTokens = 256;
 
+// Elements per task of the elementwise steps: a decode step's stay on the
+// caller, a prompt chunk's are split.
+constexpr int64_t kElementwiseGrain = 16384;
+
 bool f32(const at::Tensor& t) { return t.scalar_type() == at::kFloat; }
+
+bool same_f32_rows(const at::Tensor& a, const at::Tensor& b) {
+  return f32(a) && f32(b) && a.is_contiguous() && b.is_contiguous() && a.sizes() == b.sizes() && a.is_cpu();
+}
 
 class CpuLayerBackend final : public LayerBackend {
  public:
@@ -58,18 +68,53 @@ class CpuLayerBackend final : public LayerBackend {
     const float* cp = cos.data_ptr<float>();
     const float* sp = sin.data_ptr<float>();
     float* dst = out.data_ptr<float>();
-    for (int64_t t = 0; t < n; ++t) {
-      const float* c = cp + t * d;
-      const float* s = sp + t * d;
-      for (int64_t h = 0; h < heads; ++h) {
-        const float* xr = src + (t * heads + h) * d;
-        float* yr = dst + (t * heads + h) * d;
-        for (int64_t i = 0; i < half; ++i) {
-          yr[i] = xr[i] * c[i] + (-xr[i + half]) * s[i];
-          yr[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+    const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, heads * d));
+    parallel_for(0, n, grain, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* c = cp + t * d;
+        const float* s = sp + t * d;
+        for (int64_t h = 0; h < heads; ++h) {
+          const float* xr = src + (t * heads + h) * d;
+          float* yr = dst + (t * heads + h) * d;
+          for (int64_t i = 0; i < half; ++i) {
+            yr[i] = xr[i] * c[i] + (-xr[i + half]) * s[i];
+            yr[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+          }
         }
       }
-    }
+    });
+    return out;
+  }
+
+  at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) const override {
+    if (!same_f32_rows(gate, up)) return aten_->swiglu(gate, up);
+    at::Tensor out = at::empty_like(gate);
+    const float* g = gate.data_ptr<float>();
+    const float* u = up.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    const bool simd = active_kernel_isa() >= KernelIsa::kAvx2;
+    // Chunks of whole vectors, so every value takes the same path.
+    const int64_t n = gate.numel(), vecs = (n + 7) / 8;
+    parallel_for(0, vecs, kElementwiseGrain / 8, [&](int64_t v0, int64_t v1) {
+      const int64_t i0 = v0 * 8, i1 = std::min(n, v1 * 8);
+      if (simd) {
+        detail::swiglu_avx2(g + i0, u + i0, o + i0, i1 - i0);
+      } else {
+        detail::swiglu_scalar(g + i0, u + i0, o + i0, i1 - i0);
+      }
+    });
+    return out;
+  }
+
+  at::Tensor add(const at::Tensor& x, const at::Tensor& y) const override {
+    if (!same_f32_rows(x, y)) return aten_->add(x, y);
+    at::Tensor out = at::empty_like(x);
+    const float* a = x.data_ptr<float>();
+    const float* b = y.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    parallel_for(0, x.numel(), kElementwiseGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) o[i] = a[i] + b[i];
+    });
     return out;
   }
 

@@ -263,11 +263,11 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
       }
       attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
     }
-    x = x + L.o(attn);
+    x = backend_->add(x, L.o(attn));
 
     at::Tensor hm = rms_norm(x, L.post_norm);
     std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
-    x = x + L.down(at::silu(gu[0]).mul_(gu[1]));
+    x = backend_->add(x, L.down(backend_->swiglu(gu[0], gu[1])));
   }
   for (const SeqSlice& s : batch.seqs) cache.commit(s.seq, s.n_tokens);
   return x;

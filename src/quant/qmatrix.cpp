@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/thread_pool.hpp"
 #include "io/gguf_quants.hpp"
 #include "quant/nf4_levels.hpp"
 
@@ -38,9 +39,9 @@ const char* qformat_name(QFormat f) {
 
 namespace detail {
 
-void quantize_acts_scalar(const float* x, int64_t n, int64_t cols, QActs& out) {
+void quantize_acts_scalar(const float* x, int64_t r0, int64_t r1, int64_t cols, QActs& out) {
   const int64_t nb = out.blocks;
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = r0; j < r1; ++j) {
     const float* xr = x + j * cols;
     int8_t* qr = out.q.data() + j * nb * 32;
     for (int64_t b = 0; b < nb; ++b) {
@@ -80,11 +81,16 @@ void quantize_activations(const float* x, int64_t n, int64_t cols, QActs& out, K
   out.d.resize(static_cast<size_t>(rows * out.blocks));
   out.s.resize(static_cast<size_t>(rows * out.blocks));
   out.s16.resize(static_cast<size_t>(n * out.blocks * 2));
-  if (isa != KernelIsa::kScalar && cols % 32 == 0) {
-    detail::quantize_acts_avx2(x, n, cols, out);
-  } else {
-    detail::quantize_acts_scalar(x, n, cols, out);
-  }
+  // Rows are independent: a prompt chunk's are split over the pool (~16K
+  // values a task), a decode step's stay on the caller.
+  const bool simd = isa != KernelIsa::kScalar && cols % 32 == 0;
+  parallel_for(0, n, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)), [&](int64_t r0, int64_t r1) {
+    if (simd) {
+      detail::quantize_acts_avx2(x, r0, r1, cols, out);
+    } else {
+      detail::quantize_acts_scalar(x, r0, r1, cols, out);
+    }
+  });
   // The padding rows are zero (a reused buffer may hold an older call's rows).
   std::fill(out.q.begin() + n * out.blocks * 32, out.q.end(), int8_t{0});
   std::fill(out.d.begin() + n * out.blocks, out.d.end(), 0.0f);

@@ -91,8 +91,8 @@ extern const float kNF4Levels[16];
 extern const int8_t kNF4LevelsI8[16];
 
 namespace detail {
-void quantize_acts_scalar(const float* x, int64_t n, int64_t cols, QActs& out);
-void quantize_acts_avx2(const float* x, int64_t n, int64_t cols, QActs& out);
+void quantize_acts_scalar(const float* x, int64_t r0, int64_t r1, int64_t cols, QActs& out);
+void quantize_acts_avx2(const float* x, int64_t r0, int64_t r1, int64_t cols, QActs& out);
 }  // namespace detail
 
 }  // namespace udaci

@@ -17,11 +17,11 @@ int32_t hsum_epi32(__m256i v) {
 
 // Symmetric int8 per block of 32 (cols a multiple of 32); the same integers as
 // quantize_acts_scalar: x * (1/d) rounded half to even.
-void quantize_acts_avx2(const float* x, int64_t n, int64_t cols, QActs& out) {
+void quantize_acts_avx2(const float* x, int64_t r0, int64_t r1, int64_t cols, QActs& out) {
   const int64_t nb = out.blocks;
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = r0; j < r1; ++j) {
     const float* xr = x + j * cols;
     int8_t* qr = out.q.data() + j * nb * 32;
     for (int64_t b = 0; b < nb; ++b) {

@@ -134,3 +134,45 @@ TEST_CASE("attention: a sequence whose spans hold too few rows is an error, not 
   CHECK_THROWS_AS(attend_cpu({a}, AttentionShape{1, 1, 8}, 1.0f, false), Error);
   CHECK_THROWS_AS(attend_cpu({a}, AttentionShape{3, 2, 8}, 1.0f, false), Error);
 }
+
+TEST_CASE("attention: a sequence's output has the same bits alone, in a batch and as a prompt chunk",
+          "[attention]") {
+  // Alone, a decode step gives each head its own unit of work; in a batch a
+  // unit takes every head of a token; a prompt chunk holds the same token
+  // among others. Batch invariance needs the three to agree exactly.
+  at::manual_seed(3);
+  for (const auto& isa : {std::optional<KernelIsa>(KernelIsa::kScalar), std::optional<KernelIsa>()}) {
+    set_kernel_isa_override(isa);
+    const int64_t heads = 9, kvh = 3, d = 64, past = 45;
+    at::Tensor k = at::randn({past + 4, kvh * d}), v = at::randn({past + 4, kvh * d});
+    at::Tensor q = at::randn({4, heads * d});
+    const KvSpan span{k.data_ptr<float>(), v.data_ptr<float>(), past + 4};
+    const auto one = [&](int64_t token, int64_t n, at::Tensor& out) {
+      SeqAttention a;
+      a.q = q.data_ptr<float>() + token * heads * d;
+      a.out = out.data_ptr<float>();
+      a.n = n;
+      a.past = past + token;
+      a.spans = &span;
+      a.n_spans = 1;
+      return a;
+    };
+    const float scale = 0.125f;
+    const bool simd = active_kernel_isa() >= KernelIsa::kAvx2;
+    at::Tensor alone = at::empty({1, heads * d});
+    attend_cpu({one(2, 1, alone)}, AttentionShape{heads, kvh, d}, scale, simd);
+    std::vector<at::Tensor> outs;
+    std::vector<SeqAttention> batch;
+    for (int i = 0; i < 8; ++i) outs.push_back(at::empty({1, heads * d}));
+    for (int i = 0; i < 8; ++i) batch.push_back(one(i % 4, 1, outs[static_cast<size_t>(i)]));
+    attend_cpu(batch, AttentionShape{heads, kvh, d}, scale, simd);
+    at::Tensor chunk = at::empty({4, heads * d});
+    attend_cpu({one(0, 4, chunk)}, AttentionShape{heads, kvh, d}, scale, simd);
+    INFO("isa " << kernel_isa_name(active_kernel_isa()));
+    CHECK(at::equal(alone, outs[2]));
+    CHECK(at::equal(alone, outs[6]));
+    CHECK(at::equal(alone[0], chunk[2]));
+    CHECK(!at::equal(alone, outs[1]));  // a different token: the check can fail
+  }
+  set_kernel_isa_override(std::nullopt);
+}
