@@ -314,6 +314,34 @@ struct HeadlineEngine::Pending {
   std::chrono::steady_clock::time_point t0;
   std::promise<std::vector<HeadlineResult>> promise;
 
+  // Two tokens the repetition stop takes as one word: equal, or the same
+  // text but for leading spaces.
+  bool same_word(int64_t a, int64_t b) const {
+    if (a == b) return true;
+    auto bare = [this](int64_t t) {
+      std::string s = tokenizer->decode(std::vector<int32_t>{static_cast<int32_t>(t)}, true);
+      s.erase(0, s.find_first_not_of(' '));
+      return s;
+    };
+    const std::string x = bare(a);
+    return !x.empty() && x == bare(b);
+  }
+
+  // Where the repetition stop would have cut `tokens` had they streamed
+  // through on_token (the tokens kept), or -1: a beam's n best come whole
+  // from the search and get the same cut as the headline.
+  int64_t repetition_cut(const std::vector<int64_t>& tokens) const {
+    if (options.repetition_stop <= 0) return -1;
+    const auto same = [this](int64_t a, int64_t b) { return same_word(a, b); };
+    std::vector<int64_t> prefix;
+    for (int64_t t : tokens) {
+      prefix.push_back(t);
+      const int64_t repeat = repeated_tail(prefix, options.repetition_stop, same);
+      if (repeat > 0) return static_cast<int64_t>(prefix.size()) - repeat;
+    }
+    return -1;
+  }
+
   bool on_token(size_t i, int64_t tok) {
     if (cancelled && cancelled->load()) {
       stopped[i] = 1;
@@ -321,17 +349,7 @@ struct HeadlineEngine::Pending {
     }
     ids[i].push_back(tok);
     if (options.repetition_stop > 0) {
-      const Tokenizer* tk = tokenizer;
-      auto same = [tk](int64_t a, int64_t b) {
-        if (a == b) return true;
-        auto bare = [tk](int64_t t) {
-          std::string s = tk->decode(std::vector<int32_t>{static_cast<int32_t>(t)}, true);
-          s.erase(0, s.find_first_not_of(' '));
-          return s;
-        };
-        const std::string x = bare(a);
-        return !x.empty() && x == bare(b);
-      };
+      const auto same = [this](int64_t a, int64_t b) { return same_word(a, b); };
       const int64_t repeat = repeated_tail(ids[i], options.repetition_stop, same);
       if (repeat > 0) {
         keep[i] = static_cast<int64_t>(ids[i].size()) - repeat;  // cut where the repeat began
@@ -422,10 +440,15 @@ std::future<std::vector<HeadlineResult>> HeadlineEngine::enqueue(
         if (gen[i].n_best.size() > 1) {
           for (const Hypothesis& h : gen[i].n_best) {
             HeadlineCandidate hc;
-            hc.new_ids.assign(h.tokens.begin(), h.tokens.end());
+            const int64_t cut = p->repetition_cut(h.tokens);
+            hc.new_ids.assign(h.tokens.begin(), cut >= 0 ? h.tokens.begin() + cut : h.tokens.end());
             hc.headline = clean_headline(tokenizer_->decode(hc.new_ids, /*skip_special=*/true));
+            if (cut >= 0) {
+              const std::string trimmed = trim_cut_headline(hc.headline);
+              if (!trimmed.empty()) hc.headline = trimmed;
+            }
             hc.score = h.score;
-            hc.finish = h.finish;
+            hc.finish = cut >= 0 ? FinishReason::kRepetition : h.finish;
             r.candidates.push_back(std::move(hc));
           }
         }

@@ -62,7 +62,9 @@ struct HeadlineOptions {
   int64_t repetition_stop = kEngineDefault;
 };
 
-// One of a search decoder's best candidates (beam search with n_best > 1).
+// One of a search decoder's best candidates (beam search with n_best > 1),
+// cut where the repetition stop would have cut it (finish kRepetition), as
+// the headline is; score: the search's, of the whole hypothesis.
 struct HeadlineCandidate {
   std::string headline;  // cleaned as HeadlineResult::headline
   std::vector<int32_t> new_ids;

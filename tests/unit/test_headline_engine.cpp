@@ -252,3 +252,51 @@ TEST_CASE("engine: a request that leaves the repetition stop unset gets its conf
       [] { EngineConfig::from_json(R"({"schema": "udaci-config/1", "generation": {"stop": 4}})"); },
       Status::kInvalidArgument, "/generation/stop");
 }
+
+TEST_CASE("engine: a beam's n best are cut by the repetition stop as its headline is", "[unit][engine][smollm2]") {
+  // The default model's beam-4 loops on the first summary ("The Stock Market
+  // Fizzled: A Moody Job Report Fizzles: A Moody ..."); the server returns
+  // the n best as candidates, the best as the headline: both must be cut.
+  const HeadlineEngine* e = udaci_test::default_engine_with("beam{width=4,n_best=3}");
+  if (!e) {
+    WARN(udaci_test::kNoDefaultModel);
+    return;
+  }
+  const std::vector<std::string> summaries = {
+      "The stock market fell sharply on Monday after a weak jobs report rattled investors.", kLoopingSummary,
+      kSummary};
+  HeadlineOptions off;
+  off.repetition_stop = 0;
+  const auto plain = e->generate(summaries, off);
+  const auto cut = e->generate(summaries, HeadlineOptions{});
+  const int64_t n = e->config().generation.repetition_stop;
+  int cut_candidates = 0;
+  for (size_t i = 0; i < summaries.size(); ++i) {
+    INFO("summary " << i << ": " << cut[i].headline);
+    REQUIRE(cut[i].candidates.size() == 3);
+    REQUIRE(plain[i].candidates.size() == 3);
+    CHECK(cut[i].candidates[0].headline == cut[i].headline);
+    for (size_t k = 0; k < 3; ++k) {
+      const HeadlineCandidate& c = cut[i].candidates[k];
+      const HeadlineCandidate& whole = plain[i].candidates[k];
+      INFO("candidate " << k << ": " << whole.headline << " -> " << c.headline);
+      // The same search; the stop only shortens what it reports.
+      CHECK(c.score == whole.score);
+      REQUIRE(c.new_ids.size() <= whole.new_ids.size());
+      CHECK(std::equal(c.new_ids.begin(), c.new_ids.end(), whole.new_ids.begin()));
+      CHECK(!c.headline.empty());
+      if (c.finish != FinishReason::kRepetition) {
+        CHECK(c.new_ids == whole.new_ids);
+        continue;
+      }
+      ++cut_candidates;
+      CHECK(c.new_ids.size() < whole.new_ids.size());
+      for (size_t a = 0; a + static_cast<size_t>(n) <= c.new_ids.size(); ++a)
+        for (size_t b = a + 1; b + static_cast<size_t>(n) <= c.new_ids.size(); ++b)
+          CHECK_FALSE(std::equal(c.new_ids.begin() + static_cast<std::ptrdiff_t>(a),
+                                 c.new_ids.begin() + static_cast<std::ptrdiff_t>(a) + n,
+                                 c.new_ids.begin() + static_cast<std::ptrdiff_t>(b)));
+    }
+  }
+  CHECK(cut_candidates >= 1);
+}
