@@ -124,6 +124,28 @@ inline void block_rows(const float* base, int64_t stride, int64_t j, int valid, 
   for (int b = 0; b < kBlock; ++b) rows[b] = base + (j + std::min(b, valid - 1)) * stride;
 }
 
+// Walks the rows of the first `total` keys of `spans` (K or V, per `which`)
+// in order, kBlock keys at a time: fn(base, j, valid, t) for the block of
+// keys j .. j + valid - 1 of a span whose rows start at `base`, t the index
+// of key j among all keys. The rows after the block are prefetched
+// (`cols` floats from `col0` of each).
+template <typename Fn>
+void for_each_block(const KvSpan* spans, int64_t n_spans, int64_t total, const float* KvSpan::*which,
+                    int64_t stride, int64_t col0, int64_t cols, Fn&& fn) {
+  int64_t t = 0;
+  for (int64_t s = 0; s < n_spans && t < total; ++s) {
+    const int64_t m = std::min(spans[s].tokens, total - t);
+    const float* base = spans[s].*which;
+    for (int64_t j = 0; j < m; j += kBlock) {
+      const int valid = static_cast<int>(std::min<int64_t>(kBlock, m - j));
+      for (int64_t b = j + kBlock; b < std::min(m, j + kBlock + kAhead); ++b)
+        prefetch_row(base + b * stride + col0, cols);
+      fn(base, j, valid, t + j);
+    }
+    t += m;
+  }
+}
+
 }  // namespace
 
 void attend_heads_avx2(const float* q, int64_t h0, int64_t h1, int64_t group, const KvSpan* spans,
@@ -141,21 +163,14 @@ void attend_heads_avx2(const float* q, int64_t h0, int64_t h1, int64_t group, co
   const float* rows[kBlock];
   // 1. Scores, p[(h - h0) * p_stride + t]: a block of keys at a time, every
   // K/V head of the block's rows in turn, so the rows are read in order.
-  int64_t t = 0;
-  for (int64_t s = 0; s < n_spans && t < total; ++s) {
-    const int64_t m = std::min(spans[s].tokens, total - t);
-    for (int64_t j = 0; j < m; j += kBlock) {
-      const int valid = static_cast<int>(std::min<int64_t>(kBlock, m - j));
-      for (int64_t b = j + kBlock; b < std::min(m, j + kBlock + kAhead); ++b)
-        prefetch_row(spans[s].k + b * stride + g0 * d, (g1 - g0) * d);
-      for (int64_t g = g0; g < g1; ++g) {
-        block_rows(spans[s].k + g * d, stride, j, valid, rows);
-        score_block(q + (lo(g) - h0) * d, hi(g) - lo(g), d, rows, valid, scale, p + (lo(g) - h0) * p_stride,
-                    p_stride, t + j);
-      }
-    }
-    t += m;
-  }
+  for_each_block(spans, n_spans, total, &KvSpan::k, stride, g0 * d, (g1 - g0) * d,
+                 [&](const float* base, int64_t j, int valid, int64_t t) {
+                   for (int64_t g = g0; g < g1; ++g) {
+                     block_rows(base + g * d, stride, j, valid, rows);
+                     score_block(q + (lo(g) - h0) * d, hi(g) - lo(g), d, rows, valid, scale,
+                                 p + (lo(g) - h0) * p_stride, p_stride, t);
+                   }
+                 });
   // 2. Softmax numerators and their sums.
   for (int64_t h = 0; h < nh; ++h) {
     float* ph = p + h * p_stride;
@@ -183,21 +198,14 @@ void attend_heads_avx2(const float* q, int64_t h0, int64_t h1, int64_t group, co
   }
   // 3. The weighted sums of V over the same walk; the outputs wait in acc.
   std::fill(acc, acc + nh * d, 0.0f);
-  t = 0;
-  for (int64_t s = 0; s < n_spans && t < total; ++s) {
-    const int64_t m = std::min(spans[s].tokens, total - t);
-    for (int64_t j = 0; j < m; j += kBlock) {
-      const int valid = static_cast<int>(std::min<int64_t>(kBlock, m - j));
-      for (int64_t b = j + kBlock; b < std::min(m, j + kBlock + kAhead); ++b)
-        prefetch_row(spans[s].v + b * stride + g0 * d, (g1 - g0) * d);
-      for (int64_t g = g0; g < g1; ++g) {
-        block_rows(spans[s].v + g * d, stride, j, valid, rows);
-        weighted_v_heads(hi(g) - lo(g), rows, valid, d, p + (lo(g) - h0) * p_stride, p_stride, t + j,
-                         acc + (lo(g) - h0) * d);
-      }
-    }
-    t += m;
-  }
+  for_each_block(spans, n_spans, total, &KvSpan::v, stride, g0 * d, (g1 - g0) * d,
+                 [&](const float* base, int64_t j, int valid, int64_t t) {
+                   for (int64_t g = g0; g < g1; ++g) {
+                     block_rows(base + g * d, stride, j, valid, rows);
+                     weighted_v_heads(hi(g) - lo(g), rows, valid, d, p + (lo(g) - h0) * p_stride, p_stride, t,
+                                      acc + (lo(g) - h0) * d);
+                   }
+                 });
   for (int64_t h = 0; h < nh; ++h) {
     const __m256 vi = _mm256_set1_ps(inv[h]);
     for (int64_t c = 0; c < d; c += 8)
