@@ -305,7 +305,8 @@ class SlotDecoderImpl final : public SlotDecoder {
     }
 #endif
     const LayerBackend& be = model_->backend();
-    if (be.attends_in_place(1) && q.scalar_type() == at::kFloat && k_[layer].scalar_type() == at::kFloat) {
+    if (be.attends_in_place(1) && q.scalar_type() == at::kFloat && k_[layer].scalar_type() == at::kFloat &&
+        k_[layer].is_contiguous() && v_[layer].is_contiguous()) {
       // Every row in one call, reading the slots in place (as LlamaModel's
       // decode over a cache does).
       const ModelConfig& c = model_->config();
