@@ -153,6 +153,7 @@ json machine_json(int threads) {
   m["os"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
   m["gpu"] = nullptr;
   m["kernels"] = kernel_isa_name(active_kernel_isa());  // UDACI_KERNELS, else the best this CPU has
+  m["prompt_rows"] = bf16_prompt_rows() ? "bf16" : "int8";  // UDACI_BF16_PROMPTS, else AMX-BF16 if present
   return m;
 }
 

@@ -29,6 +29,14 @@ bool amx_usable() {
   return false;
 #endif
 }
+
+// AMX-BF16 (CPUID.(7,0):EDX[22]) and AVX512-BF16 (CPUID.(7,1):EAX[5]).
+bool bf16_tiles() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || ((d >> 22) & 1u) == 0) return false;
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d) == 0) return false;
+  return ((a >> 5) & 1u) != 0;
+}
 #endif
 
 KernelIsa probe_cpu() {
@@ -61,6 +69,20 @@ KernelIsa clamp(KernelIsa want, KernelIsa best) {
 
 // -1: no override; otherwise a KernelIsa value.
 std::atomic<int> g_override{-1};
+std::atomic<bool> g_bf16_off{false};
+
+bool bf16_prompts_detected() {
+  static const bool on = [] {
+#if defined(__x86_64__) && defined(UDACI_HAVE_AMX)
+    const char* env = std::getenv("UDACI_BF16_PROMPTS");
+    if (env != nullptr && std::string(env) == "0") return false;
+    return cpu_best() == KernelIsa::kAmx && bf16_tiles();
+#else
+    return false;
+#endif
+  }();
+  return on;
+}
 
 }  // namespace
 
@@ -96,6 +118,15 @@ KernelIsa active_kernel_isa() {
 void set_kernel_isa_override(std::optional<KernelIsa> isa) {
   g_override.store(isa ? static_cast<int>(clamp(*isa, cpu_best())) : -1,
                    std::memory_order_relaxed);
+}
+
+bool bf16_prompt_rows() {
+  return !g_bf16_off.load(std::memory_order_relaxed) && active_kernel_isa() == KernelIsa::kAmx &&
+         bf16_prompts_detected();
+}
+
+void set_bf16_prompt_override(std::optional<bool> on) {
+  g_bf16_off.store(on.has_value() && !*on, std::memory_order_relaxed);
 }
 
 }  // namespace udaci

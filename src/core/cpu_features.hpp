@@ -31,4 +31,15 @@ KernelIsa active_kernel_isa();
 // running kernels of another thread.
 void set_kernel_isa_override(std::optional<KernelIsa> isa);
 
+// Whether prompt rows run through the AMX-BF16 kernel (quant/tiled_matrix.hpp
+// tiled_gemm_bf16): the kernels run at kAmx, the CPU has AMX-BF16 and
+// AVX512-BF16, and the environment variable UDACI_BF16_PROMPTS is not "0"
+// (read once; with "0" prompts take the int8 kernels as decode rows do).
+bool bf16_prompt_rows();
+
+// Test hook, as set_kernel_isa_override: forces bf16_prompt_rows() off
+// (false) or back to what the CPU and environment say (std::nullopt); it
+// cannot turn on what the CPU lacks.
+void set_bf16_prompt_override(std::optional<bool> on);
+
 }  // namespace udaci

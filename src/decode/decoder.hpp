@@ -54,6 +54,7 @@ struct StepRows {
   SeqId slot = 0;               // the cache sequence the tokens extend
   std::vector<int64_t> tokens;  // tokens to compute (their K/V are appended)
   bool all_logits = false;      // logits of every token (else of the last only)
+  bool prompt = false;          // the prompt's tokens (SeqSlice::prompt)
 };
 
 // What the scheduler gives a SequenceDecoder.

@@ -123,14 +123,14 @@ void decode_sequences(const SequenceStarter& start, const SequenceFootprint& foo
     r.seq = start(r.ctx);
     UDACI_CHECK_S(Status::kInternal, r.seq != nullptr, "no sequence decoder");
     const int64_t held = cache.cached_length(r.ctx.slot);
-    r.rows.push_back({r.ctx.slot, std::vector<int64_t>(r.tokens.begin() + held, r.tokens.end()), false});
+    r.rows.push_back({r.ctx.slot, std::vector<int64_t>(r.tokens.begin() + held, r.tokens.end()), false, true});
   }
   for (;;) {
     ForwardBatch batch;
     std::vector<Running*> members;
     for (Running& r : run) {
       if (!r.live) continue;
-      for (const StepRows& row : r.rows) batch.add(row.slot, row.tokens, row.all_logits);
+      for (const StepRows& row : r.rows) batch.add(row.slot, row.tokens, row.all_logits, row.prompt);
       members.push_back(&r);
     }
     if (members.empty()) break;

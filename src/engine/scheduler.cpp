@@ -455,7 +455,8 @@ void Scheduler::step() {
     Live& s = *members[m];
     if (!s.prefilled) {
       const int64_t held = cache_.cached_length(s.slot);
-      plan[m].push_back({s.slot, std::vector<int64_t>(s.tokens.begin() + held, s.tokens.begin() + held + counts[m]), false});
+      plan[m].push_back(
+          {s.slot, std::vector<int64_t>(s.tokens.begin() + held, s.tokens.begin() + held + counts[m]), false, true});
       base_rows += counts[m];
       base_tokens += static_cast<double>(counts[m]);  // prompt rows are useful work too
       continue;
@@ -512,7 +513,7 @@ void Scheduler::step() {
     auto run = [&](size_t from, size_t to) {
       ForwardBatch batch;
       for (size_t m = from; m < to; ++m)
-        for (const StepRows& r : plan[m]) batch.add(r.slot, r.tokens, r.all_logits);
+        for (const StepRows& r : plan[m]) batch.add(r.slot, r.tokens, r.all_logits, r.prompt);
       if (batch.seqs.empty()) return;
       at::Tensor logits = model_.forward(batch, cache_).contiguous();
       outputs.push_back(logits);

@@ -42,7 +42,7 @@ ForwardBatch batch_of(const std::vector<std::vector<int64_t>>& seqs, const std::
     const std::vector<int64_t>& s = seqs[usable[j]];
     const SeqId id = static_cast<SeqId>(j - b0);
     cache.add_sequence(id, static_cast<int64_t>(s.size()));
-    fb.add(id, s, /*all_logits=*/true);
+    fb.add(id, s, /*all_logits=*/true, /*prompt=*/true);
     for (size_t t = 0; t < s.size(); ++t) targets.push_back(t + 1 < s.size() ? s[t + 1] : -1);
   }
   return fb;

@@ -17,15 +17,18 @@ struct SeqSlice {
   int64_t n_tokens = 0;   // its new tokens in ForwardBatch::tokens (> 0)
   bool all_logits = false;  // logits for every new token (scoring, speculative
                             // verification) or only for the last one
+  bool prompt = false;      // tokens of a prompt (or scored text), not decoded
+                            // ones: the projections may run them at their
+                            // prompt precision (LinearKernel::forward_prompt)
 };
 
 struct ForwardBatch {
   std::vector<int64_t> tokens;  // [sum of n_tokens]
   std::vector<SeqSlice> seqs;
 
-  void add(SeqId seq, const std::vector<int64_t>& new_tokens, bool all_logits = false) {
+  void add(SeqId seq, const std::vector<int64_t>& new_tokens, bool all_logits = false, bool prompt = false) {
     tokens.insert(tokens.end(), new_tokens.begin(), new_tokens.end());
-    seqs.push_back({seq, static_cast<int64_t>(new_tokens.size()), all_logits});
+    seqs.push_back({seq, static_cast<int64_t>(new_tokens.size()), all_logits, prompt});
   }
   // Rows of the logits tensor forward() returns.
   int64_t logit_rows() const {

@@ -77,7 +77,16 @@ std::vector<at::Tensor> LinearKernel::forward_group(const at::Tensor& x,
   return out;
 }
 
-std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const Linear*>& group) {
+at::Tensor LinearKernel::forward_prompt(const at::Tensor& x, int64_t) const { return forward(x); }
+
+std::vector<at::Tensor> LinearKernel::forward_group_prompt(const at::Tensor& x,
+                                                          const std::vector<const LinearKernel*>& group,
+                                                          int64_t) const {
+  return forward_group(x, group);
+}
+
+std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const Linear*>& group,
+                                    int64_t prompt_rows) {
   UDACI_CHECK(!group.empty(), "forward_all: empty group");
   std::vector<const LinearKernel*> kernels;
   kernels.reserve(group.size());
@@ -88,10 +97,12 @@ std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const
     shared = shared && l->kernel().group_key() == key &&
              l->kernel().in_features() == group.front()->kernel().in_features();
   }
-  if (shared) return kernels.front()->forward_group(x, kernels);
+  if (shared)
+    return prompt_rows > 0 ? kernels.front()->forward_group_prompt(x, kernels, prompt_rows)
+                           : kernels.front()->forward_group(x, kernels);
   std::vector<at::Tensor> out;
   out.reserve(group.size());
-  for (const LinearKernel* k : kernels) out.push_back(k->forward(x));
+  for (const Linear* l : group) out.push_back((*l)(x, prompt_rows));
   return out;
 }
 

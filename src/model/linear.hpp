@@ -43,6 +43,17 @@ class LinearKernel {
   virtual const at::Tensor* dense_weight() const { return nullptr; }
   virtual std::vector<at::Tensor> forward_group(const at::Tensor& x,
                                                 const std::vector<const LinearKernel*>& group) const;
+
+  // forward / forward_group where the first `prompt_rows` rows of x are
+  // tokens of prompts (LlamaModel puts them first). A kernel with a prompt
+  // path of its own (the quantised kernels on AMX-BF16: tiled_gemm_bf16)
+  // runs those rows there and the rest as usual; a row's result then
+  // depends on whether it is a prompt row, never on the other rows of the
+  // batch. The defaults ignore the split.
+  virtual at::Tensor forward_prompt(const at::Tensor& x, int64_t prompt_rows) const;
+  virtual std::vector<at::Tensor> forward_group_prompt(const at::Tensor& x,
+                                                       const std::vector<const LinearKernel*>& group,
+                                                       int64_t prompt_rows) const;
 };
 
 // y = x W^T (+ b) with ATen (BLAS underneath). weight: [out, in].
@@ -82,6 +93,10 @@ class Linear {
   Linear() = default;
   explicit Linear(std::shared_ptr<LinearKernel> kernel) : kernel_(std::move(kernel)) {}
   at::Tensor operator()(const at::Tensor& x) const { return kernel_->forward(x); }
+  // x's first prompt_rows rows are prompt tokens (LinearKernel::forward_prompt).
+  at::Tensor operator()(const at::Tensor& x, int64_t prompt_rows) const {
+    return prompt_rows > 0 ? kernel_->forward_prompt(x, prompt_rows) : kernel_->forward(x);
+  }
   const LinearKernel& kernel() const { return *kernel_; }
   const std::shared_ptr<LinearKernel>& kernel_ptr() const { return kernel_; }
   void set_kernel(std::shared_ptr<LinearKernel> k) { kernel_ = std::move(k); }
@@ -93,7 +108,9 @@ class Linear {
 };
 
 // Every projection of `group` applied to x, in order: one forward_group when
-// their kernels share a group key and input width, else one by one.
-std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const Linear*>& group);
+// their kernels share a group key and input width, else one by one. The
+// first prompt_rows rows of x are prompt tokens (LinearKernel::forward_prompt).
+std::vector<at::Tensor> forward_all(const at::Tensor& x, const std::vector<const Linear*>& group,
+                                    int64_t prompt_rows = 0);
 
 }  // namespace udaci

@@ -199,6 +199,35 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
     UDACI_CHECK(t >= 0 && t < c.vocab_size, "token id {} is outside the vocabulary of {}", t,
                 c.vocab_size);
   }
+  // Prompt slices go first: the projections take a prompt's rows as the
+  // leading rows of their input (LinearKernel::forward_prompt). The logits
+  // come back in the caller's order.
+  bool decode_seen = false, reorder = false;
+  for (const SeqSlice& s : batch.seqs) {
+    reorder = reorder || (s.prompt && decode_seen);
+    decode_seen = decode_seen || !s.prompt;
+  }
+  ForwardBatch sorted;
+  std::vector<int64_t> first_row;  // each caller slice's first logits row in `sorted`'s
+  int64_t rows = 0;
+  if (reorder) {
+    first_row.resize(batch.seqs.size());
+    for (bool prompt : {true, false}) {
+      int64_t offset = 0;
+      for (size_t i = 0; i < batch.seqs.size(); ++i) {
+        const SeqSlice& s = batch.seqs[i];
+        if (s.prompt == prompt) {
+          sorted.tokens.insert(sorted.tokens.end(), batch.tokens.begin() + offset,
+                               batch.tokens.begin() + offset + s.n_tokens);
+          sorted.seqs.push_back(s);
+          first_row[i] = rows;
+          rows += s.all_logits ? s.n_tokens : 1;
+        }
+        offset += s.n_tokens;
+      }
+    }
+  }
+  const ForwardBatch& run = reorder ? sorted : batch;
   struct ListenerScope {
     ForwardListener* l;
     ~ListenerScope() {
@@ -206,11 +235,18 @@ at::Tensor LlamaModel::forward(const ForwardBatch& batch, CacheStrategy& cache) 
     }
   } scope{nullptr};
   if (options_.listener) {
-    options_.listener->begin_forward(batch);
+    options_.listener->begin_forward(run);  // the batch as computed (other ranks compute the same)
     scope.l = options_.listener.get();
   }
-  if (options_.stage) return forward_pipeline(batch, cache);
-  return head(batch, run_layers(batch, cache, embed(batch)));
+  at::Tensor logits = options_.stage ? forward_pipeline(run, cache) : head(run, run_layers(run, cache, embed(run)));
+  if (!reorder) return logits;
+  std::vector<int64_t> order;
+  order.reserve(static_cast<size_t>(rows));
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SeqSlice& s = batch.seqs[i];
+    for (int64_t r = 0; r < (s.all_logits ? s.n_tokens : 1); ++r) order.push_back(first_row[i] + r);
+  }
+  return logits.index_select(0, at::tensor(order, at::TensorOptions().dtype(at::kLong)).to(logits.device()));
 }
 
 at::Tensor LlamaModel::embed(const ForwardBatch& batch) const {
@@ -221,6 +257,12 @@ at::Tensor LlamaModel::embed(const ForwardBatch& batch) const {
 at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cache, at::Tensor x) const {
   const ModelConfig& c = config_;
   const int64_t total = static_cast<int64_t>(batch.tokens.size());
+  // The leading prompt slices' rows (forward() puts every prompt slice first).
+  int64_t prompt_rows = 0;
+  for (const SeqSlice& s : batch.seqs) {
+    if (!s.prompt) break;
+    prompt_rows += s.n_tokens;
+  }
   std::vector<int64_t> pasts;
   std::vector<int64_t> positions;
   positions.reserve(batch.tokens.size());
@@ -240,7 +282,7 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = layers_[li];
     at::Tensor hn = rms_norm(x, L.input_norm);
-    std::vector<at::Tensor> qkv = forward_all(hn, {&L.q, &L.k, &L.v});
+    std::vector<at::Tensor> qkv = forward_all(hn, {&L.q, &L.k, &L.v}, prompt_rows);
     at::Tensor q = qkv[0].view({total, c.num_heads, c.head_dim});
     at::Tensor k = qkv[1].view({total, c.num_kv_heads, c.head_dim});
     at::Tensor v = qkv[2].view({total, c.num_kv_heads, c.head_dim});
@@ -263,11 +305,11 @@ at::Tensor LlamaModel::run_layers(const ForwardBatch& batch, CacheStrategy& cach
       }
       attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);
     }
-    x = backend_->add(x, L.o(attn));
+    x = backend_->add(x, L.o(attn, prompt_rows));
 
     at::Tensor hm = rms_norm(x, L.post_norm);
-    std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
-    x = backend_->add(x, L.down(backend_->swiglu(gu[0], gu[1])));
+    std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up}, prompt_rows);
+    x = backend_->add(x, L.down(backend_->swiglu(gu[0], gu[1]), prompt_rows));
   }
   for (const SeqSlice& s : batch.seqs) cache.commit(s.seq, s.n_tokens);
   return x;

@@ -75,7 +75,7 @@ std::vector<int64_t> encode_batch(const ForwardBatch& b) {
   for (const SeqSlice& s : b.seqs) {
     out.push_back(s.seq);
     out.push_back(s.n_tokens);
-    out.push_back(s.all_logits ? 1 : 0);
+    out.push_back((s.all_logits ? 1 : 0) | (s.prompt ? 2 : 0));
   }
   out.insert(out.end(), b.tokens.begin(), b.tokens.end());
   return out;
@@ -88,7 +88,7 @@ ForwardBatch decode_batch(const std::vector<int64_t>& p) {
   size_t i = 1;
   int64_t total = 0;
   for (int64_t s = 0; s < p[0]; ++s, i += 3) {
-    b.seqs.push_back({p[i], p[i + 1], p[i + 2] != 0});
+    b.seqs.push_back({p[i], p[i + 1], (p[i + 2] & 1) != 0, (p[i + 2] & 2) != 0});
     total += p[i + 1];
   }
   UDACI_CHECK_S(Status::kDistributed, static_cast<int64_t>(p.size() - i) == total,

@@ -61,6 +61,11 @@ class RowParallelKernel final : public LinearKernel {
     comm_->all_reduce_sum(y);
     return y;
   }
+  at::Tensor forward_prompt(const at::Tensor& x, int64_t prompt_rows) const override {
+    at::Tensor y = inner_->forward_prompt(x, prompt_rows).contiguous();
+    comm_->all_reduce_sum(y);
+    return y;
+  }
   int64_t in_features() const override { return inner_->in_features(); }
   int64_t out_features() const override { return inner_->out_features(); }
   int64_t weight_bytes() const override { return inner_->weight_bytes(); }

@@ -104,6 +104,26 @@ struct Panel {
   std::vector<float> min;    // [groups][16]: added as min * (activation block sum)
 };
 
+// A panel's buffers as the products read them. Passed by value: the panel
+// itself is thread_local, and a kernel that reached it by reference looked
+// its address up again (a __tls_get_addr call, with every accumulator
+// spilled around it) once per block.
+struct PanelView {
+  const int8_t* b;
+  const float* scale;
+  const float* min;
+  explicit PanelView(const Panel& p) : b(p.b.data()), scale(p.scale.data()), min(p.min.data()) {}
+};
+
+// p, hidden from the optimiser: given a thread_local's address, GCC clones
+// the kernels with it as a constant and recomputes it (__tls_get_addr) inside
+// their loops.
+template <typename T>
+T* opaque(T* p) {
+  asm("" : "+r"(p));
+  return p;
+}
+
 // Formats whose quants are 4-bit codes alone (no fifth / sixth bits).
 template <QFormat F>
 constexpr bool nibbles_only() {
@@ -192,6 +212,34 @@ void unpack_half(const TiledMatrix& w, int64_t t, int half, Panel& p) {
   }
 }
 
+// Tiles t and (when pair) t + 1 into the panel; without a pair its right
+// half is zero (no rows there).
+template <QFormat F>
+void unpack_panel(const TiledMatrix& w, int64_t t, bool pair, Panel& p) {
+  constexpr int G = group_cols<F>();
+  const int64_t groups = w.padded_cols / G;
+  const int64_t nb = w.padded_cols / 32;
+  if constexpr (nibbles_only<F>()) {
+    if (pair) {
+      unpack_nibble_pair<F>(w, t, p);
+      unpack_half<F, true>(w, t, 0, p);
+      unpack_half<F, true>(w, t + 1, 1, p);
+    } else {
+      unpack_half<F>(w, t, 0, p);
+    }
+  } else {
+    unpack_half<F>(w, t, 0, p);
+    if (pair) unpack_half<F>(w, t + 1, 1, p);
+  }
+  if (!pair) {
+    for (int64_t g = 0; g < groups; ++g) {
+      std::memset(p.scale.data() + g * kNTile + 8, 0, 8 * sizeof(float));
+      for (int r = 0; r < G / 4; ++r) std::memset(p.b.data() + (g * G / 4 + r) * 64 + 32, 0, 32);
+    }
+    for (int64_t b = 0; b < nb; ++b) std::memset(p.min.data() + b * kNTile + 8, 0, 8 * sizeof(float));
+  }
+}
+
 // Activation rows as the tile loads read them: int8 quants with a row stride,
 // each 32-column block's scale and (affine formats) scaled sum.
 struct ActRows {
@@ -217,17 +265,17 @@ struct ActRows {
 // operations in its order (see the top).
 template <QFormat F, int MR>
 __attribute__((always_inline)) inline void scale_group(__m512 (&acc)[MR], const int32_t* c, const ActRows& x,
-                                                       const Panel& p, int64_t g) {
+                                                       PanelView p, int64_t g) {
   constexpr int G = group_cols<F>();
   const int64_t b = g * G / 32;
-  const __m512 sc = _mm512_loadu_ps(p.scale.data() + g * kNTile);
+  const __m512 sc = _mm512_loadu_ps(p.scale + g * kNTile);
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
     const __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + m * kNTile));
     acc[m] = _mm512_fmadd_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(x.d[m * x.blocks + b])), acc[m]);
   }
   if constexpr (has_min<F>()) {
-    const __m512 mn = _mm512_loadu_ps(p.min.data() + b * kNTile);
+    const __m512 mn = _mm512_loadu_ps(p.min + b * kNTile);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) acc[m] = _mm512_fmadd_ps(mn, _mm512_set1_ps(x.s[m * x.blocks + b]), acc[m]);
   }
@@ -235,7 +283,7 @@ __attribute__((always_inline)) inline void scale_group(__m512 (&acc)[MR], const 
 
 // Rows [0, MR) of x against the panel; y rows [0, mvalid), columns r0 + [0, nvalid).
 template <QFormat F, int MR>
-void run_rows(const ActRows& x, const Panel& p, int64_t groups, float* y, int64_t ldy, int64_t r0,
+void run_rows(const ActRows& x, PanelView p, int64_t groups, float* y, int64_t ldy, int64_t r0,
               int nvalid, int mvalid, const float* row_scale) {
   constexpr int G = group_cols<F>();
   const int64_t astride = x.blocks * 32;
@@ -246,7 +294,7 @@ void run_rows(const ActRows& x, const Panel& p, int64_t groups, float* y, int64_
   // Two sets of tile registers: group g + 1's product runs while group g's
   // sums are scaled. (Four groups in flight measured no faster: the tile
   // unit and the float scaling share the core's vector ports.)
-  const int8_t* pb = p.b.data();
+  const int8_t* pb = p.b;
   auto issue = [&x, pb, astride, &cb](int64_t g) {
     const int8_t* a = x.q + g * G;
     const int8_t* b = pb + g * G * kNTile;
@@ -273,15 +321,14 @@ void run_rows(const ActRows& x, const Panel& p, int64_t groups, float* y, int64_
 }
 
 template <QFormat F>
-void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1) {
+void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1, Panel& p) {
   constexpr int G = group_cols<F>();
   const int64_t groups = w.padded_cols / G;
   const int64_t nb = a.blocks;
-  thread_local Panel panel;
-  Panel& p = panel;
   p.b.resize(static_cast<size_t>(groups * G * kNTile));
   p.scale.resize(static_cast<size_t>(groups * kNTile));
   p.min.resize(static_cast<size_t>(nb * kNTile));
+  const PanelView pv(p);
   // The last group of fewer than 16 rows reads QActs' zero padding rows.
   static_assert(kQActsRowGroup == kMTile);
   const int64_t full = a.n / kMTile * kMTile;
@@ -289,41 +336,165 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
   configure_tiles(G);
   for (int64_t t = t0; t < t1; t += 2) {
     const bool pair = t + 1 < t1;
-    if constexpr (nibbles_only<F>()) {
-      if (pair) {
-        unpack_nibble_pair<F>(w, t, p);
-        unpack_half<F, true>(w, t, 0, p);
-        unpack_half<F, true>(w, t + 1, 1, p);
-      } else {
-        unpack_half<F>(w, t, 0, p);
-      }
-    } else {
-      unpack_half<F>(w, t, 0, p);
-      if (pair) unpack_half<F>(w, t + 1, 1, p);
-    }
-    if (!pair) {  // the right half stays zero: no rows there
-      for (int64_t g = 0; g < groups; ++g) {
-        std::memset(p.scale.data() + g * kNTile + 8, 0, 8 * sizeof(float));
-        for (int r = 0; r < G / 4; ++r) std::memset(p.b.data() + (g * G / 4 + r) * 64 + 32, 0, 32);
-      }
-      for (int64_t b = 0; b < nb; ++b) std::memset(p.min.data() + b * kNTile + 8, 0, 8 * sizeof(float));
-    }
+    unpack_panel<F>(w, t, pair, p);
     const int64_t r0 = t * kTileRows;
     const int nvalid = static_cast<int>(std::min<int64_t>(pair ? kNTile : kTileRows, w.rows - r0));
     const float* rs = F == QFormat::kI8Row ? w.row_scale.data() : nullptr;
     for (int64_t j = 0; j < full; j += kMTile) {
       const ActRows x{a.q.data() + j * nb * 32, a.d.data() + j * nb, a.s.data() + j * nb, nb};
-      run_rows<F, kMTile>(x, p, groups, y + j * ldy, ldy, r0, nvalid, kMTile, rs);
+      run_rows<F, kMTile>(x, pv, groups, y + j * ldy, ldy, r0, nvalid, kMTile, rs);
     }
     if (rem > 0) {
       const ActRows x{a.q.data() + full * nb * 32, a.d.data() + full * nb, a.s.data() + full * nb, nb};
       float* yt = y + full * ldy;
       if (rem <= 4) {
-        run_rows<F, 4>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);
+        run_rows<F, 4>(x, pv, groups, yt, ldy, r0, nvalid, rem, rs);
       } else if (rem <= 8) {
-        run_rows<F, 8>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);
+        run_rows<F, 8>(x, pv, groups, yt, ldy, r0, nvalid, rem, rs);
       } else {
-        run_rows<F, kMTile>(x, p, groups, yt, ldy, r0, nvalid, rem, rs);
+        run_rows<F, kMTile>(x, pv, groups, yt, ldy, r0, nvalid, rem, rs);
+      }
+    }
+  }
+  _tile_release();
+}
+
+// ---------------------------------------------------------------------------
+// AMX-BF16: prompt rows (tiled_gemm_bf16). A tile multiply (tdpbf16ps) adds
+// to a 16 x 16 fp32 block the products over 32 columns: C[m][n] += sum_k
+// A[m][k] * B[k / 2][2 n + k % 2], A 16 activation rows of 32 bf16, B 16
+// weight rows in pairs of columns. The weights are dequantised into such a
+// panel once per call with their scales (and mins) applied, so the fp32 sums
+// run over the whole row in the tile: no per-block conversion and scaling,
+// which bounds the int8 kernel above (its tile unit waits on them). Each tile
+// product serves 16 x 16 outputs; two activation groups times two weight
+// panels keep four products independent per column step.
+
+// B operand rows per weight panel: [cols / 2][32] bf16 (16 weight rows x 2 columns).
+template <QFormat F>
+void panel_to_bf16(PanelView p, int64_t cols, uint16_t* dst) {
+  constexpr int G = group_cols<F>();
+  // Word 2n of a B row is column c of weight row n, word 2n + 1 column c + 1;
+  // the converted pair holds column c of rows 0..15 in words 0..15 and
+  // column c + 1 in words 16..31.
+  alignas(64) static const uint16_t kPairs[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                  8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i pairs = _mm512_load_si512(kPairs);
+  for (int64_t r = 0; r < cols / 4; ++r) {  // columns 4r .. 4r + 3 of the 16 rows
+    const int64_t k = 4 * r;
+    const __m512 sc = _mm512_loadu_ps(p.scale + (k / G) * kNTile);
+    const __m512i v = _mm512_loadu_si512(p.b + r * 64);  // byte 4n + j: column k + j of row n
+    __m512 c[4];
+    c[0] = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24));
+    c[1] = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 24));
+    c[2] = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 24));
+    c[3] = _mm512_cvtepi32_ps(_mm512_srai_epi32(v, 24));
+    if constexpr (has_min<F>()) {
+      const __m512 mn = _mm512_loadu_ps(p.min + (k / 32) * kNTile);
+      for (__m512& x : c) x = _mm512_fmadd_ps(x, sc, mn);
+    } else {
+      for (__m512& x : c) x = _mm512_mul_ps(x, sc);
+    }
+    const __m512i lo = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(c[1], c[0]));
+    const __m512i hi = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(c[3], c[2]));
+    _mm512_storeu_si512(dst + (2 * r) * 32, _mm512_permutexvar_epi16(pairs, lo));
+    _mm512_storeu_si512(dst + (2 * r + 1) * 32, _mm512_permutexvar_epi16(pairs, hi));
+  }
+}
+
+// Tile registers 0-3: C (16 x 16 fp32), 4-5: A, 6-7: B; all 16 rows x 64 bytes.
+void configure_tiles_bf16() {
+  TileConfig c;
+  for (int t = 0; t < 8; ++t) {
+    c.colsb[t] = 64;
+    c.rows[t] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+// Copies a stored 16 x 16 block to y (rows [0, mvalid), columns r0 + [0, nvalid)).
+inline void put_block(const float* c, float* y, int64_t ldy, int64_t r0, int mvalid, int nvalid,
+                      const float* row_scale) {
+  const __mmask16 keep = static_cast<__mmask16>((1u << nvalid) - 1u);
+  const __m512 rs = row_scale ? _mm512_maskz_loadu_ps(keep, row_scale + r0) : _mm512_set1_ps(1.0f);
+  for (int m = 0; m < mvalid; ++m)
+    _mm512_mask_storeu_ps(y + m * ldy + r0, keep, _mm512_mul_ps(_mm512_load_ps(c + m * 16), rs));
+}
+
+// Activation rows [j, j + 16 * MG) times panels b[0..NP): MG x NP tile products per column step.
+template <int MG, int NP>
+void bf16_block(const BActs& a, int64_t j, const uint16_t* const* b, int64_t ksteps, float* y, int64_t ldy,
+                const int64_t* r0, const int* nvalid, const float* row_scale) {
+  static_assert(MG >= 1 && MG <= 2 && NP >= 1 && NP <= 2);
+  const int64_t astride = a.stride * 2;
+  const uint16_t* a0 = a.x + j * a.stride;
+  const uint16_t* a1 = a0 + 16 * a.stride;
+  _tile_zero(0);
+  if constexpr (NP == 2) _tile_zero(1);
+  if constexpr (MG == 2) _tile_zero(2);
+  if constexpr (MG == 2 && NP == 2) _tile_zero(3);
+  for (int64_t ks = 0; ks < ksteps; ++ks) {
+    _tile_loadd(4, a0 + ks * 32, astride);
+    _tile_loadd(6, b[0] + ks * 512, 64);
+    if constexpr (NP == 2) _tile_loadd(7, b[1] + ks * 512, 64);
+    if constexpr (MG == 2) _tile_loadd(5, a1 + ks * 32, astride);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NP == 2) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (MG == 2) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (MG == 2 && NP == 2) _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float c[4][256];
+  _tile_stored(0, c[0], 64);
+  if constexpr (NP == 2) _tile_stored(1, c[1], 64);
+  if constexpr (MG == 2) _tile_stored(2, c[2], 64);
+  if constexpr (MG == 2 && NP == 2) _tile_stored(3, c[3], 64);
+  const int m0 = static_cast<int>(std::min<int64_t>(16, a.n - j));
+  const int m1 = static_cast<int>(std::min<int64_t>(16, a.n - j - 16));
+  for (int h = 0; h < NP; ++h) {
+    if (nvalid[h] <= 0) continue;
+    put_block(c[h], y + j * ldy, ldy, r0[h], m0, nvalid[h], row_scale);
+    if (MG == 2 && m1 > 0) put_block(c[2 + h], y + (j + 16) * ldy, ldy, r0[h], m1, nvalid[h], row_scale);
+  }
+}
+
+template <QFormat F>
+void run_format_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1, Panel& p,
+                     std::vector<uint16_t>& bf16_panels) {
+  constexpr int G = group_cols<F>();
+  const int64_t groups = w.padded_cols / G;
+  const int64_t nb = w.padded_cols / 32;
+  const int64_t ksteps = w.padded_cols / 32;
+  p.b.resize(static_cast<size_t>(groups * G * kNTile));
+  p.scale.resize(static_cast<size_t>(groups * kNTile));
+  p.min.resize(static_cast<size_t>(nb * kNTile));
+  bf16_panels.resize(static_cast<size_t>(2 * ksteps * 512 + 32));
+  uint16_t* const wb = bf16_panels.data() + ((64 - reinterpret_cast<uintptr_t>(bf16_panels.data()) % 64) % 64) / 2;
+  const float* rs = F == QFormat::kI8Row ? w.row_scale.data() : nullptr;
+  configure_tiles_bf16();
+  for (int64_t t = t0; t < t1; t += 4) {  // two panels of 16 rows
+    const uint16_t* b[2] = {wb, wb + ksteps * 512};
+    int64_t r0[2] = {0, 0};
+    int nvalid[2] = {0, 0};
+    for (int h = 0; h < 2; ++h) {
+      const int64_t tp = t + 2 * h;
+      if (tp >= t1) continue;
+      const bool pair = tp + 1 < t1;
+      unpack_panel<F>(w, tp, pair, p);
+      panel_to_bf16<F>(PanelView(p), w.padded_cols, wb + h * ksteps * 512);
+      r0[h] = tp * kTileRows;
+      nvalid[h] = static_cast<int>(std::min<int64_t>(pair ? kNTile : kTileRows, w.rows - r0[h]));
+    }
+    const bool two = t + 2 < t1;
+    for (int64_t j = 0; j < a.n; j += 32) {
+      const bool mg2 = a.n - j > 16;
+      if (two && mg2) {
+        bf16_block<2, 2>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+      } else if (two) {
+        bf16_block<1, 2>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+      } else if (mg2) {
+        bf16_block<2, 1>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+      } else {
+        bf16_block<1, 1>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
       }
     }
   }
@@ -332,23 +503,62 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
 
 }  // namespace
 
+void bf16_activations_amx(const float* x, int64_t r0, int64_t r1, int64_t cols, BActs& out) {
+  for (int64_t m = r0; m < r1; ++m) {
+    const float* src = x + m * cols;
+    uint16_t* dst = out.x + m * out.stride;
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c),
+                          reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(src + c))));
+    if (c < cols) {
+      const __mmask16 keep = static_cast<__mmask16>((1u << (cols - c)) - 1u);
+      _mm256_mask_storeu_epi16(dst + c, keep,
+                               reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(keep, src + c))));
+    }
+  }
+}
+
+void tgemm_amx_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1) {
+  // Per thread, reused across calls; passed down (see PanelView).
+  thread_local Panel panel;
+  thread_local std::vector<uint16_t> bf16_panels;
+  Panel& p = *opaque(&panel);
+  std::vector<uint16_t>& wb = *opaque(&bf16_panels);
+  switch (w.format) {
+    case QFormat::kQ8_0: run_format_bf16<QFormat::kQ8_0>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ4_0: run_format_bf16<QFormat::kQ4_0>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ4_1: run_format_bf16<QFormat::kQ4_1>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ5_0: run_format_bf16<QFormat::kQ5_0>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ5_1: run_format_bf16<QFormat::kQ5_1>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kI8Row: run_format_bf16<QFormat::kI8Row>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kI4Affine: run_format_bf16<QFormat::kI4Affine>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kNF4: run_format_bf16<QFormat::kNF4>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ4_K: run_format_bf16<QFormat::kQ4_K>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ5_K: run_format_bf16<QFormat::kQ5_K>(w, a, y, ldy, t0, t1, p, wb); return;
+    case QFormat::kQ6_K: run_format_bf16<QFormat::kQ6_K>(w, a, y, ldy, t0, t1, p, wb); return;
+  }
+}
+
 void tgemm_amx(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1) {
   if (a.n < kAmxMinRows) {
     tgemm_avx512(w, a, y, ldy, t0, t1);
     return;
   }
+  thread_local Panel panel;  // per thread, reused across calls; passed down (see PanelView)
+  Panel& p = *opaque(&panel);
   switch (w.format) {
-    case QFormat::kQ8_0: run_format<QFormat::kQ8_0>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ4_0: run_format<QFormat::kQ4_0>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ4_1: run_format<QFormat::kQ4_1>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ5_0: run_format<QFormat::kQ5_0>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ5_1: run_format<QFormat::kQ5_1>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kI8Row: run_format<QFormat::kI8Row>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kI4Affine: run_format<QFormat::kI4Affine>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kNF4: run_format<QFormat::kNF4>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ4_K: run_format<QFormat::kQ4_K>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ5_K: run_format<QFormat::kQ5_K>(w, a, y, ldy, t0, t1); return;
-    case QFormat::kQ6_K: run_format<QFormat::kQ6_K>(w, a, y, ldy, t0, t1); return;
+    case QFormat::kQ8_0: run_format<QFormat::kQ8_0>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ4_0: run_format<QFormat::kQ4_0>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ4_1: run_format<QFormat::kQ4_1>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ5_0: run_format<QFormat::kQ5_0>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ5_1: run_format<QFormat::kQ5_1>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kI8Row: run_format<QFormat::kI8Row>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kI4Affine: run_format<QFormat::kI4Affine>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kNF4: run_format<QFormat::kNF4>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ4_K: run_format<QFormat::kQ4_K>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ5_K: run_format<QFormat::kQ5_K>(w, a, y, ldy, t0, t1, p); return;
+    case QFormat::kQ6_K: run_format<QFormat::kQ6_K>(w, a, y, ldy, t0, t1, p); return;
   }
 }
 

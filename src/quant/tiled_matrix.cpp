@@ -3,9 +3,12 @@
 #include "quant/tiled_matrix.hpp"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
+#include "core/cpu_features.hpp"
 #include "core/error.hpp"
+#include "core/thread_pool.hpp"
 #include "io/gguf_quants.hpp"
 
 namespace udaci {
@@ -418,6 +421,35 @@ void tgemm_scalar(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, i
 }
 
 }  // namespace detail
+
+void bf16_activations(const float* x, int64_t n, int64_t cols, BActs& out) {
+  UDACI_CHECK_S(Status::kInternal, bf16_prompt_rows(), "bf16 activations without AMX-BF16");
+  out.n = n;
+  out.cols = cols;
+  out.stride = (cols + 31) / 32 * 32;
+  const int64_t rows = (n + 31) / 32 * 32;
+  out.buf.assign(static_cast<size_t>(rows * out.stride + 32), 0);
+  const uintptr_t at = reinterpret_cast<uintptr_t>(out.buf.data());
+  out.x = out.buf.data() + ((64 - at % 64) % 64) / 2;
+#if defined(UDACI_HAVE_AMX)
+  parallel_for(0, n, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)),
+               [&](int64_t r0, int64_t r1) { detail::bf16_activations_amx(x, r0, r1, cols, out); });
+#endif
+}
+
+void tiled_gemm_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1) {
+  UDACI_CHECK(a.cols == w.cols, "quantised kernel: input has {} features, the weight {}", a.cols, w.cols);
+  UDACI_CHECK_S(Status::kInternal, bf16_prompt_rows() && a.stride == w.padded_cols,
+                "bf16 tile products without AMX-BF16 or with a padding mismatch");
+#if defined(UDACI_HAVE_AMX)
+  detail::tgemm_amx_bf16(w, a, y, ldy, t0, t1);
+#else
+  (void)y;
+  (void)ldy;
+  (void)t0;
+  (void)t1;
+#endif
+}
 
 void tiled_gemm(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1,
                 KernelIsa isa) {

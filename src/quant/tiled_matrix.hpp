@@ -95,6 +95,29 @@ void tiled_dequantize_row(const TiledMatrix& w, int64_t r, float* dst);
 void tiled_gemm(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1,
                 KernelIsa isa);
 
+// Prompt rows at bf16 (issue #22). On a CPU with AMX-BF16
+// (core/cpu_features.hpp bf16_prompt_rows) the rows of a prompt skip the
+// int8 activation blocks: activations are rounded to bf16, each weight panel
+// is dequantised to bf16 once per call (its scales and mins applied, then
+// rounded) and the tile unit sums fp32 over the whole row. Numbers differ
+// from the int8 kernels by rounding (bf16 keeps 8 bits of every activation
+// and weight), so a row must always take the same path: LlamaModel sends a
+// prompt's rows here and decode rows to tiled_gemm, whatever the batch holds.
+struct BActs {
+  int64_t n = 0;
+  int64_t cols = 0;
+  int64_t stride = 0;       // cols rounded up to 32
+  std::vector<uint16_t> buf;  // holds x, 64-byte aligned (a tile row is one cache line)
+  uint16_t* x = nullptr;      // [n rounded up to 32, stride] bf16 bits; zero padding
+};
+
+// x: [n, cols] fp32 row-major, rounded to nearest even. Only when
+// bf16_prompt_rows().
+void bf16_activations(const float* x, int64_t n, int64_t cols, BActs& out);
+
+// As tiled_gemm, for BActs rows. Only when bf16_prompt_rows().
+void tiled_gemm_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
+
 namespace detail {
 // Byte offsets within a superblock (the table above).
 struct TileLayout {
@@ -112,6 +135,8 @@ void tgemm_avx2(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
 void tgemm_avx512(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
 // AMX-INT8 tile products for 8 or more activation rows (fewer: tgemm_avx512).
 void tgemm_amx(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
+void tgemm_amx_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1);
+void bf16_activations_amx(const float* x, int64_t r0, int64_t r1, int64_t cols, BActs& out);
 }  // namespace detail
 
 }  // namespace udaci

@@ -294,6 +294,7 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   CHECK(doc["machine"]["threads"] == 2);
   // The kernel family that ran (UDACI_KERNELS, else the CPU's best).
   CHECK(doc["machine"]["kernels"] == kernel_isa_name(active_kernel_isa()));
+  CHECK(doc["machine"]["prompt_rows"] == (bf16_prompt_rows() ? "bf16" : "int8"));
   CHECK(doc["settings"]["samples"] == 20);
   CHECK(doc["failed"].empty());
   REQUIRE(doc["unavailable"].size() == 1);

@@ -209,6 +209,11 @@ TEST_CASE("quant bench: tiled GEMM multiply-adds per second by row count", "[.qu
       const double us = median_us([&] { (void)k->forward(x); }, n >= 64 ? 15 : 40);
       std::printf("%-6s %5lld %10.1f %10.2f\n", name, static_cast<long long>(n), us,
                   static_cast<double>(n * in * out) / us / 1e3);
+      if (!bf16_prompt_rows()) continue;
+      // The same rows as a prompt's (AMX-BF16 tiles).
+      const double ub = median_us([&] { (void)k->forward_prompt(x, n); }, n >= 64 ? 15 : 40);
+      std::printf("%-6s %5lld %10.1f %10.2f  bf16 prompt rows\n", name, static_cast<long long>(n), ub,
+                  static_cast<double>(n * in * out) / ub / 1e3);
     }
   }
   at::set_num_threads(threads_before);

@@ -142,6 +142,33 @@ struct IsaGuard {
   ~IsaGuard() { set_kernel_isa_override(std::nullopt); }
 };
 
+// The AMX-BF16 prompt path (forward_prompt): x and the kernel's weights
+// rounded to bf16, products summed in fp32; rows after the prompt's take the
+// int8 path (y: forward(x)) with its bits, and a row's bits do not depend on
+// the other prompt rows.
+void check_prompt_rows(const LinearKernel& kernel, const at::Tensor& x, const at::Tensor& y,
+                       const at::Tensor& w_exact, const at::Tensor& w_kernel) {
+  const int64_t n = x.size(0);
+  at::Tensor yp = kernel.forward_prompt(x, n);
+  REQUIRE(yp.sizes() == y.sizes());
+  at::Tensor ref_b = at::linear(x.to(at::kBFloat16).to(at::kDouble), w_kernel.to(at::kBFloat16).to(at::kDouble));
+  const double tight = worst_norm_error(yp.to(at::kDouble), ref_b, w_kernel, x);
+  const double loose = worst_norm_error(yp, at::linear(x, w_exact), w_exact, x);
+  INFO("bf16 prompt rows: error vs bf16-rounded reference " << tight << ", vs float reference " << loose);
+  // int8 keeps q exact and scales the sums (more precise than the reference);
+  // nf4 rounds level * (absmax / 127), the reference (level / 127) * absmax:
+  // a bf16 step apart on some weights, 2^-8 of one term.
+  const std::string name = kernel.name();
+  CHECK(tight <= (name == "int8" || name == "nf4" ? 4e-3 : 1e-4));
+  CHECK(loose <= 1e-2);
+  const int64_t p = n / 2;
+  if (p == 0) return;
+  at::Tensor mixed = kernel.forward_prompt(x, p);
+  CHECK(at::equal(mixed.narrow(0, 0, p), yp.narrow(0, 0, p)));
+  CHECK(at::equal(mixed.narrow(0, p, n - p), y.narrow(0, p, n - p)));
+  CHECK(at::equal(kernel.forward_prompt(x.narrow(0, n - 1, 1), 1), yp.narrow(0, n - 1, 1)));
+}
+
 // Runs `kernel` on both paths and checks it against w_exact (the format's
 // values) and w_kernel (the values the integer kernel multiplies by).
 void check_kernel(const LinearKernel& kernel, const at::Tensor& w_exact, const at::Tensor& w_kernel,
@@ -169,6 +196,7 @@ void check_kernel(const LinearKernel& kernel, const at::Tensor& w_exact, const a
     // The AMX kernel does the VNNI kernel's arithmetic: the same bits.
     if (active_kernel_isa() == KernelIsa::kAvx512) y_vnni = y;
     if (active_kernel_isa() == KernelIsa::kAmx && y_vnni.defined()) CHECK(at::equal(y, y_vnni));
+    if (bf16_prompt_rows()) check_prompt_rows(kernel, x, y, w_exact, w_kernel);
     // bf16 input: output in bf16, same values up to bf16 rounding.
     at::Tensor yb = kernel.forward(x.to(at::kBFloat16));
     CHECK(yb.scalar_type() == at::kBFloat16);

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "cache/cache_strategy.hpp"
+#include "core/cpu_features.hpp"
 #include "engine/registry.hpp"
 #include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
@@ -166,4 +167,57 @@ TEST_CASE("quant: gguf-native runs the default GGUF's blocks like the dequantise
   // The next-token choice agrees at (nearly) every position.
   const at::Tensor agree = (a.argmax(-1) == b.argmax(-1)).to(at::kFloat).mean();
   CHECK(agree.item<double>() >= 0.9);
+}
+
+TEST_CASE("quant: a prompt's rows keep their bits wherever the batch puts them", "[quant]") {
+  // LlamaModel moves prompt slices in front of decode slices (the
+  // projections take a prompt's rows first: AMX-BF16 where the CPU has it)
+  // and returns the logits in the caller's order.
+  ModelFiles f = open_model(udaci_test::fixture("golden/tiny-gqa-tied"));
+  auto q = builtin_strategies().quantizers.create("int8", StrategyOptions{});
+  q->quantize(f.weights);
+  LlamaModel m(f.config, f.weights, with_quantizer(*q));
+  const std::vector<int64_t> p0 = {1, 5, 9, 13, 17, 21, 25, 29, 33, 3, 7};
+  const std::vector<int64_t> p1 = {2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36};
+  // Alone: sequence 0's prompt, then its next token; sequence 1's prompt.
+  auto alone = make_contiguous_cache(m.cache_shape());
+  alone->add_sequence(0, 64);
+  alone->add_sequence(1, 64);
+  ForwardBatch a0;
+  a0.add(0, p0, false, /*prompt=*/true);
+  const at::Tensor prompt0 = m.forward(a0, *alone);
+  const int64_t next = prompt0.argmax(-1).item<int64_t>();
+  ForwardBatch a1;
+  a1.add(0, {next});
+  const at::Tensor decode0 = m.forward(a1, *alone);
+  ForwardBatch a2;
+  a2.add(1, p1, /*all_logits=*/true, /*prompt=*/true);
+  const at::Tensor prompt1 = m.forward(a2, *alone);
+  // Together: the decode slice first, then the prompt.
+  auto both = make_contiguous_cache(m.cache_shape());
+  both->add_sequence(0, 64);
+  both->add_sequence(1, 64);
+  CHECK(at::equal(m.forward(a0, *both), prompt0));
+  ForwardBatch mixed;
+  mixed.add(0, {next});
+  mixed.add(1, p1, /*all_logits=*/true, /*prompt=*/true);
+  const at::Tensor l = m.forward(mixed, *both);
+  REQUIRE(l.size(0) == 1 + static_cast<int64_t>(p1.size()));
+  CHECK(at::equal(l.narrow(0, 0, 1), decode0));
+  CHECK(at::equal(l.narrow(0, 1, static_cast<int64_t>(p1.size())), prompt1));
+  // The same tokens as decode rows take the int8 path: other bits where
+  // prompt rows have a path of their own.
+  auto plain = make_contiguous_cache(m.cache_shape());
+  plain->add_sequence(1, 64);
+  ForwardBatch d2;
+  d2.add(1, p1, /*all_logits=*/true);
+  const at::Tensor as_decode = m.forward(d2, *plain);
+  if (bf16_prompt_rows()) {
+    CHECK_FALSE(at::equal(as_decode, prompt1));
+    const double err = worst_relative_error(as_decode, prompt1);
+    INFO("bf16 vs int8 prompt rows: worst error " << err << " of a row's logit range");
+    CHECK(err < 0.05);
+  } else {
+    CHECK(at::equal(as_decode, prompt1));
+  }
 }

@@ -104,7 +104,7 @@ int cmd_bench_forward(const BenchArgs& a, int threads) {
       ForwardBatch pb;
       for (int64_t s = 0; s < a.batch; ++s) {
         cache->add_sequence(s, a.prompt + a.gen);
-        pb.add(s, prompts[static_cast<size_t>(s)]);
+        pb.add(s, prompts[static_cast<size_t>(s)], false, /*prompt=*/true);
       }
       tok = next_tokens(model.forward(pb, *cache));
     }
