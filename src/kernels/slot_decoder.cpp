@@ -411,13 +411,14 @@ class SlotDecoderImpl final : public SlotDecoder {
     const int64_t n = r.n;
     const std::vector<LlamaModel::Layer>& layers = model_->layers();
     const bool fused = fused_step(n, prefill_slot);
+    const int64_t prompt_rows = prefill_slot >= 0 ? n : 0;  // LinearKernel::forward_prompt
     for (size_t li = 0; li < layers.size(); ++li) {
       const LlamaModel::Layer& L = layers[li];
       const DenseLayer* d = fused ? &dense_[li] : nullptr;
       at::Tensor hn = model_->rms_norm(x, L.input_norm);
       mark("attn_norm");
       std::vector<at::Tensor> qkv = d ? fused_qkv(*d, hn) : std::vector<at::Tensor>();
-      if (qkv.empty()) qkv = forward_all(hn, {&L.q, &L.k, &L.v});
+      if (qkv.empty()) qkv = forward_all(hn, {&L.q, &L.k, &L.v}, prompt_rows);
       mark("qkv_proj");
       at::Tensor q = qkv[0].reshape({n, c.num_heads, c.head_dim});
       at::Tensor k = qkv[1].reshape({n, c.num_kv_heads, c.head_dim});
@@ -432,18 +433,18 @@ class SlotDecoderImpl final : public SlotDecoder {
       }
       mark("attention");
       at::Tensor xo = d ? fused_add(d->o, attn, x) : at::Tensor();
-      x = xo.defined() ? xo : model_->backend().add(x, L.o(attn));
+      x = xo.defined() ? xo : model_->backend().add(x, L.o(attn, prompt_rows));
       mark("o_proj+residual");
       at::Tensor hm = model_->rms_norm(x, L.post_norm);
       mark("mlp_norm");
       at::Tensor act = d ? fused_swiglu(*d, hm) : at::Tensor();
       if (!act.defined()) {
-        std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up});
+        std::vector<at::Tensor> gu = forward_all(hm, {&L.gate, &L.up}, prompt_rows);
         act = model_->backend().swiglu(gu[0], gu[1]);
       }
       mark("gate_up_proj+silu");
       at::Tensor xd = d ? fused_add(d->down, act, x) : at::Tensor();
-      x = xd.defined() ? xd : model_->backend().add(x, L.down(act));
+      x = xd.defined() ? xd : model_->backend().add(x, L.down(act, prompt_rows));
       mark("down_proj+residual");
     }
     return x;

@@ -511,11 +511,13 @@ void bf16_activations_amx(const float* x, int64_t r0, int64_t r1, int64_t cols, 
     for (; c + 16 <= cols; c += 16)
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c),
                           reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(src + c))));
-    if (c < cols) {
+    if (c < cols) {  // the last columns, zeros up to the stride (a multiple of 16)
       const __mmask16 keep = static_cast<__mmask16>((1u << (cols - c)) - 1u);
-      _mm256_mask_storeu_epi16(dst + c, keep,
-                               reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(keep, src + c))));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c),
+                          reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(keep, src + c))));
+      c += 16;
     }
+    for (; c < out.stride; c += 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), _mm256_setzero_si256());
   }
 }
 

@@ -428,9 +428,12 @@ void bf16_activations(const float* x, int64_t n, int64_t cols, BActs& out) {
   out.cols = cols;
   out.stride = (cols + 31) / 32 * 32;
   const int64_t rows = (n + 31) / 32 * 32;
-  out.buf.assign(static_cast<size_t>(rows * out.stride + 32), 0);
+  // Reused across calls: the rows write their own padding columns; only the
+  // padding rows are zeroed here.
+  if (out.buf.size() < static_cast<size_t>(rows * out.stride + 32)) out.buf.resize(static_cast<size_t>(rows * out.stride + 32));
   const uintptr_t at = reinterpret_cast<uintptr_t>(out.buf.data());
   out.x = out.buf.data() + ((64 - at % 64) % 64) / 2;
+  std::memset(out.x + n * out.stride, 0, static_cast<size_t>((rows - n) * out.stride) * sizeof(uint16_t));
 #if defined(UDACI_HAVE_AMX)
   parallel_for(0, n, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)),
                [&](int64_t r0, int64_t r1) { detail::bf16_activations_amx(x, r0, r1, cols, out); });
