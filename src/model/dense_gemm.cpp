@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/cpu_features.hpp"
+#include "core/error.hpp"
 #include "core/thread_pool.hpp"
 
 namespace udaci {
@@ -72,6 +73,30 @@ void dense_gemm_half(const uint16_t* w, bool bf16, int64_t out, int64_t in, cons
       detail::dense_gemm_half_scalar(w, bf16, in, x, n, y, r0, r1, out);
     }
   });
+}
+
+bool dense_bf16_prompt_ok(int64_t in) {
+#if defined(UDACI_HAVE_AMX)
+  return in % 32 == 0 && bf16_prompt_rows();
+#else
+  (void)in;
+  return false;
+#endif
+}
+
+void dense_gemm_bf16_prompt(const uint16_t* w, int64_t out, int64_t in, const float* x, int64_t n, float* y) {
+  UDACI_CHECK_S(Status::kInternal, dense_bf16_prompt_ok(in), "bf16 prompt rows without AMX-BF16 or with {} columns", in);
+#if defined(UDACI_HAVE_AMX)
+  thread_local std::vector<uint16_t> buf;
+  std::vector<uint16_t>& b = buf;
+  uint16_t* xb = nullptr;
+  detail::bf16_pairs_amx(x, n, in, b, &xb);
+  parallel_for(0, (out + 31) / 32, 1, [&](int64_t q0, int64_t q1) {
+    detail::dense_gemm_bf16_amx(w, out, in, xb, n, y, 32 * q0, std::min(out, 32 * q1), out);
+  });
+#else
+  (void)w, (void)out, (void)x, (void)n, (void)y;
+#endif
 }
 
 }  // namespace udaci

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace udaci {
 
@@ -27,6 +28,13 @@ void dense_gemm(const float* w, int64_t out, int64_t in, const float* x, int64_t
 // bits), widened to fp32 as they are read: a bf16/fp16 model's projections
 // read half the bytes of fp32 and accumulate in fp32. x and y fp32.
 void dense_gemm_half(const uint16_t* w, bool bf16, int64_t out, int64_t in, const float* x, int64_t n, float* y);
+
+// Prompt rows of a bf16 projection through AMX-BF16 tile products (where
+// core/cpu_features.hpp bf16_prompt_rows() says so): x rounded to bf16, the
+// weights read as stored, sums in fp32 over the whole row. Only when
+// dense_bf16_prompt_ok(in) (in a multiple of 32: a tile reads 32 columns).
+bool dense_bf16_prompt_ok(int64_t in);
+void dense_gemm_bf16_prompt(const uint16_t* w, int64_t out, int64_t in, const float* x, int64_t n, float* y);
 
 inline float bf16_bits_to_float(uint16_t v) {
   const uint32_t u = static_cast<uint32_t>(v) << 16;
@@ -50,6 +58,11 @@ void dense_gemm_half_avx2(const uint16_t* w, bool bf16, int64_t in, const float*
                           int64_t r0, int64_t r1, int64_t ldy);
 void dense_gemm_half_avx512(const uint16_t* w, bool bf16, int64_t in, const float* x, int64_t n, float* y,
                             int64_t r0, int64_t r1, int64_t ldy);
+// AMX-BF16 (dense_gemm_amx.cpp): x [n, in] as the tiles' pair layout, and
+// weight rows [r0, r1) times it.
+void bf16_pairs_amx(const float* x, int64_t n, int64_t in, std::vector<uint16_t>& buf, uint16_t** out);
+void dense_gemm_bf16_amx(const uint16_t* w, int64_t out, int64_t in, const uint16_t* xb, int64_t n, float* y,
+                         int64_t r0, int64_t r1, int64_t ldy);
 }  // namespace detail
 
 }  // namespace udaci

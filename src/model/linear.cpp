@@ -45,6 +45,25 @@ class DenseKernel final : public LinearKernel {
     }
     return bias_.defined() ? at::linear(x, weight_, bias_) : at::linear(x, weight_);
   }
+  // A bf16 weight's prompt rows through AMX-BF16 tiles (dense_gemm_bf16_prompt),
+  // the others as forward() runs them.
+  at::Tensor forward_prompt(const at::Tensor& x, int64_t prompt_rows) const override {
+    const int64_t in = weight_.size(1), out = weight_.size(0);
+    if (weight_.scalar_type() != at::kBFloat16 || !weight_.device().is_cpu() || !x.device().is_cpu() ||
+        !weight_.is_contiguous() || x.dim() < 1 || x.size(-1) != in || !dense_bf16_prompt_ok(in) ||
+        (x.scalar_type() != at::kBFloat16 && x.scalar_type() != at::kFloat))
+      return forward(x);
+    const at::Tensor xc = x.reshape({-1, in}).to(at::kFloat).contiguous();
+    const int64_t n = xc.size(0), p = std::min(prompt_rows, n);
+    at::Tensor y = at::empty({n, out}, xc.options());
+    const auto* w = reinterpret_cast<const uint16_t*>(weight_.data_ptr());
+    dense_gemm_bf16_prompt(w, out, in, xc.data_ptr<float>(), p, y.data_ptr<float>());
+    if (p < n) dense_gemm_half(w, true, out, in, xc.data_ptr<float>() + p * in, n - p, y.data_ptr<float>() + p * out);
+    if (bias_.defined()) y.add_(bias_.to(at::kFloat));
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = out;
+    return (y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type())).view(shape);
+  }
   const at::Tensor* dense_weight() const override { return bias_.defined() ? nullptr : &weight_; }
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }

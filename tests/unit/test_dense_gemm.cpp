@@ -97,3 +97,42 @@ TEST_CASE("dense gemm: bf16 and fp16 weights equal an fp32 product of the same v
   }
   set_kernel_isa_override(std::nullopt);
 }
+
+TEST_CASE("dense gemm: a bf16 weight's prompt rows through AMX-BF16 tiles", "[dense-gemm]") {
+  // forward_prompt: the prompt rows rounded to bf16 and multiplied in tiles
+  // (fp32 sums), the rows after them as forward() computes them, and a
+  // prompt row's bits do not depend on the other rows.
+  if (!bf16_prompt_rows()) {
+    WARN("this CPU (or UDACI_BF16_PROMPTS=0) offers no AMX-BF16: the bf16 prompt path is not exercised here");
+    return;
+  }
+  at::manual_seed(6);
+  for (int64_t out : {1, 17, 48, 300}) {
+    for (int64_t in : {32, 576, 1024}) {
+      at::Tensor w = at::randn({out, in}).to(at::kBFloat16);
+      at::Tensor b = at::randn({out}).to(at::kFloat);
+      auto k = make_dense_kernel(w, b);
+      for (int64_t n : {1, 5, 16, 33, 70}) {
+        INFO("out " << out << " in " << in << " n " << n);
+        at::Tensor x = at::randn({n, in});
+        at::Tensor y = k->forward_prompt(x, n);
+        at::Tensor ref = at::linear(x.to(at::kBFloat16).to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+        REQUIRE(y.sizes() == ref.sizes());
+        const double scale = at::linear(x.abs().to(at::kDouble), w.abs().to(at::kDouble)).max().item<double>();
+        CHECK((y.to(at::kDouble) - ref).abs().max().item<double>() <= 1e-5 * scale);
+        const int64_t p = n / 2;
+        if (p > 0) {
+          at::Tensor mixed = k->forward_prompt(x, p);
+          CHECK(at::equal(mixed.narrow(0, 0, p), y.narrow(0, 0, p)));
+          CHECK(at::equal(mixed.narrow(0, p, n - p), k->forward(x).narrow(0, p, n - p)));
+        }
+        CHECK(at::equal(k->forward_prompt(x.narrow(0, n - 1, 1), 1), y.narrow(0, n - 1, 1)));
+      }
+    }
+  }
+  // A width that is not a multiple of 32 takes forward()'s path.
+  at::Tensor w = at::randn({8, 40}).to(at::kBFloat16);
+  auto k = make_dense_kernel(w, at::Tensor());
+  at::Tensor x = at::randn({4, 40});
+  CHECK(at::equal(k->forward_prompt(x, 4), k->forward(x)));
+}
