@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/amx_tiles.hpp"
 #include "model/dense_gemm.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -25,30 +26,6 @@ namespace udaci {
 namespace detail {
 
 namespace {
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// 0-3: C, 4-5: A (weights), 6-7: B (activations); all 16 rows x 64 bytes.
-void configure() {
-  TileConfig c;
-  for (int t = 0; t < 8; ++t) {
-    c.colsb[t] = 64;
-    c.rows[t] = 16;
-  }
-  _tile_loadconfig(&c);
-}
-
-template <typename T>
-T* opaque(T* p) {  // see quant/tgemm_amx.cpp
-  asm("" : "+r"(p));
-  return p;
-}
 
 uint16_t* aligned64(std::vector<uint16_t>& v, size_t words) {
   if (v.size() < words + 32) v.resize(words + 32);
@@ -67,25 +44,8 @@ void put_transposed(const float* c, float* y, int64_t ldy, int64_t r0, int nvali
 template <int WG, int AG>
 void block(const uint16_t* const* a, int64_t astride, const uint16_t* const* b, int64_t ksteps, float* y,
            int64_t ldy, int64_t j, int64_t n, int64_t r, const int* nvalid) {
-  _tile_zero(0);
-  if constexpr (AG == 2) _tile_zero(1);
-  if constexpr (WG == 2) _tile_zero(2);
-  if constexpr (WG == 2 && AG == 2) _tile_zero(3);
-  for (int64_t ks = 0; ks < ksteps; ++ks) {
-    _tile_loadd(4, a[0] + ks * 32, astride);
-    _tile_loadd(6, b[0] + ks * 512, 64);
-    if constexpr (AG == 2) _tile_loadd(7, b[1] + ks * 512, 64);
-    if constexpr (WG == 2) _tile_loadd(5, a[1] + ks * 32, astride);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (AG == 2) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (WG == 2) _tile_dpbf16ps(2, 5, 6);
-    if constexpr (WG == 2 && AG == 2) _tile_dpbf16ps(3, 5, 7);
-  }
   alignas(64) float c[4][256];
-  _tile_stored(0, c[0], 64);
-  if constexpr (AG == 2) _tile_stored(1, c[1], 64);
-  if constexpr (WG == 2) _tile_stored(2, c[2], 64);
-  if constexpr (WG == 2 && AG == 2) _tile_stored(3, c[3], 64);
+  bf16_tile_sums<WG, AG>(a, astride, b, ksteps, c);
   for (int g = 0; g < WG; ++g)
     for (int h = 0; h < AG; ++h) {
       const int64_t m0 = j + 16 * h;
@@ -122,7 +82,7 @@ void dense_gemm_bf16_amx(const uint16_t* w, int64_t out, int64_t in, const uint1
   const int64_t groups = (n + 31) / 32 * 2;
   thread_local std::vector<uint16_t> pad_buf;
   std::vector<uint16_t>& pad_store = *opaque(&pad_buf);
-  configure();
+  configure_bf16_tiles();
   for (int64_t r = r0; r < r1; r += 32) {
     // Weight groups of 16 rows; a group running past `out` (or r1) is read
     // from a zero-padded copy (a tile load reads 16 whole rows).

@@ -34,6 +34,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/amx_tiles.hpp"
 #include "quant/tiled_matrix.hpp"
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (`__Y = __Y`),
@@ -58,15 +59,6 @@ constexpr int kNTile = 16;  // weight rows per B tile: two weight tiles
 // quant bench "tiled GEMM ... by row count": at 6 rows VNNI is ahead, at 8
 // rows AMX by 1.2-1.4x, at 64 rows by ~3x).
 constexpr int64_t kAmxMinRows = 8;
-
-// The 64-byte block ldtilecfg reads (palette 1).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // Tile registers: 0, 1 = C (16 x 16 int32), 2, 3 = A (16 rows x G bytes),
 // 4, 5 = B (G / 4 rows x 64 bytes), two of each for alternating groups.
@@ -115,14 +107,6 @@ struct PanelView {
   explicit PanelView(const Panel& p) : b(p.b.data()), scale(p.scale.data()), min(p.min.data()) {}
 };
 
-// p, hidden from the optimiser: given a thread_local's address, GCC clones
-// the kernels with it as a constant and recomputes it (__tls_get_addr) inside
-// their loops.
-template <typename T>
-T* opaque(T* p) {
-  asm("" : "+r"(p));
-  return p;
-}
 
 // Formats whose quants are 4-bit codes alone (no fifth / sixth bits).
 template <QFormat F>
@@ -402,15 +386,6 @@ void panel_to_bf16(PanelView p, int64_t cols, uint16_t* dst) {
   }
 }
 
-// Tile registers 0-3: C (16 x 16 fp32), 4-5: A, 6-7: B; all 16 rows x 64 bytes.
-void configure_tiles_bf16() {
-  TileConfig c;
-  for (int t = 0; t < 8; ++t) {
-    c.colsb[t] = 64;
-    c.rows[t] = 16;
-  }
-  _tile_loadconfig(&c);
-}
 
 // Copies a stored 16 x 16 block to y (rows [0, mvalid), columns r0 + [0, nvalid)).
 inline void put_block(const float* c, float* y, int64_t ldy, int64_t r0, int mvalid, int nvalid,
@@ -429,25 +404,9 @@ void bf16_block(const BActs& a, int64_t j, const uint16_t* const* b, int64_t kst
   const int64_t astride = a.stride * 2;
   const uint16_t* a0 = a.x + j * a.stride;
   const uint16_t* a1 = a0 + 16 * a.stride;
-  _tile_zero(0);
-  if constexpr (NP == 2) _tile_zero(1);
-  if constexpr (MG == 2) _tile_zero(2);
-  if constexpr (MG == 2 && NP == 2) _tile_zero(3);
-  for (int64_t ks = 0; ks < ksteps; ++ks) {
-    _tile_loadd(4, a0 + ks * 32, astride);
-    _tile_loadd(6, b[0] + ks * 512, 64);
-    if constexpr (NP == 2) _tile_loadd(7, b[1] + ks * 512, 64);
-    if constexpr (MG == 2) _tile_loadd(5, a1 + ks * 32, astride);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (NP == 2) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (MG == 2) _tile_dpbf16ps(2, 5, 6);
-    if constexpr (MG == 2 && NP == 2) _tile_dpbf16ps(3, 5, 7);
-  }
+  const uint16_t* act[2] = {a0, a1};
   alignas(64) float c[4][256];
-  _tile_stored(0, c[0], 64);
-  if constexpr (NP == 2) _tile_stored(1, c[1], 64);
-  if constexpr (MG == 2) _tile_stored(2, c[2], 64);
-  if constexpr (MG == 2 && NP == 2) _tile_stored(3, c[3], 64);
+  bf16_tile_sums<MG, NP>(act, astride, b, ksteps, c);
   const int m0 = static_cast<int>(std::min<int64_t>(16, a.n - j));
   const int m1 = static_cast<int>(std::min<int64_t>(16, a.n - j - 16));
   for (int h = 0; h < NP; ++h) {
@@ -470,7 +429,7 @@ void run_format_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy
   bf16_panels.resize(static_cast<size_t>(2 * ksteps * 512 + 32));
   uint16_t* const wb = bf16_panels.data() + ((64 - reinterpret_cast<uintptr_t>(bf16_panels.data()) % 64) % 64) / 2;
   const float* rs = F == QFormat::kI8Row ? w.row_scale.data() : nullptr;
-  configure_tiles_bf16();
+  configure_bf16_tiles();
   for (int64_t t = t0; t < t1; t += 4) {  // two panels of 16 rows
     const uint16_t* b[2] = {wb, wb + ksteps * 512};
     int64_t r0[2] = {0, 0};
