@@ -9,6 +9,14 @@
 
 #include <cstdint>
 
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (`__Y = __Y`),
+// which -Wuninitialized reports wherever they are inlined (for the rest of
+// the including file).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace udaci {
 namespace detail {
 

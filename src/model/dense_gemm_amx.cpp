@@ -17,11 +17,6 @@
 #include "core/amx_tiles.hpp"
 #include "model/dense_gemm.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace udaci {
 namespace detail {
 

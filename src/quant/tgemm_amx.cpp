@@ -37,13 +37,6 @@
 #include "core/amx_tiles.hpp"
 #include "quant/tiled_matrix.hpp"
 
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (`__Y = __Y`),
-// which -Wuninitialized reports wherever they are inlined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace udaci {
 namespace detail {
 
