@@ -212,6 +212,14 @@ TEST_CASE("quant: a prompt's rows keep their bits wherever the batch puts them",
   ForwardBatch d2;
   d2.add(1, p1, /*all_logits=*/true);
   const at::Tensor as_decode = m.forward(d2, *plain);
+  {  // With the prompt path turned off, prompt rows are decode rows.
+    set_bf16_prompt_override(false);
+    auto off = make_contiguous_cache(m.cache_shape());
+    off->add_sequence(1, 64);
+    const at::Tensor prompt_off = m.forward(a2, *off);
+    set_bf16_prompt_override(std::nullopt);
+    CHECK(at::equal(prompt_off, as_decode));
+  }
   if (bf16_prompt_rows()) {
     CHECK_FALSE(at::equal(as_decode, prompt1));
     const double err = worst_relative_error(as_decode, prompt1);
