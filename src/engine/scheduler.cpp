@@ -511,15 +511,21 @@ void Scheduler::step() {
   std::vector<at::Tensor> outputs;  // keep the logits alive
   try {
     auto run = [&](size_t from, size_t to) {
+      // Prompt chunks first, as LlamaModel::forward computes them (it would
+      // otherwise reorder the batch and copy the logits back).
+      std::vector<size_t> order;
+      for (bool prompt : {true, false})
+        for (size_t m = from; m < to; ++m)
+          if (!plan[m].empty() && plan[m].front().prompt == prompt) order.push_back(m);
       ForwardBatch batch;
-      for (size_t m = from; m < to; ++m)
+      for (size_t m : order)
         for (const StepRows& r : plan[m]) batch.add(r.slot, r.tokens, r.all_logits, r.prompt);
       if (batch.seqs.empty()) return;
       at::Tensor logits = model_.forward(batch, cache_).contiguous();
       outputs.push_back(logits);
       const float* p = logits.data_ptr<float>();
       const int64_t vocab = logits.size(1);
-      for (size_t m = from; m < to; ++m) {
+      for (size_t m : order) {
         int64_t n = 0;
         for (const StepRows& r : plan[m]) n += r.all_logits ? static_cast<int64_t>(r.tokens.size()) : 1;
         first_row[m] = p;
