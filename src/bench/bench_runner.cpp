@@ -21,6 +21,7 @@
 #include "core/compat.hpp"
 #include "core/cpu_features.hpp"
 #include "core/threads.hpp"
+#include "core/weight_memory.hpp"
 #include "core/error.hpp"
 #include "eval/headline_quality.hpp"
 #include "eval/news_dataset.hpp"
@@ -154,6 +155,8 @@ json machine_json(int threads) {
   m["gpu"] = nullptr;
   m["kernels"] = kernel_isa_name(active_kernel_isa());  // UDACI_KERNELS, else the best this CPU has
   m["prompt_rows"] = bf16_prompt_rows() ? "bf16" : "int8";  // UDACI_BF16_PROMPTS, else AMX-BF16 if present
+  m["huge_pages"] = weight_huge_pages();  // weights on 2 MB pages: UDACI_HUGE_PAGES, the system's mode
+  m["transparent_hugepage"] = transparent_huge_page_mode();
   return m;
 }
 

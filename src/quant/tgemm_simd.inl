@@ -75,6 +75,8 @@ inline __m256i dot_s(const __m256i* w, const int8_t* x) {
 #endif
 }
 
+constexpr int64_t kPrefetchAhead = 1024;
+
 // Tile t against activation rows j0 .. j0 + NR - 1.
 template <QFormat F, int NR>
 void tile_pass(const TiledMatrix& w, const QActs& a, int64_t j0, float* y, int64_t ldy, int64_t t) {
@@ -94,8 +96,16 @@ void tile_pass(const TiledMatrix& w, const QActs& a, int64_t j0, float* y, int64
     x16[k] = a.s16.data() + (j0 + k) * nb * 2;
     acc[k] = _mm256_setzero_ps();
   }
+  // One prefetch per cache line, kPrefetchAhead bytes ahead of the
+  // superblock being read (the hardware prefetchers alone left a 1-row pass
+  // waiting on its weights: 41 -> 36 ms a token, Llama-1B shape Q4_K_M, 2 MB
+  // pages). Past the last tile it prefetches bytes it never reads; a
+  // prefetch does not fault.
+  const uint8_t* pf = tp + kPrefetchAhead;
   for (int64_t s = 0; s < nsb; ++s) {
     const uint8_t* sp = tp + s * w.sb_bytes;
+    for (const uint8_t* end = sp + w.sb_bytes + kPrefetchAhead; pf < end; pf += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
     __m256 d = _mm256_setzero_ps(), m = _mm256_setzero_ps();
     if constexpr (F != QFormat::kI8Row) d = f16x8(sp);
     if constexpr (F == QFormat::kNF4) d = _mm256_mul_ps(d, _mm256_set1_ps(1.0f / 127.0f));

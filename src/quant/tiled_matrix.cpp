@@ -9,6 +9,7 @@
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "core/weight_memory.hpp"
 #include "io/gguf_quants.hpp"
 
 namespace udaci {
@@ -281,11 +282,7 @@ TiledMatrix repack_tiles(const QMatrix& w) {
   const int64_t nsb = t.padded_cols / t.sb_cols;
   t.tile_bytes = nsb * t.sb_bytes;
   const size_t total = static_cast<size_t>(t.tiles * t.tile_bytes);
-  void* mem = std::aligned_alloc(64, (total + 63) / 64 * 64);
-  UDACI_CHECK_S(Status::kOutOfMemory, mem != nullptr || total == 0,
-                "cannot allocate {} bytes for a repacked {} weight", total, qformat_name(f));
-  t.data = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(mem), [](uint8_t* p) { std::free(p); });
-  std::memset(t.data.get(), 0, total);
+  t.data = allocate_weight_memory(total);  // zeroed; 2 MB pages where the system has them
   if (f == QFormat::kI8Row) t.row_scale.assign(static_cast<size_t>(t.tiles * kTileRows), 0.0f);
 
   SrcBlock src;

@@ -18,6 +18,7 @@
 #include "bench/bench_runner.hpp"
 #include "bench/techniques.hpp"
 #include "core/cpu_features.hpp"
+#include "core/weight_memory.hpp"
 #include "parallel/communicator.hpp"
 #include "test_util.hpp"
 
@@ -295,6 +296,8 @@ TEST_CASE("cli: bench --techniques baseline,kv-cache --samples 20 on the default
   // The kernel family that ran (UDACI_KERNELS, else the CPU's best).
   CHECK(doc["machine"]["kernels"] == kernel_isa_name(active_kernel_isa()));
   CHECK(doc["machine"]["prompt_rows"] == (bf16_prompt_rows() ? "bf16" : "int8"));
+  CHECK(doc["machine"]["huge_pages"] == weight_huge_pages());
+  CHECK(doc["machine"]["transparent_hugepage"] == transparent_huge_page_mode());
   CHECK(doc["settings"]["samples"] == 20);
   CHECK(doc["failed"].empty());
   REQUIRE(doc["unavailable"].size() == 1);
