@@ -50,7 +50,11 @@ constexpr int kNTile = 16;  // weight rows per B tile: two weight tiles
 // Below this many activation rows the VNNI kernel is faster: a tile
 // multiply costs the same for 1 row as for 16 (measured on a Xeon with AMX,
 // quant bench "tiled GEMM ... by row count": at 6 rows VNNI is ahead, at 8
-// rows AMX by 1.2-1.4x, at 64 rows by ~3x).
+// rows AMX by 1.2-1.4x, at 64 rows by ~3x). In-cache, AMX already wins
+// from 5 rows (2..8 rows all ~50 us for [1536 x 576]), but in the model,
+// weights streaming from memory, 5 and 6 rows ran slower with AMX than as
+// VNNI passes of 4 + 1 and 4 + 2 (bench-forward SmolLM2 shape int4, 2
+// threads: 12.6 vs 10.3 ms a step at 5 rows, 2026-12-05).
 constexpr int64_t kAmxMinRows = 8;
 
 // Tile registers: 0, 1 = C (16 x 16 int32), 2, 3 = A (16 rows x G bytes),

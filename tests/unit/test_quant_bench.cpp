@@ -204,7 +204,7 @@ TEST_CASE("quant bench: tiled GEMM multiply-adds per second by row count", "[.qu
     st.put(gguf_entry(t, out, in));
     auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, st,
                                  ModelOptions{});
-    for (int64_t n : {1, 2, 4, 6, 8, 16, 64, 256}) {
+    for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 16, 64, 256}) {
       at::Tensor x = at::randn({n, in});
       const double us = median_us([&] { (void)k->forward(x); }, n >= 64 ? 15 : 40);
       std::printf("%-6s %5lld %10.1f %10.2f\n", name, static_cast<long long>(n), us,
