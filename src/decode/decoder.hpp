@@ -88,6 +88,10 @@ struct DraftWish {
   int64_t k = 0;            // drafts it would verify next (0: it does not draft)
   double acceptance = 0.0;  // its expected kept share (its own so far, shrunk towards its decoder's)
   bool follow_load = true;  // the scheduler may cut its drafts under load
+  // Its d drafts cost d forward passes of a draft model (self-int4,
+  // draft-model), shared with the step's other sequences that draft with it;
+  // false: drafting costs nothing worth counting (prompt lookup).
+  bool model_passes = false;
 };
 
 // Work that the sequence decoders of one step queue and that is cheaper done

@@ -390,6 +390,7 @@ class SpeculativeSequence final : public SequenceDecoder {
     const double pooled = static_cast<double>(stats_->accepted + 1) / static_cast<double>(stats_->drafted + 2);
     w.acceptance = (static_cast<double>(accepted_) + 4.0 * pooled) / (static_cast<double>(drafted_) + 4.0);
     w.follow_load = spec_.follow_load;
+    w.model_passes = spec_.draft != "prompt-lookup";
     return w;
   }
 

@@ -65,7 +65,7 @@ double StepCostModel::predict(int64_t rows) const {
 }
 
 std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<DraftWish>& wishes,
-                                  int64_t base_rows, double base_tokens) {
+                                  int64_t base_rows, double base_tokens, double draft_pass_ms) {
   std::vector<int64_t> allowed(wishes.size(), 0);
   std::vector<size_t> order;
   for (size_t i = 0; i < wishes.size(); ++i) {
@@ -79,10 +79,13 @@ std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<D
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return wishes[a].acceptance > wishes[b].acceptance; });
   int64_t rows = base_rows;
+  int64_t passes = 0;  // draft-model passes the step runs so far (shared: the most any sequence drafts)
   double tokens = std::max(base_tokens, 1e-9);
+  const double pass_ms = std::max(draft_pass_ms, 0.0);
+  auto step_ms = [&](int64_t r, int64_t p) { return cost.predict(r) + static_cast<double>(p) * pass_ms; };
   for (size_t i : order) {
     const double a = std::min(std::max(wishes[i].acceptance, 0.0), 0.999);
-    const double rate = tokens / cost.predict(rows);
+    const double rate = tokens / step_ms(rows, passes);
     double gain = 0, term = 1;
     std::vector<double> e(static_cast<size_t>(wishes[i].k) + 1, 0.0);  // e[d]: tokens d drafts add
     for (int64_t d = 1; d <= wishes[i].k; ++d) {
@@ -91,9 +94,11 @@ std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<D
       e[static_cast<size_t>(d)] = gain;
     }
     for (int64_t d = wishes[i].k; d >= 1; --d) {
-      if ((tokens + e[static_cast<size_t>(d)]) / cost.predict(rows + d) >= rate) {
+      const int64_t p = wishes[i].model_passes ? std::max(passes, d) : passes;
+      if ((tokens + e[static_cast<size_t>(d)]) / step_ms(rows + d, p) >= rate) {
         allowed[i] = d;
         rows += d;
+        passes = p;
         tokens += e[static_cast<size_t>(d)];
         break;
       }
@@ -474,16 +479,27 @@ void Scheduler::step() {
     ask(m, -1);
     for (const StepRows& r : plan[m]) base_rows += static_cast<int64_t>(r.tokens.size());
   }
-  std::vector<int64_t> allowed = allow_drafts(cost_, wishes, base_rows, base_tokens);
+  std::vector<int64_t> allowed = allow_drafts(cost_, wishes, base_rows, base_tokens, draft_pass_ms_);
   // Every 16th step that has wishes lets one sequence's drafts through (in
   // turn): the cost model measures row counts it would otherwise only
-  // interpolate, at a cost of at most k rows in 16 steps.
+  // interpolate, at a cost of at most k rows in 16 steps. A draft model that
+  // does not pay drafts one token every 64th step instead (which times its
+  // pass): k passes would cost as much as k steps. And a step whose
+  // rows without drafts were never measured runs without them once (a lone
+  // sequence that always drafts would otherwise never time a one-row step,
+  // the cost its drafts are weighed against).
   std::vector<size_t> wishing;
   for (size_t m = 0; m < members.size(); ++m)
     if (wishes[m].k > 0) wishing.push_back(m);
   if (!wishing.empty() && ++draft_steps_ % 16 == 0) {
     const size_t m = wishing[static_cast<size_t>(draft_steps_ / 16) % wishing.size()];
-    allowed[m] = wishes[m].k;
+    if (!wishes[m].model_passes) {
+      allowed[m] = wishes[m].k;
+    } else if (allowed[m] == 0 && draft_steps_ % 64 == 0) {
+      allowed[m] = 1;
+    }
+  } else if (!wishing.empty() && cost_.predict(base_rows) > 0 && !cost_.measured(base_rows)) {
+    std::fill(allowed.begin(), allowed.end(), 0);
   }
   int64_t wished = 0, let = 0;
   // Drafting members queue their drafts first, so that a draft model runs
@@ -498,12 +514,22 @@ void Scheduler::step() {
       // rows() drafts alone, and fails the request if that fails too.
     }
   }
+  const auto t_draft = Clock::now();
   for (StepWork* w : works) w->run();
+  int64_t model_passes = 0;  // the draft model's passes of this step (shared by its sequences)
   for (size_t m = 0; m < members.size(); ++m) {
     if (wishes[m].k <= 0) continue;
     wished += wishes[m].k;
     let += allowed[m];
-    ask(m, allowed[m]);
+    if (wishes[m].model_passes) model_passes = std::max(model_passes, allowed[m]);
+    ask(m, allowed[m]);  // drafts here unless its draft ran with works above
+  }
+  const double draft_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_draft).count();
+  if (model_passes > 0) {  // what one pass costs: a mean, then an exponential average
+    const double w = draft_passes_timed_ < 8 ? 1.0 / static_cast<double>(draft_passes_timed_ + 1) : 0.125;
+    const double per_pass = draft_ms / static_cast<double>(model_passes);
+    draft_pass_ms_ = draft_passes_timed_ == 0 ? per_pass : draft_pass_ms_ + w * (per_pass - draft_pass_ms_);
+    ++draft_passes_timed_;
   }
 
   std::vector<const float*> first_row(members.size(), nullptr);  // per member: its logits
@@ -601,7 +627,9 @@ void Scheduler::step() {
     int64_t rows = 0;
     for (const auto& p : plan)
       for (const StepRows& r : p) rows += static_cast<int64_t>(r.tokens.size());
-    cost_.record(rows, std::chrono::duration<double, std::milli>(Clock::now() - t_plan).count());
+    // Drafting is timed apart (draft_pass_ms_): the model is of the rows alone.
+    const double total = std::chrono::duration<double, std::milli>(Clock::now() - t_plan).count();
+    cost_.record(rows, std::max(total - draft_ms, 1e-3));
   }
   // Finished sequences leave the batch now.
   live_.remove_if([](const Live& s) { return s.done; });

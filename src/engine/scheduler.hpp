@@ -99,6 +99,8 @@ class StepCostModel {
   void record(int64_t rows, double ms);
   // Predicted milliseconds, or a negative number before any measurement.
   double predict(int64_t rows) const;
+  // Whether a step of this many rows (its power-of-two bucket) was measured.
+  bool measured(int64_t rows) const { return rows >= 1 && seen_[bucket(rows)] > 0; }
 
  private:
   static constexpr int kBuckets = 24;
@@ -117,10 +119,15 @@ class StepCostModel {
 // drafts add at acceptance a (the other d - e(d) rows are wasted). When a
 // step's fixed cost dominates (one sequence, memory-bound) drafts pass; when
 // its rows do (a full batch, compute-bound) they do not. `base_rows`: rows
-// of the step without drafts; `base_tokens`: its useful rows. Sequences that do not follow the load, or
-// any when the model has no measurement yet, get their whole wish.
+// of the step without drafts; `base_tokens`: its useful rows. A draft
+// model's passes count too: `draft_pass_ms` is what one of its passes costs
+// (measured; the sequences drafting with it in a step share their passes, so
+// the step pays max d of them), added to t on both sides. So a draft that
+// costs as much as the target (an int4 copy of a 4-bit model) is not run.
+// Sequences that do not follow the load, or any when the model has no
+// measurement yet, get their whole wish.
 std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<DraftWish>& wishes,
-                                  int64_t base_rows, double base_tokens);
+                                  int64_t base_rows, double base_tokens, double draft_pass_ms = 0.0);
 
 class Scheduler {
  public:
@@ -223,6 +230,8 @@ class Scheduler {
   SeqId next_slot_ = 0;
   StepCostModel cost_;               // scheduler thread only
   int64_t draft_steps_ = 0;          // steps in which some sequence wished to draft
+  double draft_pass_ms_ = -1.0;      // a draft model's pass (average), < 0 before one was timed
+  int64_t draft_passes_timed_ = 0;
 
   std::thread thread_;
 };

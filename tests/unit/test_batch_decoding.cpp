@@ -454,6 +454,32 @@ TEST_CASE("adaptive speculation: drafts where the step gains, none under a full 
   CHECK(allow_drafts(StepCostModel{}, {w}, 16, 16.0) == std::vector<int64_t>{4});
   // Nothing wished, nothing given.
   CHECK(allow_drafts(flat, {DraftWish{}}, 1, 1.0) == std::vector<int64_t>{0});
+
+  // A draft model's passes count: a draft whose pass costs what the target's
+  // step costs (an int4 copy of a 4-bit model) is not run; a cheap one is.
+  DraftWish model = w;
+  model.model_passes = true;
+  CHECK(allow_drafts(flat, {model}, 1, 1.0, 10.0) == std::vector<int64_t>{0});
+  CHECK(allow_drafts(flat, {model}, 1, 1.0, 1.0) == std::vector<int64_t>{4});
+  CHECK(allow_drafts(flat, {w}, 1, 1.0, 10.0) == std::vector<int64_t>{4});  // prompt lookup runs no passes
+  // The sequences drafting in a step share the draft model's passes: with
+  // 3 ms a pass, the first of two gets 3 drafts (4 would lower the rate:
+  // 4.36 tokens / 22 ms < 2 / 10), the second 4 for one pass more (6.31 /
+  // 22 ms); were the passes its own it would pay 7 and get 3.
+  CHECK(allow_drafts(flat, {model, model}, 2, 2.0, 3.0) == std::vector<int64_t>{3, 4});
+}
+
+TEST_CASE("adaptive speculation: the cost model says which row counts it has timed",
+          "[scheduler][batch-decoding]") {
+  StepCostModel m;
+  m.record(60, 30.0);  // a prompt
+  CHECK(m.predict(1) > 0);
+  CHECK_FALSE(m.measured(1));
+  CHECK(m.measured(60));
+  m.record(1, 5.0);
+  CHECK(m.measured(1));
+  CHECK_FALSE(m.measured(2));
+  CHECK_FALSE(m.measured(0));
 }
 
 // The greedy decoder's own repetition penalty (a recipe option, so that a
