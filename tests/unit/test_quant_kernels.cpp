@@ -21,6 +21,7 @@
 #include "io/gguf_quants.hpp"
 #include "model/llama_model.hpp"
 #include "core/cpu_features.hpp"
+#include "core/threads.hpp"
 #include "quant/qmatrix.hpp"
 #include "quant/quant_formats.hpp"
 #include "quant/quantized_linear.hpp"
@@ -368,6 +369,42 @@ TEST_CASE("quant: a row's output does not depend on the rows batched with it", "
     CHECK(at::equal(ys[0], all));
     CHECK(at::equal(ys[1], all));
   }
+}
+
+TEST_CASE("quant: a decode row's bits do not depend on its row group, its tile pair or the thread split",
+          "[quant]") {
+  // The VNNI kernel runs rows in passes of 4, 3, 2 and 1, and tiles two at a
+  // time in 512-bit registers (one alone in 256-bit registers at the end of
+  // a thread's range, which moves with the thread count): every lane sees
+  // the same operations, so a row computed alone, in any group, on any
+  // split has the same bits.
+  at::manual_seed(7);
+  auto native = make_gguf_native_quantizer();
+  IsaGuard vnni(KernelIsa::kAvx512);  // clamped to the CPU's best below AVX-512
+  const int threads_before = aten_threads();
+  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ5_0,
+                       WeightType::kQ5_1, WeightType::kQ4_K, WeightType::kQ5_K, WeightType::kQ6_K}) {
+    for (int64_t out : {72, 100, 1536}) {  // 9, 13 (the last tile ragged) and 192 tiles
+      const int64_t in = weight_type_block_elems(t) == 256 ? 512 : 576;
+      WeightStore store;
+      store.put(random_gguf(t, out, in));
+      auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, store,
+                                   ModelOptions{});
+      REQUIRE(k);
+      at::Tensor x = at::randn({7, in});
+      set_threads(2);
+      const at::Tensor all = k->forward(x);  // rows 0-3 in a pass of 4, rows 4-6 in one of 3
+      for (int64_t n = 1; n <= 6; ++n) {
+        INFO(weight_type_name(t) << " out " << out << " rows " << n);
+        CHECK(at::equal(k->forward(x.narrow(0, 0, n)), all.narrow(0, 0, n)));
+        CHECK(at::equal(k->forward(x.narrow(0, 7 - n, n)), all.narrow(0, 7 - n, n)));
+      }
+      set_threads(1);
+      INFO(weight_type_name(t) << " out " << out << " one thread");
+      CHECK(at::equal(k->forward(x), all));
+    }
+  }
+  set_threads(threads_before);
 }
 
 TEST_CASE("quant: the AMX kernel gives the VNNI kernel's bits for every format and row count", "[quant]") {
