@@ -371,6 +371,24 @@ TEST_CASE("quant: a row's output does not depend on the rows batched with it", "
   }
 }
 
+namespace {
+
+// The GGUF block types udaci repacks into tiles.
+const std::vector<WeightType> kTiledGgufTypes = {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1,
+                                                 WeightType::kQ5_0, WeightType::kQ5_1, WeightType::kQ4_K,
+                                                 WeightType::kQ5_K, WeightType::kQ6_K};
+
+// A gguf-native kernel over a random [out, in] weight of type t, put in `store`.
+std::unique_ptr<LinearKernel> random_native_kernel(WeightStore& store, WeightType t, int64_t out, int64_t in) {
+  store.put(random_gguf(t, out, in));
+  auto k = make_gguf_native_quantizer()->make_kernel(
+      LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, store, ModelOptions{});
+  REQUIRE(k);
+  return k;
+}
+
+}  // namespace
+
 TEST_CASE("quant: a decode row's bits do not depend on its row group, its tile pair or the thread split",
           "[quant]") {
   // The VNNI kernel runs rows in passes of 4, 3, 2 and 1, and tiles two at a
@@ -379,18 +397,13 @@ TEST_CASE("quant: a decode row's bits do not depend on its row group, its tile p
   // the same operations, so a row computed alone, in any group, on any
   // split has the same bits.
   at::manual_seed(7);
-  auto native = make_gguf_native_quantizer();
   IsaGuard vnni(KernelIsa::kAvx512);  // clamped to the CPU's best below AVX-512
   const int threads_before = aten_threads();
-  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ5_0,
-                       WeightType::kQ5_1, WeightType::kQ4_K, WeightType::kQ5_K, WeightType::kQ6_K}) {
+  for (WeightType t : kTiledGgufTypes) {
     for (int64_t out : {72, 100, 1536}) {  // 9, 13 (the last tile ragged) and 192 tiles
       const int64_t in = weight_type_block_elems(t) == 256 ? 512 : 576;
       WeightStore store;
-      store.put(random_gguf(t, out, in));
-      auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, store,
-                                   ModelOptions{});
-      REQUIRE(k);
+      auto k = random_native_kernel(store, t, out, in);
       at::Tensor x = at::randn({7, in});
       set_threads(2);
       const at::Tensor all = k->forward(x);  // rows 0-3 in a pass of 4, rows 4-6 in one of 3
@@ -417,16 +430,11 @@ TEST_CASE("quant: the AMX kernel gives the VNNI kernel's bits for every format a
     return;
   }
   at::manual_seed(6);
-  auto native = make_gguf_native_quantizer();
-  for (WeightType t : {WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ5_0,
-                       WeightType::kQ5_1, WeightType::kQ4_K, WeightType::kQ5_K, WeightType::kQ6_K}) {
+  for (WeightType t : kTiledGgufTypes) {
     for (int64_t out : {7, 24, 72, 1536}) {
       const int64_t in = weight_type_block_elems(t) == 256 ? 512 : 576;
       WeightStore store;
-      store.put(random_gguf(t, out, in));
-      auto k = native->make_kernel(LinearSpec{"w", "w", LinearRole::kProjection, out, in, false}, store,
-                                   ModelOptions{});
-      REQUIRE(k);
+      auto k = random_native_kernel(store, t, out, in);
       at::Tensor x = at::randn({83, in});
       for (int64_t n : {3, 7, 8, 9, 16, 17, 24, 31, 32, 45, 83}) {
         INFO(weight_type_name(t) << " out " << out << " n " << n);
