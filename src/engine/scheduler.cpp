@@ -40,10 +40,17 @@ int StepCostModel::bucket(int64_t rows) {
   return b;
 }
 
+// The weight of the n-th measurement (n from 0) in a running average: the
+// mean of the first 8, then an exponential average (a change of machine
+// speed shows within a few steps).
+namespace {
+double average_weight(int64_t n) { return n < 8 ? 1.0 / static_cast<double>(n + 1) : 0.125; }
+}  // namespace
+
 void StepCostModel::record(int64_t rows, double ms) {
   if (rows < 1 || !(ms > 0)) return;
   const int b = bucket(rows);
-  const double w = seen_[b] < 8 ? 1.0 / static_cast<double>(seen_[b] + 1) : 0.125;  // mean, then EWMA
+  const double w = average_weight(seen_[b]);
   rows_[b] += w * (static_cast<double>(rows) - rows_[b]);
   ms_[b] += w * (ms - ms_[b]);
   ++seen_[b];
@@ -525,11 +532,9 @@ void Scheduler::step() {
     ask(m, allowed[m]);  // drafts here unless its draft ran with works above
   }
   const double draft_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_draft).count();
-  if (model_passes > 0) {  // what one pass costs: a mean, then an exponential average
-    const double w = draft_passes_timed_ < 8 ? 1.0 / static_cast<double>(draft_passes_timed_ + 1) : 0.125;
+  if (model_passes > 0) {  // what one pass costs (the first measurement has weight 1)
     const double per_pass = draft_ms / static_cast<double>(model_passes);
-    draft_pass_ms_ = draft_passes_timed_ == 0 ? per_pass : draft_pass_ms_ + w * (per_pass - draft_pass_ms_);
-    ++draft_passes_timed_;
+    draft_pass_ms_ += average_weight(draft_passes_timed_++) * (per_pass - draft_pass_ms_);
   }
 
   std::vector<const float*> first_row(members.size(), nullptr);  // per member: its logits
