@@ -102,6 +102,7 @@ struct Y {
   template <int C0, int C1>
   static I dot_unsigned(const I* u, const int8_t* x) { return dot_u<C0, C1>(u, x); }
   static I dot_signed(const I* w, const int8_t* x) { return dot_s(w, x); }
+  static I flip(I a) { return _mm256_xor_si256(a, _mm256_set1_epi8(static_cast<char>(0x80))); }
   static V zero() { return _mm256_setzero_ps(); }
   static I add(I a, I b) { return _mm256_add_epi32(a, b); }
   static I sub(I a, I b) { return _mm256_sub_epi32(a, b); }
@@ -158,6 +159,7 @@ struct Z {
     }
     return _mm512_add_epi32(acc[0], acc[1]);
   }
+  static I flip(I a) { return _mm512_xor_si512(a, _mm512_set1_epi8(static_cast<char>(0x80))); }
   static V zero() { return _mm512_setzero_ps(); }
   static I add(I a, I b) { return _mm512_add_epi32(a, b); }
   static I sub(I a, I b) { return _mm512_sub_epi32(a, b); }
@@ -223,6 +225,20 @@ void tile_pass(const TiledMatrix& w, const QActs& a, int64_t j0, float* y, int64
       for (int i = 0; i < T; ++i) bp[i] = sp[i] + l.header + blk * l.block_bytes;
       I wv[8];
       R::template unpack_tiles<F>(bp, wv);
+#ifdef UDACI_TGEMM_VNNI
+      // Signed weights as unsigned ones, w + 128 (the sign bit flipped) once
+      // for all rows: then a row's products are vpdpbusd alone, and
+      // sum(w x) = sum((w + 128) x) - 128 sum(x), the same integer as the
+      // sign trick (vpdpbusd does not saturate), which costs two more
+      // instructions per register and row (the multi-row passes of a
+      // speculative step or a beam search over the Q8_0 head).
+      constexpr bool kFlipSigned = F == QFormat::kQ8_0 || F == QFormat::kNF4 || F == QFormat::kI8Row;
+      if constexpr (kFlipSigned) {
+        for (I& v : wv) v = R::flip(v);
+      }
+#else
+      constexpr bool kFlipSigned = false;
+#endif
       V dsc = d, dlo = d, dhi = d, dmn = m;
       if constexpr (F == QFormat::kQ4_K || F == QFormat::kQ5_K) {
         dsc = R::mul(d, R::per_tile([&](int i) { return u8x8(sp[i] + l.off_sc + 8 * blk); }));
@@ -250,11 +266,18 @@ void tile_pass(const TiledMatrix& w, const QActs& a, int64_t j0, float* y, int64
           const I isum = R::template dot_unsigned<0, 8>(wv, x);
           acc[k] = R::fmadd(R::cvt(isum), R::mul(d, xdk), acc[k]);
           acc[k] = R::fmadd(m, R::set1(xs[k][b]), acc[k]);
-        } else if constexpr (F == QFormat::kQ8_0 || F == QFormat::kNF4) {
-          const I isum = R::dot_signed(wv, x);
-          acc[k] = R::fmadd(R::cvt(isum), R::mul(d, xdk), acc[k]);
-        } else if constexpr (F == QFormat::kI8Row) {
-          acc[k] = R::fmadd(R::cvt(R::dot_signed(wv, x)), xdk, acc[k]);
+        } else if constexpr (F == QFormat::kQ8_0 || F == QFormat::kNF4 || F == QFormat::kI8Row) {
+          I isum;
+          if constexpr (kFlipSigned) {
+            isum = R::sub(R::template dot_unsigned<0, 8>(wv, x), R::set1(128 * (x16[k][2 * b] + x16[k][2 * b + 1])));
+          } else {
+            isum = R::dot_signed(wv, x);
+          }
+          if constexpr (F == QFormat::kI8Row) {
+            acc[k] = R::fmadd(R::cvt(isum), xdk, acc[k]);
+          } else {
+            acc[k] = R::fmadd(R::cvt(isum), R::mul(d, xdk), acc[k]);
+          }
         } else if constexpr (F == QFormat::kQ4_K || F == QFormat::kQ5_K) {
           I isum;
           if constexpr (F == QFormat::kQ4_K) {
