@@ -8,13 +8,14 @@
 #include "cache/sequence_slots.hpp"
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
+#include "decode/ngram_history.hpp"
 
 namespace udaci {
 
 SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   const std::string owner = "decoder 'speculative'";
   o.expect_only(owner, {"draft", "draft_model", "draft_quantizer", "k", "k_min", "k_max", "adaptive",
-                        "follow_load", "ngram_max", "ngram_min", "reuse_prompt_kv", "batch_drafts"});
+                        "follow_load", "ngram_max", "ngram_min", "reuse_prompt_kv", "batch_drafts", "history"});
   SpeculativeOptions s;
   s.draft = o.get_string(owner, "draft", s.draft);
   UDACI_CHECK(s.draft == "prompt-lookup" || s.draft == "draft-model" || s.draft == "self-int4",
@@ -52,22 +53,53 @@ SpeculativeOptions SpeculativeOptions::from(const StrategyOptions& o) {
   s.ngram_min = o.get_int(owner, "ngram_min", s.ngram_min);
   UDACI_CHECK(s.ngram_min >= 1 && s.ngram_max >= s.ngram_min,
               "{}: need 1 <= ngram_min <= ngram_max, got {} and {}", owner, s.ngram_min, s.ngram_max);
+  s.history = o.get_int(owner, "history", s.history);
+  UDACI_CHECK(s.history >= 0 && s.history <= (int64_t{1} << 24),
+              "{}: history must be in [0, 16777216] tokens, got {}", owner, s.history);
   return s;
 }
 
 namespace {
 
+// The longest n-grams the prompt-lookup history keeps: 4 tokens drafted
+// best on 200 headlines of the default model (a simulation of lookup on
+// its greedy output: 1.25 tokens a step from the context alone, 1.42 with
+// a history of n <= 4 consulted after the context's 2+-token matches).
+constexpr int kHistoryNgram = 4;
+
 class PromptLookupDraft final : public DraftSource {
  public:
-  PromptLookupDraft(int64_t ngram_max, int64_t ngram_min) : max_(ngram_max), min_(ngram_min) {}
+  PromptLookupDraft(int64_t ngram_max, int64_t ngram_min, std::shared_ptr<NgramHistory> history)
+      : max_(ngram_max), min_(ngram_min), history_(std::move(history)) {}
 
   std::vector<int64_t> propose(const std::vector<int64_t>& tokens, int64_t k,
                                std::vector<std::vector<double>>* probs) override {
     if (probs) probs->clear();
+    if (k <= 0) return {};
+    if (!history_) return lookup(tokens, max_, min_, k);
+    // A match of 2+ tokens in the sequence itself (a name or phrase of the
+    // summary being copied) says more than the history; a single token's
+    // match says less than the history's longer contexts.
+    std::vector<int64_t> d = lookup(tokens, max_, std::max<int64_t>(min_, 2), k);
+    if (d.empty()) d = history_->draft(tokens, k, static_cast<int>(min_));
+    if (d.empty() && min_ <= 1) d = lookup(tokens, 1, 1, k);
+    return d;
+  }
+
+  void observe(const std::vector<int64_t>& before, const std::vector<int64_t>& added) override {
+    if (!history_ || added.empty()) return;
+    std::vector<int64_t> all = before;
+    all.insert(all.end(), added.begin(), added.end());
+    history_->observe(all, static_cast<int64_t>(added.size()));
+  }
+
+ private:
+  // What followed the latest earlier occurrence of the last n tokens, n
+  // from hi down to lo.
+  static std::vector<int64_t> lookup(const std::vector<int64_t>& tokens, int64_t hi, int64_t lo, int64_t k) {
     const int64_t len = static_cast<int64_t>(tokens.size());
-    for (int64_t n = std::min(max_, len - 1); n >= min_; --n) {
+    for (int64_t n = std::min(hi, len - 1); n >= lo; --n) {
       const int64_t suffix = len - n;
-      // The latest earlier occurrence of the last n tokens.
       for (int64_t i = suffix - 1; i >= 0; --i) {
         if (!std::equal(tokens.begin() + i, tokens.begin() + i + n, tokens.begin() + suffix)) continue;
         const int64_t from = i + n;
@@ -78,8 +110,8 @@ class PromptLookupDraft final : public DraftSource {
     return {};
   }
 
- private:
   int64_t max_, min_;
+  std::shared_ptr<NgramHistory> history_;
 };
 
 }  // namespace
@@ -306,8 +338,9 @@ class ModelDraft final : public DraftSource {
 
 }  // namespace
 
-std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min) {
-  return std::make_unique<PromptLookupDraft>(ngram_max, ngram_min);
+std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min,
+                                                      std::shared_ptr<NgramHistory> history) {
+  return std::make_unique<PromptLookupDraft>(ngram_max, ngram_min, std::move(history));
 }
 
 std::unique_ptr<DraftSource> make_model_draft(const LlamaModel& draft, const SamplingOptions& sampling,
@@ -321,7 +354,8 @@ SpeculativeDecoder::SpeculativeDecoder(const SpeculativeOptions& options, DraftF
     : options_(options), make_draft_(std::move(make_draft)) {
   if (!make_draft_ && options_.draft == "prompt-lookup") {
     const int64_t hi = options_.ngram_max, lo = options_.ngram_min;
-    make_draft_ = [hi, lo](const SamplingOptions&) { return make_prompt_lookup_draft(hi, lo); };
+    if (options_.history > 0) history_ = std::make_shared<NgramHistory>(options_.history, kHistoryNgram);
+    make_draft_ = [hi, lo, h = history_](const SamplingOptions&) { return make_prompt_lookup_draft(hi, lo, h); };
   }
 }
 
@@ -427,6 +461,7 @@ class SpeculativeSequence final : public SequenceDecoder {
 
   StepOutcome consume(const float* logits, int64_t n_rows, const std::vector<int64_t>& tokens) override {
     StepOutcome out = verify(logits, n_rows, tokens);
+    draft_->observe(tokens, out.tokens);
     drafted_ += out.drafted;
     accepted_ += out.accepted;
     return out;

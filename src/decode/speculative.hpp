@@ -58,6 +58,10 @@ struct SpeculativeOptions {
   bool follow_load = true;
   int64_t ngram_max = 3;                // prompt-lookup: longest suffix matched
   int64_t ngram_min = 1;
+  // prompt-lookup: tokens of earlier output (all sequences of the decoder)
+  // whose n-grams the lookup consults when the sequence's own context has
+  // no match of 2+ tokens (NgramHistory); 0: the context alone.
+  int64_t history = 16384;
   // self-int4: the draft takes the prompt's K/V from the target's cache
   // instead of computing its own (default on; a draft-model has K/V of its own).
   bool reuse_prompt_kv = false;
@@ -95,6 +99,13 @@ class DraftSource {
   virtual std::vector<int64_t> propose(const std::vector<int64_t>& tokens, int64_t k,
                                        std::vector<std::vector<double>>* probs) = 0;
   virtual void end() {}
+  // The tokens the target kept in a step (`added`, appended to `before`):
+  // for sources that learn from what the model writes (prompt lookup's
+  // n-gram history). Default: nothing.
+  virtual void observe(const std::vector<int64_t>& before, const std::vector<int64_t>& added) {
+    (void)before;
+    (void)added;
+  }
   // Drafting together with other sequences: queue what propose(tokens, k,
   // probs) would compute and return the work that computes it for every
   // source of its batch at once (StepWork::run()); take() then returns the
@@ -127,8 +138,14 @@ std::shared_ptr<DraftBatch> make_draft_batch(const LlamaModel& draft);
 int64_t draft_batch_passes(const DraftBatch& batch);
 int64_t draft_batch_bytes(const DraftBatch& batch);
 
-// The n-gram lookup source (no model).
-std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min);
+class NgramHistory;
+// The n-gram lookup source (no model): the latest earlier occurrence in the
+// sequence (prompt and output) of its last n tokens, n from ngram_max down
+// to ngram_min, and what followed it. With a history (shared by the
+// decoder's sequences, fed by observe()): contexts matches of 2+ tokens
+// first, then the history's, then a context match of 1 token.
+std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min,
+                                                      std::shared_ptr<NgramHistory> history = nullptr);
 // A draft model driven greedily (or by `sampling`, whose distribution is then
 // reported) over its own contiguous cache. The model must outlive the source.
 // reuse_prompt_kv: begin() copies the prompt's K/V from the target's cache
@@ -164,6 +181,7 @@ class SpeculativeDecoder final : public Decoder {
   DraftFactory make_draft_;
   std::shared_ptr<const LlamaModel> draft_model_;  // draft-model / self-int4
   std::shared_ptr<DraftBatch> draft_batch_;        // their drafts, batched across sequences
+  std::shared_ptr<NgramHistory> history_;          // prompt-lookup: what the sequences wrote
   mutable DecoderStats stats_;
 };
 

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "decode/generate.hpp"
+#include "decode/ngram_history.hpp"
 #include "decode/speculative.hpp"
 #include "engine/headline_engine.hpp"
 #include "engine/registry.hpp"
@@ -82,6 +83,78 @@ TEST_CASE("speculative: options are checked", "[speculative]") {
   CHECK(o.k_max == 10);
   CHECK(!o.adaptive);
   CHECK(o.draft == "prompt-lookup");
+  CHECK(o.history == 16384);
+  CHECK(parse({{"history", "0"}}).history == 0);
+  expect_error([&] { parse({{"history", "-1"}}); }, Status::kInvalidArgument, "history");
+  expect_error([&] { parse({{"history", "99999999"}}); }, Status::kInvalidArgument, "history");
+}
+
+TEST_CASE("speculative: the n-gram history drafts the most frequent continuation, within its capacity",
+          "[speculative]") {
+  using udaci_test::expect_error;
+  expect_error([] { NgramHistory(0, 4); }, Status::kInvalidArgument, "capacity");
+  expect_error([] { NgramHistory(10, 9); }, Status::kInvalidArgument, "n_max");
+  NgramHistory h(1000, 3);
+  CHECK(h.draft({1, 2}, 4, 1).empty());  // nothing seen yet
+  // Three outputs after the same prompt end (0): "5 6 7", "5 6 8", "5 6 7".
+  for (const std::vector<int64_t>& out : {std::vector<int64_t>{5, 6, 7}, {5, 6, 8}, {5, 6, 7}}) {
+    std::vector<int64_t> seq = {9, 0};
+    seq.insert(seq.end(), out.begin(), out.end());
+    h.observe(seq, static_cast<int64_t>(out.size()));  // the prompt's own tokens are not counted
+  }
+  CHECK(h.tokens() == 9);
+  // After "0": 5, then 6, then 7 (seen twice, 8 once); nothing follows 7.
+  CHECK(h.draft({3, 0}, 4, 1) == std::vector<int64_t>{5, 6, 7});
+  CHECK(h.draft({3, 0}, 2, 1) == std::vector<int64_t>{5, 6});
+  CHECK(h.draft({3, 0}, 0, 1).empty());
+  // The longest context decides: "8 ... " never continued, but after "5 6"
+  // the longer match of "0 5 6" is the same; a context whose 2-gram is
+  // unknown falls back to its last token unless n_min forbids it.
+  CHECK(h.draft({4, 6}, 1, 1) == std::vector<int64_t>{7});
+  CHECK(h.draft({4, 6}, 1, 2).empty());
+  // Equal counts: the smaller id, whatever the order seen.
+  NgramHistory tie(100, 2);
+  tie.observe({1, 30}, 1);
+  tie.observe({1, 20}, 1);
+  CHECK(tie.draft({1}, 1, 1) == std::vector<int64_t>{20});
+  // Capacity: the n-grams of the oldest tokens are subtracted again.
+  NgramHistory small(4, 2);
+  small.observe({1, 2, 3, 4, 5}, 4);  // 2, 3, 4, 5 after their contexts
+  CHECK(small.tokens() == 4);
+  CHECK(small.draft({1}, 1, 1) == std::vector<int64_t>{2});
+  small.observe({5, 6}, 1);  // pushes out "2 after 1"
+  CHECK(small.tokens() == 4);
+  CHECK(small.draft({1}, 1, 1).empty());
+  CHECK(small.draft({4}, 2, 1) == std::vector<int64_t>{5, 6});
+  const int64_t keys = small.keys();
+  for (int64_t t = 10; t < 60; ++t) small.observe({t, t + 1}, 1);
+  CHECK(small.tokens() == 4);
+  CHECK(small.keys() <= keys + 4);  // bounded: 4 tokens, at most 2 n-grams each
+}
+
+TEST_CASE("speculative: prompt lookup with a history prefers the context's longer matches", "[speculative]") {
+  auto h = std::make_shared<NgramHistory>(1000, 4);
+  auto d = make_prompt_lookup_draft(3, 1, h);
+  std::vector<std::vector<double>> q;
+  // Nothing in the context or the history.
+  CHECK(d->propose({1, 2, 3}, 4, &q).empty());
+  // What the target keeps is learnt: 7 8 9 after the prompt's end (3).
+  d->observe({1, 2, 3}, {7, 8});
+  d->observe({1, 2, 3, 7, 8}, {9});
+  CHECK(h->tokens() == 3);
+  CHECK(d->propose({4, 5, 3}, 4, &q) == std::vector<int64_t>{7, 8, 9});
+  CHECK(q.empty());
+  // A 2-token match in the context wins over the history ("5 3" -> 6).
+  CHECK(d->propose({5, 3, 6, 4, 5, 3}, 2, &q) == std::vector<int64_t>{6, 4});
+  // A 1-token context match loses to the history's longer context ...
+  CHECK(d->propose({3, 1, 7, 3}, 1, &q) == std::vector<int64_t>{7});
+  CHECK(d->propose({2, 3, 1, 7}, 1, &q) == std::vector<int64_t>{8});
+  // ... and serves when the history knows nothing.
+  CHECK(d->propose({11, 12, 13, 11}, 2, &q) == std::vector<int64_t>{12, 13});
+  // Without a history the sequence is the only source, as before.
+  auto plain = make_prompt_lookup_draft(3, 1);
+  plain->observe({1, 2, 3}, {7, 8});
+  CHECK(plain->propose({4, 5, 3}, 4, &q).empty());
 }
 
 TEST_CASE("speculative: prompt lookup proposes what followed the latest match", "[speculative]") {
@@ -113,6 +186,8 @@ TEST_CASE("speculative: greedy output equals plain greedy with every draft and c
     const int64_t vocab = model.config().vocab_size;
     std::map<std::string, SpeculativeDecoder::DraftFactory> drafts = {
         {"prompt-lookup", [](const SamplingOptions&) { return make_prompt_lookup_draft(3, 1); }},
+        // The decoder's own: lookup with the n-gram history its sequences share.
+        {"prompt-lookup-history", {}},
         {"self", [&model](const SamplingOptions& s) { return make_model_draft(model, s); }},
         {"self-reuse", [&model](const SamplingOptions& s) { return make_model_draft(model, s, true); }},
         {"wrong", [vocab](const SamplingOptions&) { return std::make_unique<WrongDraft>(vocab); }},
