@@ -29,6 +29,15 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
+// ldtilecfg of c. GCC 12 does not see the instruction read the whole block:
+// with a constant-propagated copy of a configuring function it kept the
+// palette byte and dropped the stores of the rows and widths, and the first
+// tile load raised SIGILL. The barrier makes every store of c happen first.
+inline void load_tile_config(const TileConfig& c) {
+  asm volatile("" : : "r"(&c) : "memory");
+  _tile_loadconfig(&c);
+}
+
 // p, hidden from the optimiser: given a thread_local's address, GCC clones
 // the kernels with it as a constant and recomputes it (__tls_get_addr)
 // inside their loops.
@@ -46,7 +55,7 @@ inline void configure_bf16_tiles() {
     c.colsb[t] = 64;
     c.rows[t] = 16;
   }
-  _tile_loadconfig(&c);
+  load_tile_config(c);
 }
 
 // c[2 i + j] = sum over `ksteps` steps of 32 columns of A_i x B_j (fp32,

@@ -70,7 +70,7 @@ void configure_tiles(int g) {
     c.colsb[t + 4] = kNTile * 4;
     c.rows[t + 4] = static_cast<uint8_t>(g / 4);
   }
-  _tile_loadconfig(&c);
+  load_tile_config(c);
 }
 
 template <QFormat F>
