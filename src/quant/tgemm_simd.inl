@@ -125,12 +125,35 @@ struct Z {
   static V per_tile(Fn f) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(f(0)), f(1), 1);
   }
+  // Register c: tile 0's register c of unpack<F> in the low half, tile 1's
+  // in the high half. Formats of 4-bit codes alone (and the 8-bit ones)
+  // unpack both tiles at once in 512 bits: the same bytes in the same lanes
+  // in half the instructions; the others unpack each tile and join them.
   template <QFormat F>
   static void unpack_tiles(const uint8_t* const* bp, I* w) {
-    __m256i w0[8], w1[8];
-    unpack<F>(bp[0], w0);
-    unpack<F>(bp[1], w1);
-    for (int c = 0; c < 8; ++c) w[c] = _mm512_inserti64x4(_mm512_castsi256_si512(w0[c]), w1[c], 1);
+    const auto both = [bp](int off) {
+      return _mm512_inserti64x4(_mm512_castsi256_si512(ld(bp[0] + off)), ld(bp[1] + off), 1);
+    };
+    if constexpr (F == QFormat::kQ8_0 || F == QFormat::kI8Row) {
+      for (int c = 0; c < 8; ++c) w[c] = both(32 * c);
+    } else if constexpr (F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine ||
+                         F == QFormat::kQ4_K || F == QFormat::kNF4) {
+      const I m4 = _mm512_set1_epi8(0x0f);
+      for (int k = 0; k < 4; ++k) {
+        const I b = both(32 * k);
+        w[k] = _mm512_and_si512(b, m4);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+      }
+      if constexpr (F == QFormat::kNF4) {
+        const I lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNF4LevelsI8)));
+        for (int c = 0; c < 8; ++c) w[c] = _mm512_shuffle_epi8(lut, w[c]);
+      }
+    } else {
+      __m256i w0[8], w1[8];
+      unpack<F>(bp[0], w0);
+      unpack<F>(bp[1], w1);
+      for (int c = 0; c < 8; ++c) w[c] = _mm512_inserti64x4(_mm512_castsi256_si512(w0[c]), w1[c], 1);
+    }
   }
   static I bcast4(const int8_t* p) {
     int32_t v;
