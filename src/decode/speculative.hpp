@@ -142,8 +142,8 @@ class NgramHistory;
 // The n-gram lookup source (no model): the latest earlier occurrence in the
 // sequence (prompt and output) of its last n tokens, n from ngram_max down
 // to ngram_min, and what followed it. With a history (shared by the
-// decoder's sequences, fed by observe()): contexts matches of 2+ tokens
-// first, then the history's, then a context match of 1 token.
+// decoder's sequences, fed by observe()): the sequence's matches of 2+
+// tokens first, then the history's, then a match of 1 token.
 std::unique_ptr<DraftSource> make_prompt_lookup_draft(int64_t ngram_max, int64_t ngram_min,
                                                       std::shared_ptr<NgramHistory> history = nullptr);
 // A draft model driven greedily (or by `sampling`, whose distribution is then
