@@ -37,6 +37,7 @@ class NgramHistory {
   // the longest n-gram (n >= n_min) that has one; empty when none has.
   std::vector<int64_t> draft(const std::vector<int64_t>& tokens, int64_t k, int n_min) const;
 
+  int n_max() const { return n_max_; }
   int64_t tokens() const;  // tokens whose n-grams are held now
   int64_t keys() const;    // distinct n-grams held now
 

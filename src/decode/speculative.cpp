@@ -88,7 +88,9 @@ class PromptLookupDraft final : public DraftSource {
 
   void observe(const std::vector<int64_t>& before, const std::vector<int64_t>& added) override {
     if (!history_ || added.empty()) return;
-    std::vector<int64_t> all = before;
+    // The new tokens after the few before them that their n-grams reach.
+    const size_t reach = std::min(before.size(), static_cast<size_t>(history_->n_max()));
+    std::vector<int64_t> all(before.end() - static_cast<std::ptrdiff_t>(reach), before.end());
     all.insert(all.end(), added.begin(), added.end());
     history_->observe(all, static_cast<int64_t>(added.size()));
   }
