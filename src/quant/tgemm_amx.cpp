@@ -105,42 +105,24 @@ struct PanelView {
 };
 
 
-// Formats whose quants are 4-bit codes alone (no fifth / sixth bits).
-template <QFormat F>
-constexpr bool nibbles_only() {
-  return F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine || F == QFormat::kQ4_K ||
-         F == QFormat::kNF4;
-}
-
 // The quants of tiles t and t + 1 into the panel at once, 64 bytes a row (the
 // same bytes unpack_half writes half by half, in half the instructions).
 template <QFormat F>
-void unpack_nibble_pair(const TiledMatrix& w, int64_t t, Panel& p) {
-  static_assert(nibbles_only<F>());
+void unpack_panel_pair(const TiledMatrix& w, int64_t t, Panel& p) {
   const TileLayout l = tile_layout(F, w.sb_cols);
   const int64_t nsb = w.padded_cols / w.sb_cols;
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
-  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNF4LevelsI8)));
   for (int64_t s = 0; s < nsb; ++s) {
     const uint8_t* s0 = w.tile(t) + s * w.sb_bytes + l.header;
     const uint8_t* s1 = w.tile(t + 1) + s * w.sb_bytes + l.header;
     for (int blk = 0; blk < l.blocks; ++blk) {
       const int64_t b = s * l.blocks + blk;
       int8_t* dst = p.b.data() + b * 32 * kNTile;
-      for (int k = 0; k < 4; ++k) {
-        const __m512i v =
-            _mm512_inserti64x4(_mm512_castsi256_si512(ld(s0 + blk * l.block_bytes + 32 * k)),
-                               ld(s1 + blk * l.block_bytes + 32 * k), 1);
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        if constexpr (F == QFormat::kQ4_0) {
-          lo = _mm512_sub_epi8(lo, _mm512_set1_epi8(8));
-          hi = _mm512_sub_epi8(hi, _mm512_set1_epi8(8));
-        } else if constexpr (F == QFormat::kNF4) {
-          lo = _mm512_shuffle_epi8(lut, lo);
-          hi = _mm512_shuffle_epi8(lut, hi);
-        }
-        _mm512_storeu_si512(dst + k * 64, lo);
-        _mm512_storeu_si512(dst + (k + 4) * 64, hi);
+      __m512i v[8];
+      unpack_nibble_pair<F>(s0 + blk * l.block_bytes, s1 + blk * l.block_bytes, v);
+      for (int c = 0; c < 8; ++c) {
+        // Q4_0's zero point, so that every value is a signed byte.
+        if constexpr (F == QFormat::kQ4_0) v[c] = _mm512_sub_epi8(v[c], _mm512_set1_epi8(8));
+        _mm512_storeu_si512(dst + c * 64, v[c]);
       }
     }
   }
@@ -202,7 +184,7 @@ void unpack_panel(const TiledMatrix& w, int64_t t, bool pair, Panel& p) {
   const int64_t nb = w.padded_cols / 32;
   if constexpr (nibbles_only<F>()) {
     if (pair) {
-      unpack_nibble_pair<F>(w, t, p);
+      unpack_panel_pair<F>(w, t, p);
       unpack_half<F, true>(w, t, 0, p);
       unpack_half<F, true>(w, t + 1, 1, p);
     } else {

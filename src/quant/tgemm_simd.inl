@@ -136,18 +136,8 @@ struct Z {
     };
     if constexpr (F == QFormat::kQ8_0 || F == QFormat::kI8Row) {
       for (int c = 0; c < 8; ++c) w[c] = both(32 * c);
-    } else if constexpr (F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine ||
-                         F == QFormat::kQ4_K || F == QFormat::kNF4) {
-      const I m4 = _mm512_set1_epi8(0x0f);
-      for (int k = 0; k < 4; ++k) {
-        const I b = both(32 * k);
-        w[k] = _mm512_and_si512(b, m4);
-        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
-      }
-      if constexpr (F == QFormat::kNF4) {
-        const I lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNF4LevelsI8)));
-        for (int c = 0; c < 8; ++c) w[c] = _mm512_shuffle_epi8(lut, w[c]);
-      }
+    } else if constexpr (nibbles_only<F>()) {
+      unpack_nibble_pair<F>(bp[0], bp[1], w);
     } else {
       __m256i w0[8], w1[8];
       unpack<F>(bp[0], w0);
