@@ -58,13 +58,21 @@ inline void configure_bf16_tiles() {
   load_tile_config(c);
 }
 
+// Work for the vector units between the tile multiplies of bf16_tile_sums:
+// none.
+struct NoSideWork {
+  void operator()() const {}
+};
+
 // c[2 i + j] = sum over `ksteps` steps of 32 columns of A_i x B_j (fp32,
 // 16 x 16 each): A_i 16 rows of 32 bf16 (astride bytes apart, 32 columns
 // further each step), B_j the pair layout (16 rows of 64 bytes, 1 KB further
-// each step). Four independent products per step when NA = NB = 2.
-template <int NA, int NB>
+// each step). Four independent products per step when NA = NB = 2. side()
+// runs after each step's multiplies are issued: the tile unit works through
+// them (16 cycles each) while the core runs side's vector instructions.
+template <int NA, int NB, class Side = NoSideWork>
 inline void bf16_tile_sums(const uint16_t* const* a, int64_t astride, const uint16_t* const* b, int64_t ksteps,
-                           float (&c)[4][256]) {
+                           float (&c)[4][256], Side&& side = Side()) {
   static_assert(NA >= 1 && NA <= 2 && NB >= 1 && NB <= 2);
   _tile_zero(0);
   if constexpr (NB == 2) _tile_zero(1);
@@ -79,6 +87,7 @@ inline void bf16_tile_sums(const uint16_t* const* a, int64_t astride, const uint
     if constexpr (NB == 2) _tile_dpbf16ps(1, 4, 7);
     if constexpr (NA == 2) _tile_dpbf16ps(2, 5, 6);
     if constexpr (NA == 2 && NB == 2) _tile_dpbf16ps(3, 5, 7);
+    side();
   }
   _tile_stored(0, c[0], 64);
   if constexpr (NB == 2) _tile_stored(1, c[1], 64);

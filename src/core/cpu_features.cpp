@@ -30,10 +30,12 @@ bool amx_usable() {
 #endif
 }
 
-// AMX-BF16 (CPUID.(7,0):EDX[22]) and AVX512-BF16 (CPUID.(7,1):EAX[5]).
+// AMX-BF16 (CPUID.(7,0):EDX[22]), AVX512-VBMI (CPUID.(7,0):ECX[1]: the byte
+// permutes that make bf16 panels from nibbles) and AVX512-BF16
+// (CPUID.(7,1):EAX[5]).
 bool bf16_tiles() {
   unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || ((d >> 22) & 1u) == 0) return false;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || ((d >> 22) & 1u) == 0 || ((c >> 1) & 1u) == 0) return false;
   if (__get_cpuid_count(7, 1, &a, &b, &c, &d) == 0) return false;
   return ((a >> 5) & 1u) != 0;
 }

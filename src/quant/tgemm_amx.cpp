@@ -31,6 +31,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -335,7 +336,7 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
 
 // B operand rows per weight panel: [cols / 2][32] bf16 (16 weight rows x 2 columns).
 template <QFormat F>
-void panel_to_bf16(PanelView p, int64_t cols, uint16_t* dst) {
+void panel_to_bf16(PanelView p, int64_t r_begin, int64_t r_end, uint16_t* dst) {
   constexpr int G = group_cols<F>();
   // Word 2n of a B row is column c of weight row n, word 2n + 1 column c + 1;
   // the converted pair holds column c of rows 0..15 in words 0..15 and
@@ -343,7 +344,7 @@ void panel_to_bf16(PanelView p, int64_t cols, uint16_t* dst) {
   alignas(64) static const uint16_t kPairs[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
                                                   8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i pairs = _mm512_load_si512(kPairs);
-  for (int64_t r = 0; r < cols / 4; ++r) {  // columns 4r .. 4r + 3 of the 16 rows
+  for (int64_t r = r_begin; r < r_end; ++r) {  // columns 4r .. 4r + 3 of the 16 rows
     const int64_t k = 4 * r;
     const __m512 sc = _mm512_loadu_ps(p.scale + (k / G) * kNTile);
     const __m512i v = _mm512_loadu_si512(p.b + r * 64);  // byte 4n + j: column k + j of row n
@@ -366,6 +367,150 @@ void panel_to_bf16(PanelView p, int64_t cols, uint16_t* dst) {
 }
 
 
+// Formats whose 4-bit codes are unsigned (Q4_0's offset of 8 is folded into
+// its scale below): their bf16 panels are made straight from the nibbles.
+template <QFormat F>
+constexpr bool direct_bf16() {
+  return F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine || F == QFormat::kQ4_K;
+}
+
+// Blocks [b0, b1) of the pair of tiles t, t + 1 straight from their nibbles
+// into bf16 pair rows (the layout panel_to_bf16 writes, the same values: q *
+// scale + min in one fused multiply-add, then rounded to bf16; Q4_0's (q -
+// 8) * d as q * d + (-8 d), exact either way). The panel's scales (and mins)
+// must be unpacked already (unpack_half<F, true>). Per 64 weights: four byte
+// permutes that zero-extend a column pair of 8 rows into 16 lanes, and no
+// round trip through a byte panel.
+template <QFormat F>
+void nibbles_to_bf16(const TiledMatrix& w, int64_t t, PanelView p, int64_t b0, int64_t b1, uint16_t* dst) {
+  static_assert(direct_bf16<F>());
+  const TileLayout l = tile_layout(F, w.sb_cols);
+  // Byte 4 L of lane L (0..15) of a column pair's half: row n = L / 2 + 8 h,
+  // column 2 jp + L % 2 of the register's 4, i.e. byte 4 n + 2 jp + L % 2.
+  alignas(64) static const auto kIdx = [] {
+    std::array<std::array<uint8_t, 64>, 4> idx{};
+    for (int jp = 0; jp < 2; ++jp)
+      for (int h = 0; h < 2; ++h)
+        for (int lane = 0; lane < 16; ++lane)
+          idx[2 * jp + h][4 * lane] = static_cast<uint8_t>(4 * (lane / 2 + 8 * h) + 2 * jp + lane % 2);
+    return idx;
+  }();
+  alignas(64) static const int32_t kRowPairs[2][16] = {{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7},
+                                                       {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15}};
+  __m512i idx[4];
+  for (int i = 0; i < 4; ++i) idx[i] = _mm512_load_si512(kIdx[static_cast<size_t>(i)].data());
+  const __m512i rows_lo = _mm512_load_si512(kRowPairs[0]), rows_hi = _mm512_load_si512(kRowPairs[1]);
+  constexpr __mmask64 kLow = 0x1111111111111111ULL;  // byte 0 of every dword
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t s = b / l.blocks, blk = b % l.blocks;
+    const uint8_t* q0 = w.tile(t) + s * w.sb_bytes + l.header + blk * l.block_bytes;
+    const uint8_t* q1 = w.tile(t + 1) + s * w.sb_bytes + l.header + blk * l.block_bytes;
+    __m512i v[8];
+    unpack_nibble_pair<F>(q0, q1, v);
+    const __m512 sc = _mm512_loadu_ps(p.scale + b * kNTile);
+    __m512 mn;
+    if constexpr (has_min<F>()) {
+      mn = _mm512_loadu_ps(p.min + b * kNTile);
+    } else {
+      mn = _mm512_mul_ps(sc, _mm512_set1_ps(-8.0f));
+    }
+    const __m512 d[2] = {_mm512_permutexvar_ps(rows_lo, sc), _mm512_permutexvar_ps(rows_hi, sc)};
+    const __m512 m[2] = {_mm512_permutexvar_ps(rows_lo, mn), _mm512_permutexvar_ps(rows_hi, mn)};
+    uint16_t* out = dst + b * 16 * 32;  // 16 pair rows of 32 values per block
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+#pragma GCC unroll 2
+      for (int jp = 0; jp < 2; ++jp) {
+        __m512 x[2];
+        for (int h = 0; h < 2; ++h) {
+          const __m512i q = _mm512_maskz_permutexvar_epi8(kLow, idx[2 * jp + h], v[c]);
+          x[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), d[h], m[h]);
+        }
+        _mm512_store_si512(out + (2 * c + jp) * 32, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(x[1], x[0])));
+      }
+    }
+  }
+}
+
+// Converts the (up to) two panels of 16 weight rows starting at tile t into
+// dst in slices, so that the slices can run between the tile multiplies of
+// the quad before (the vector units are otherwise idle while the tile unit
+// works). A panel is unpacked when its first slice is due.
+template <QFormat F>
+class PanelConverter {
+ public:
+  PanelConverter(const TiledMatrix& w, Panel& p, int64_t t1) : w_(w), p_(p), t1_(t1), per_panel_(w.padded_cols / 4) {}
+
+  // Starts on tiles [t, t + 4) (those before t1) into dst (two panels of
+  // padded_cols / 2 pair rows).
+  void start(int64_t t, uint16_t* dst) {
+    t_ = t;
+    dst_ = dst;
+    h_ = 0;
+    r_ = 0;
+    unpacked_ = false;
+    for (int h = 0; h < 2; ++h) {
+      const int64_t tp = t + 2 * h;
+      const bool there = tp < t1_;
+      const bool pair = tp + 1 < t1_;
+      r0_[h] = tp * kTileRows;
+      nvalid_[h] = there ? static_cast<int>(std::min<int64_t>(pair ? kNTile : kTileRows, w_.rows - r0_[h])) : 0;
+    }
+  }
+  bool done() const { return h_ >= 2 || (h_ == 1 && nvalid_[1] == 0); }
+  // The next n slices of 4 columns (whole blocks of 32 where the panel is
+  // made straight from nibbles).
+  void step(int64_t n) {
+    while (n > 0 && !done()) {
+      const int64_t tp = t_ + 2 * h_;
+      const bool pair = tp + 1 < t1_;
+      const bool direct = direct_bf16<F>() && pair;
+      uint16_t* dst = dst_ + h_ * per_panel_ * 2 * 32;
+      if (!unpacked_) {
+        if (direct) {  // the scales only; the quants are read where they lie
+          unpack_half<F, true>(w_, tp, 0, p_);
+          unpack_half<F, true>(w_, tp + 1, 1, p_);
+        } else {
+          unpack_panel<F>(w_, tp, pair, p_);
+        }
+        unpacked_ = true;
+      }
+      int64_t e = std::min(per_panel_, r_ + n);
+      if constexpr (direct_bf16<F>()) {
+        if (direct) {
+          e = std::min(per_panel_, (e + 7) / 8 * 8);
+          nibbles_to_bf16<F>(w_, tp, PanelView(p_), r_ / 8, e / 8, dst);
+        }
+      }
+      if (!direct) panel_to_bf16<F>(PanelView(p_), r_, e, dst);
+      n -= e - r_;
+      r_ = e;
+      if (r_ == per_panel_) {
+        ++h_;
+        r_ = 0;
+        unpacked_ = false;
+      }
+    }
+  }
+  void finish() { step(2 * per_panel_); }
+  int64_t slices() const { return 2 * per_panel_; }
+  const int64_t* r0() const { return r0_; }
+  const int* nvalid() const { return nvalid_; }
+
+ private:
+  const TiledMatrix& w_;
+  Panel& p_;
+  const int64_t t1_;
+  const int64_t per_panel_;  // slices of 4 columns per panel
+  int64_t t_ = 0;
+  uint16_t* dst_ = nullptr;
+  int h_ = 0;
+  int64_t r_ = 0;
+  bool unpacked_ = false;
+  int64_t r0_[2] = {0, 0};
+  int nvalid_[2] = {0, 0};
+};
+
 // Copies a stored 16 x 16 block to y (rows [0, mvalid), columns r0 + [0, nvalid)).
 inline void put_block(const float* c, float* y, int64_t ldy, int64_t r0, int mvalid, int nvalid,
                       const float* row_scale) {
@@ -375,17 +520,18 @@ inline void put_block(const float* c, float* y, int64_t ldy, int64_t r0, int mva
     _mm512_mask_storeu_ps(y + m * ldy + r0, keep, _mm512_mul_ps(_mm512_load_ps(c + m * 16), rs));
 }
 
-// Activation rows [j, j + 16 * MG) times panels b[0..NP): MG x NP tile products per column step.
-template <int MG, int NP>
+// Activation rows [j, j + 16 * MG) times panels b[0..NP): MG x NP tile
+// products per column step, each step followed by side().
+template <int MG, int NP, class Side>
 void bf16_block(const BActs& a, int64_t j, const uint16_t* const* b, int64_t ksteps, float* y, int64_t ldy,
-                const int64_t* r0, const int* nvalid, const float* row_scale) {
+                const int64_t* r0, const int* nvalid, const float* row_scale, Side&& side) {
   static_assert(MG >= 1 && MG <= 2 && NP >= 1 && NP <= 2);
   const int64_t astride = a.stride * 2;
   const uint16_t* a0 = a.x + j * a.stride;
   const uint16_t* a1 = a0 + 16 * a.stride;
   const uint16_t* act[2] = {a0, a1};
   alignas(64) float c[4][256];
-  bf16_tile_sums<MG, NP>(act, astride, b, ksteps, c);
+  bf16_tile_sums<MG, NP>(act, astride, b, ksteps, c, side);
   const int m0 = static_cast<int>(std::min<int64_t>(16, a.n - j));
   const int m1 = static_cast<int>(std::min<int64_t>(16, a.n - j - 16));
   for (int h = 0; h < NP; ++h) {
@@ -395,6 +541,9 @@ void bf16_block(const BActs& a, int64_t j, const uint16_t* const* b, int64_t kst
   }
 }
 
+// Every quad of tiles (two panels of 16 weight rows) is converted to bf16
+// while the products of the quad before run: the conversion (vector units)
+// and the tile multiplies (the tile unit) overlap instead of taking turns.
 template <QFormat F>
 void run_format_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy, int64_t t0, int64_t t1, Panel& p,
                      std::vector<uint16_t>& bf16_panels) {
@@ -405,36 +554,45 @@ void run_format_bf16(const TiledMatrix& w, const BActs& a, float* y, int64_t ldy
   p.b.resize(static_cast<size_t>(groups * G * kNTile));
   p.scale.resize(static_cast<size_t>(groups * kNTile));
   p.min.resize(static_cast<size_t>(nb * kNTile));
-  bf16_panels.resize(static_cast<size_t>(2 * ksteps * 512 + 32));
-  uint16_t* const wb = bf16_panels.data() + ((64 - reinterpret_cast<uintptr_t>(bf16_panels.data()) % 64) % 64) / 2;
+  const int64_t quad = 2 * ksteps * 512;  // bf16 values of two panels
+  bf16_panels.resize(static_cast<size_t>(2 * quad + 32));
+  uint16_t* const base = bf16_panels.data() + ((64 - reinterpret_cast<uintptr_t>(bf16_panels.data()) % 64) % 64) / 2;
+  uint16_t* const buf[2] = {base, base + quad};
   const float* rs = F == QFormat::kI8Row ? w.row_scale.data() : nullptr;
+  PanelConverter<F> conv[2] = {PanelConverter<F>(w, p, t1), PanelConverter<F>(w, p, t1)};
+  conv[0].start(t0, buf[0]);
+  conv[0].finish();
   configure_bf16_tiles();
-  for (int64_t t = t0; t < t1; t += 4) {  // two panels of 16 rows
-    const uint16_t* b[2] = {wb, wb + ksteps * 512};
-    int64_t r0[2] = {0, 0};
-    int nvalid[2] = {0, 0};
-    for (int h = 0; h < 2; ++h) {
-      const int64_t tp = t + 2 * h;
-      if (tp >= t1) continue;
-      const bool pair = tp + 1 < t1;
-      unpack_panel<F>(w, tp, pair, p);
-      panel_to_bf16<F>(PanelView(p), w.padded_cols, wb + h * ksteps * 512);
-      r0[h] = tp * kTileRows;
-      nvalid[h] = static_cast<int>(std::min<int64_t>(pair ? kNTile : kTileRows, w.rows - r0[h]));
-    }
-    const bool two = t + 2 < t1;
+  // Slices of the next quad per column step of this one's products.
+  const int64_t row_groups = (a.n + 31) / 32;
+  const int64_t per_step = (conv[0].slices() + row_groups * ksteps - 1) / (row_groups * ksteps);
+  int which = 0;
+  for (int64_t t = t0; t < t1; t += 4) {
+    PanelConverter<F>& cur = conv[which];
+    PanelConverter<F>& next = conv[1 - which];
+    const uint16_t* b[2] = {buf[which], buf[which] + ksteps * 512};
+    int64_t r0[2] = {cur.r0()[0], cur.r0()[1]};
+    int nvalid[2] = {cur.nvalid()[0], cur.nvalid()[1]};
+    const bool more = t + 4 < t1;
+    if (more) next.start(t + 4, buf[1 - which]);
+    auto side = [&next, more, per_step] {
+      if (more) next.step(per_step);
+    };
+    const bool two = nvalid[1] > 0;
     for (int64_t j = 0; j < a.n; j += 32) {
       const bool mg2 = a.n - j > 16;
       if (two && mg2) {
-        bf16_block<2, 2>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+        bf16_block<2, 2>(a, j, b, ksteps, y, ldy, r0, nvalid, rs, side);
       } else if (two) {
-        bf16_block<1, 2>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+        bf16_block<1, 2>(a, j, b, ksteps, y, ldy, r0, nvalid, rs, side);
       } else if (mg2) {
-        bf16_block<2, 1>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+        bf16_block<2, 1>(a, j, b, ksteps, y, ldy, r0, nvalid, rs, side);
       } else {
-        bf16_block<1, 1>(a, j, b, ksteps, y, ldy, r0, nvalid, rs);
+        bf16_block<1, 1>(a, j, b, ksteps, y, ldy, r0, nvalid, rs, side);
       }
     }
+    if (more) next.finish();
+    which = 1 - which;
   }
   _tile_release();
 }

@@ -420,6 +420,70 @@ TEST_CASE("quant: a decode row's bits do not depend on its row group, its tile p
   set_threads(threads_before);
 }
 
+TEST_CASE("quant: bf16 prompt panels made from nibbles give the byte panels' bits", "[quant]") {
+  // The prompt path converts pairs of 4-bit tiles straight from their
+  // nibbles, a quad of tiles while the products of the quad before run; a
+  // tile without a partner (an 8-row weight) goes through the byte panel.
+  // So rows of a big weight must equal the same rows held alone.
+  if (!bf16_prompt_rows()) {
+    WARN("this CPU (or its kernel) offers no AMX-BF16: the bf16 prompt panels are not exercised here");
+    return;
+  }
+  at::manual_seed(7);
+  const int64_t out = 200;  // 25 tiles: 6 quads and a lone tile
+  auto rows_alone = [](const TensorEntry& e, int64_t r0) {
+    const int64_t row_bytes = static_cast<int64_t>(e.nbytes) / e.shape[0];
+    auto buf = bytes_of(static_cast<size_t>(8 * row_bytes));
+    std::memcpy(buf->data(), e.data + r0 * row_bytes, buf->size());
+    return entry_of(e.name, e.type, {8, e.shape[1]}, buf);
+  };
+  for (WeightType t : {WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ4_K}) {
+    const int64_t in = weight_type_block_elems(t) == 256 ? 512 : 576;
+    WeightStore store;
+    auto k = random_native_kernel(store, t, out, in);
+    const TensorEntry& e = store.entry("w.weight");
+    at::Tensor x = at::randn({45, in});
+    for (int64_t n : {1, 16, 45}) {
+      const at::Tensor y = k->forward_prompt(x.narrow(0, 0, n), n);
+      for (int64_t r0 : {0, 8, 40, 96, 184, 192}) {  // left / right halves of pairs, either panel, the lone tile
+        WeightStore one;
+        one.put(rows_alone(e, r0));
+        auto k1 = make_gguf_native_quantizer()->make_kernel(
+            LinearSpec{"w", "w", LinearRole::kProjection, 8, in, false}, one, ModelOptions{});
+        REQUIRE(k1);
+        INFO(weight_type_name(t) << " n " << n << " rows " << r0);
+        CHECK(at::equal(k1->forward_prompt(x.narrow(0, 0, n), n), y.narrow(1, r0, 8)));
+      }
+    }
+  }
+  // udaci's int4: groups per row, so the first rows quantise alone to the same values.
+  WeightQuantOptions o;
+  o.name = "int4";
+  o.projections = WeightFormat::kInt4;
+  o.group = 32;
+  auto q = make_weight_quantizer(o);
+  const std::string w = "model.layers.0.mlp.up_proj";
+  at::Tensor wf = at::randn({out, 576}) * 0.05;
+  auto int4_kernel = [&](const at::Tensor& rows, WeightStore& store) {
+    auto buf = bytes_of(static_cast<size_t>(rows.numel() * 4));
+    std::memcpy(buf->data(), rows.contiguous().data_ptr<float>(), buf->size());
+    store.put(entry_of(w + ".weight", WeightType::kF32, {rows.size(0), 576}, buf));
+    q->quantize(store);
+    auto k = q->make_kernel(LinearSpec{w, w, LinearRole::kProjection, rows.size(0), 576, false}, store,
+                            ModelOptions{});
+    REQUIRE(k);
+    return k;
+  };
+  WeightStore all_store, first_store, lone_store;
+  auto all = int4_kernel(wf, all_store);
+  auto first = int4_kernel(wf.narrow(0, 0, 8), first_store);
+  auto lone = int4_kernel(wf.narrow(0, 192, 8), lone_store);
+  at::Tensor x = at::randn({45, 576});
+  const at::Tensor y = all->forward_prompt(x, 45);
+  CHECK(at::equal(first->forward_prompt(x, 45), y.narrow(1, 0, 8)));
+  CHECK(at::equal(lone->forward_prompt(x, 45), y.narrow(1, 192, 8)));
+}
+
 TEST_CASE("quant: the AMX kernel gives the VNNI kernel's bits for every format and row count", "[quant]") {
   // Odd tile counts (a weight tile without a partner), rows not a multiple of
   // 8, and activation row counts around the 16-row tile: full tiles, ragged
