@@ -346,9 +346,14 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
 // run over the whole row in the tile: no per-block conversion and scaling,
 // which bounds the int8 kernel above (its tile unit waits on them). Each tile
 // product serves 16 x 16 outputs; two activation groups times two weight
-// panels keep four products independent per column step.
+// panels keep four products independent per column step. Converting the
+// panels costs as much as the products of a ~60-row prompt, so pairs of
+// 4-bit tiles go straight from nibbles to bf16 (nibbles_to_bf16), and each
+// quad of tiles is converted between the tile multiplies of the quad before
+// (PanelConverter), the pair after it prefetched meanwhile.
 
-// B operand rows per weight panel: [cols / 2][32] bf16 (16 weight rows x 2 columns).
+// B operand rows per weight panel: [cols / 2][32] bf16 (16 weight rows x 2
+// columns), from the byte panel; columns [4 r_begin, 4 r_end).
 template <QFormat F>
 void panel_to_bf16(PanelView p, int64_t r_begin, int64_t r_end, uint16_t* dst) {
   constexpr int G = group_cols<F>();
