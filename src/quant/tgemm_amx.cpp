@@ -348,7 +348,7 @@ void run_format(const TiledMatrix& w, const QActs& a, float* y, int64_t ldy, int
 // product serves 16 x 16 outputs; two activation groups times two weight
 // panels keep four products independent per column step. Converting the
 // panels costs as much as the products of a ~60-row prompt, so pairs of
-// 4-bit tiles go straight from nibbles to bf16 (nibbles_to_bf16), and each
+// tiles go straight from their codes to bf16 (codes_to_bf16), and each
 // quad of tiles is converted between the tile multiplies of the quad before
 // (PanelConverter), the pair after it prefetched meanwhile.
 
@@ -386,22 +386,35 @@ void panel_to_bf16(PanelView p, int64_t r_begin, int64_t r_end, uint16_t* dst) {
 }
 
 
-// Formats whose 4-bit codes are unsigned (Q4_0's offset of 8 is folded into
-// its scale below): their bf16 panels are made straight from the nibbles.
+// Formats whose bf16 panels are made straight from the tile's codes (not
+// through a byte panel): 4-bit codes, NF4's int8 levels and 8-bit quants.
 template <QFormat F>
 constexpr bool direct_bf16() {
-  return F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine || F == QFormat::kQ4_K;
+  return F == QFormat::kQ4_0 || F == QFormat::kQ4_1 || F == QFormat::kI4Affine || F == QFormat::kQ4_K ||
+         F == QFormat::kNF4 || F == QFormat::kQ8_0 || F == QFormat::kI8Row;
 }
 
-// Blocks [b0, b1) of the pair of tiles t, t + 1 straight from their nibbles
-// into bf16 pair rows (the layout panel_to_bf16 writes, the same values: q *
-// scale + min in one fused multiply-add, then rounded to bf16; Q4_0's (q -
-// 8) * d as q * d + (-8 d), exact either way). The panel's scales (and mins)
-// must be unpacked already (unpack_half<F, true>). Per 64 weights: four byte
-// permutes that zero-extend a column pair of 8 rows into 16 lanes, and no
-// round trip through a byte panel.
+// The offset added to the codes so that they are unsigned bytes: signed
+// codes (Q8_0, udaci's int8, NF4's levels) have their sign bit flipped (+128);
+// Q4_0's nibbles are its value + 8 already.
 template <QFormat F>
-void nibbles_to_bf16(const TiledMatrix& w, int64_t t, PanelView p, int64_t b0, int64_t b1, uint16_t* dst) {
+constexpr int code_offset() {
+  if constexpr (F == QFormat::kQ8_0 || F == QFormat::kI8Row || F == QFormat::kNF4) return 128;
+  if constexpr (F == QFormat::kQ4_0) return 8;
+  return 0;
+}
+
+// Blocks [b0, b1) of the pair of tiles t, t + 1 straight from their codes
+// into bf16 pair rows (the layout panel_to_bf16 writes, the same values: u *
+// scale + min in one fused multiply-add, then rounded to bf16, u the code
+// as an unsigned byte; an offset K (code_offset) is folded into the min as
+// -K * scale, a power of two times the scale, so (u - K) * scale is the
+// exact sum and rounds as the byte panel's product does). The panel's scales
+// (and mins) must be unpacked already (unpack_half<F, true>). Per 64
+// weights: four byte permutes that zero-extend a column pair of 8 rows into
+// 16 lanes, and no round trip through a byte panel.
+template <QFormat F>
+void codes_to_bf16(const TiledMatrix& w, int64_t t, PanelView p, int64_t b0, int64_t b1, uint16_t* dst) {
   static_assert(direct_bf16<F>());
   const TileLayout l = tile_layout(F, w.sb_cols);
   // Byte 4 L of lane L (0..15) of a column pair's half: row n = L / 2 + 8 h,
@@ -425,13 +438,21 @@ void nibbles_to_bf16(const TiledMatrix& w, int64_t t, PanelView p, int64_t b0, i
     const uint8_t* q0 = w.tile(t) + s * w.sb_bytes + l.header + blk * l.block_bytes;
     const uint8_t* q1 = w.tile(t + 1) + s * w.sb_bytes + l.header + blk * l.block_bytes;
     __m512i v[8];
-    unpack_nibble_pair<F>(q0, q1, v);
+    if constexpr (nibbles_only<F>()) {
+      unpack_nibble_pair<F>(q0, q1, v);
+    } else {
+      for (int c = 0; c < 8; ++c)
+        v[c] = _mm512_inserti64x4(_mm512_castsi256_si512(ld(q0 + 32 * c)), ld(q1 + 32 * c), 1);
+    }
+    if constexpr (code_offset<F>() == 128)
+      for (int c = 0; c < 8; ++c) v[c] = _mm512_xor_si512(v[c], _mm512_set1_epi8(static_cast<char>(0x80)));
     const __m512 sc = _mm512_loadu_ps(p.scale + b * kNTile);
     __m512 mn;
     if constexpr (has_min<F>()) {
+      static_assert(code_offset<F>() == 0);
       mn = _mm512_loadu_ps(p.min + b * kNTile);
     } else {
-      mn = _mm512_mul_ps(sc, _mm512_set1_ps(-8.0f));
+      mn = _mm512_mul_ps(sc, _mm512_set1_ps(-static_cast<float>(code_offset<F>())));
     }
     const __m512 d[2] = {_mm512_permutexvar_ps(rows_lo, sc), _mm512_permutexvar_ps(rows_hi, sc)};
     const __m512 m[2] = {_mm512_permutexvar_ps(rows_lo, mn), _mm512_permutexvar_ps(rows_hi, mn)};
@@ -478,7 +499,7 @@ class PanelConverter {
   }
   bool done() const { return h_ >= 2 || (h_ == 1 && nvalid_[1] == 0); }
   // The next n slices of 4 columns (whole blocks of 32 where the panel is
-  // made straight from nibbles).
+  // made straight from the codes).
   void step(int64_t n) {
     while (n > 0 && !done()) {
       const int64_t tp = t_ + 2 * h_;
@@ -504,7 +525,7 @@ class PanelConverter {
       if constexpr (direct_bf16<F>()) {
         if (direct) {
           e = std::min(per_panel_, (e + 7) / 8 * 8);
-          nibbles_to_bf16<F>(w_, tp, PanelView(p_), r_ / 8, e / 8, dst);
+          codes_to_bf16<F>(w_, tp, PanelView(p_), r_ / 8, e / 8, dst);
         }
       }
       if (!direct) panel_to_bf16<F>(PanelView(p_), r_, e, dst);

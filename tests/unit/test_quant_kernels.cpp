@@ -420,11 +420,12 @@ TEST_CASE("quant: a decode row's bits do not depend on its row group, its tile p
   set_threads(threads_before);
 }
 
-TEST_CASE("quant: bf16 prompt panels made from nibbles give the byte panels' bits", "[quant]") {
-  // The prompt path converts pairs of 4-bit tiles straight from their
-  // nibbles, a quad of tiles while the products of the quad before run; a
-  // tile without a partner (an 8-row weight) goes through the byte panel.
-  // So rows of a big weight must equal the same rows held alone.
+TEST_CASE("quant: bf16 prompt panels made from the tiles' codes give the byte panels' bits", "[quant]") {
+  // The prompt path converts pairs of tiles (4-bit, NF4 and 8-bit codes)
+  // straight from their codes, a quad of tiles while the products of the
+  // quad before run; a tile without a partner (an 8-row weight) goes through
+  // the byte panel. So rows of a big weight must equal the same rows held
+  // alone.
   if (!bf16_prompt_rows()) {
     WARN("this CPU (or its kernel) offers no AMX-BF16: the bf16 prompt panels are not exercised here");
     return;
@@ -437,7 +438,7 @@ TEST_CASE("quant: bf16 prompt panels made from nibbles give the byte panels' bit
     std::memcpy(buf->data(), e.data + r0 * row_bytes, buf->size());
     return entry_of(e.name, e.type, {8, e.shape[1]}, buf);
   };
-  for (WeightType t : {WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ4_K}) {
+  for (WeightType t : {WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ4_K, WeightType::kQ8_0}) {
     const int64_t in = weight_type_block_elems(t) == 256 ? 512 : 576;
     WeightStore store;
     auto k = random_native_kernel(store, t, out, in);
@@ -456,32 +457,38 @@ TEST_CASE("quant: bf16 prompt panels made from nibbles give the byte panels' bit
       }
     }
   }
-  // udaci's int4: groups per row, so the first rows quantise alone to the same values.
-  WeightQuantOptions o;
-  o.name = "int4";
-  o.projections = WeightFormat::kInt4;
-  o.group = 32;
-  auto q = make_weight_quantizer(o);
-  const std::string w = "model.layers.0.mlp.up_proj";
-  at::Tensor wf = at::randn({out, 576}) * 0.05;
-  auto int4_kernel = [&](const at::Tensor& rows, WeightStore& store) {
-    auto buf = bytes_of(static_cast<size_t>(rows.numel() * 4));
-    std::memcpy(buf->data(), rows.contiguous().data_ptr<float>(), buf->size());
-    store.put(entry_of(w + ".weight", WeightType::kF32, {rows.size(0), 576}, buf));
-    q->quantize(store);
-    auto k = q->make_kernel(LinearSpec{w, w, LinearRole::kProjection, rows.size(0), 576, false}, store,
-                            ModelOptions{});
-    REQUIRE(k);
-    return k;
-  };
-  WeightStore all_store, first_store, lone_store;
-  auto all = int4_kernel(wf, all_store);
-  auto first = int4_kernel(wf.narrow(0, 0, 8), first_store);
-  auto lone = int4_kernel(wf.narrow(0, 192, 8), lone_store);
-  at::Tensor x = at::randn({45, 576});
-  const at::Tensor y = all->forward_prompt(x, 45);
-  CHECK(at::equal(first->forward_prompt(x, 45), y.narrow(1, 0, 8)));
-  CHECK(at::equal(lone->forward_prompt(x, 45), y.narrow(1, 192, 8)));
+  // udaci's int4, int8 and nf4: scales per row or per group of a row, so
+  // rows quantise alone to the same values.
+  for (WeightFormat f : {WeightFormat::kInt4, WeightFormat::kInt8, WeightFormat::kNF4}) {
+    WeightQuantOptions o;
+    o.name = weight_format_name(f);
+    o.projections = f;
+    o.group = 32;
+    auto q = make_weight_quantizer(o);
+    const std::string w = "model.layers.0.mlp.up_proj";
+    at::Tensor wf = at::randn({out, 576}) * 0.05;
+    auto quantised_kernel = [&](const at::Tensor& rows, WeightStore& store) {
+      auto buf = bytes_of(static_cast<size_t>(rows.numel() * 4));
+      std::memcpy(buf->data(), rows.contiguous().data_ptr<float>(), buf->size());
+      store.put(entry_of(w + ".weight", WeightType::kF32, {rows.size(0), 576}, buf));
+      q->quantize(store);
+      auto k = q->make_kernel(LinearSpec{w, w, LinearRole::kProjection, rows.size(0), 576, false}, store,
+                              ModelOptions{});
+      REQUIRE(k);
+      return k;
+    };
+    WeightStore all_store, first_store, right_store, lone_store;
+    auto all = quantised_kernel(wf, all_store);
+    auto first = quantised_kernel(wf.narrow(0, 0, 8), first_store);
+    auto right = quantised_kernel(wf.narrow(0, 104, 8), right_store);
+    auto lone = quantised_kernel(wf.narrow(0, 192, 8), lone_store);
+    at::Tensor x = at::randn({45, 576});
+    const at::Tensor y = all->forward_prompt(x, 45);
+    INFO(weight_format_name(f));
+    CHECK(at::equal(first->forward_prompt(x, 45), y.narrow(1, 0, 8)));
+    CHECK(at::equal(right->forward_prompt(x, 45), y.narrow(1, 104, 8)));
+    CHECK(at::equal(lone->forward_prompt(x, 45), y.narrow(1, 192, 8)));
+  }
 }
 
 TEST_CASE("quant: the AMX kernel gives the VNNI kernel's bits for every format and row count", "[quant]") {
