@@ -15,13 +15,15 @@ namespace udaci {
 namespace {
 
 #if defined(__x86_64__) && defined(UDACI_HAVE_AMX)
-// AMX-TILE and AMX-INT8 in CPUID, and Linux's permission to use the tile data
-// state (arch_prctl ARCH_REQ_XCOMP_PERM; granted once for the whole process).
+// AMX-TILE and AMX-INT8 in CPUID, AVX512-VBMI (CPUID.(7,0):ECX[1]; the AMX
+// kernels' file is compiled with it: every AMX CPU has it), and Linux's
+// permission to use the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM;
+// granted once for the whole process).
 bool amx_usable() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
-  const bool tile = (d >> 24) & 1u, int8 = (d >> 25) & 1u;
-  if (!tile || !int8) return false;
+  const bool tile = (d >> 24) & 1u, int8 = (d >> 25) & 1u, vbmi = (c >> 1) & 1u;
+  if (!tile || !int8 || !vbmi) return false;
 #if defined(SYS_arch_prctl)
   constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -30,12 +32,10 @@ bool amx_usable() {
 #endif
 }
 
-// AMX-BF16 (CPUID.(7,0):EDX[22]), AVX512-VBMI (CPUID.(7,0):ECX[1]: the byte
-// permutes that make bf16 panels from nibbles) and AVX512-BF16
-// (CPUID.(7,1):EAX[5]).
+// AMX-BF16 (CPUID.(7,0):EDX[22]) and AVX512-BF16 (CPUID.(7,1):EAX[5]).
 bool bf16_tiles() {
   unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || ((d >> 22) & 1u) == 0 || ((c >> 1) & 1u) == 0) return false;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || ((d >> 22) & 1u) == 0) return false;
   if (__get_cpuid_count(7, 1, &a, &b, &c, &d) == 0) return false;
   return ((a >> 5) & 1u) != 0;
 }
