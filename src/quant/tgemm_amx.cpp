@@ -516,6 +516,7 @@ class PanelConverter {
         unpacked_ = true;
       }
       int64_t e = std::min(per_panel_, r_ + n);
+      if (direct) e = std::min(per_panel_, (e + 7) / 8 * 8);  // whole blocks of 32 columns
       if (tp + 2 < w_.tiles) {
         // The same share of the next pair's bytes (the tiles are contiguous)
         // meanwhile: without it the first touch of each tile waited on memory
@@ -524,7 +525,6 @@ class PanelConverter {
       }
       if constexpr (direct_bf16<F>()) {
         if (direct) {
-          e = std::min(per_panel_, (e + 7) / 8 * 8);
           codes_to_bf16<F>(w_, tp, PanelView(p_), r_ / 8, e / 8, dst);
         }
       }
