@@ -37,7 +37,7 @@ void dense_gemm_half_scalar(const uint16_t* w, bool bf16, int64_t in, const floa
 
 int64_t dense_gemm_max_rows() {
   switch (active_kernel_isa()) {
-    case KernelIsa::kAmx:
+    case KernelIsa::kAmx: return 4096;
     case KernelIsa::kAvx512: return 128;
     case KernelIsa::kAvx2: return 64;
     default: return 8;

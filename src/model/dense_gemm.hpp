@@ -15,10 +15,14 @@
 namespace udaci {
 
 // Activation rows up to which dense fp32 projections use dense_gemm rather
-// than at::linear (OpenBLAS's packed SGEMM wins on longer inputs): the
-// crossover measured per instruction set, docs/BENCHMARKS.md "M13 third
-// step" — 128 with AVX-512 (16 floats a register), 64 with AVX2, 8 for the
-// scalar reference. A headline prompt is ~35-150 new tokens.
+// than at::linear (OpenBLAS's packed SGEMM won on longer inputs on the AMD
+// host): the crossover measured per instruction set, docs/BENCHMARKS.md "M13
+// third step" — 128 with AVX-512 (16 floats a register), 64 with AVX2, 8
+// for the scalar reference. On the Intel AMX host (Debian's OpenBLAS 0.3.21
+// takes it for a Cooper Lake) dense_gemm is 3.6-4.3x at::linear at every
+// row count up to 512 (`dense bench`, session 24): 4096 there, a bound that
+// keeps the tests' inputs small. A headline prompt is ~35-150 new tokens; a
+// batch of prompts, or a long one, is more.
 int64_t dense_gemm_max_rows();
 
 // w [out, in] and x [n, in] row-major fp32, y [n, out] (ldy = out).

@@ -17,12 +17,17 @@ namespace detail {
 
 namespace {
 
-// How far ahead of the weight rows being read a block of several activation
-// rows prefetches them. One activation row streams without it (its loop
-// is loads and FMAs alone, and the prefetches measured 3% slower there);
-// with 2-6 rows the FMAs fill the core's window and the weight stream
-// stalls: the prefetch took SmolLM2 fp32 steps of 4 rows from 33 to 29 ms
-// and 6 rows from 39 to 32 ms (bench-forward, 2 threads, 2026-12-05).
+// Prefetches of the weight stream. With 2-6 activation rows the FMAs fill
+// the core's window and the weight stream stalls: each block prefetches its
+// own rows 1 KB ahead into L1 (SmolLM2 fp32 steps of 4 rows 33 -> 29 ms, 6
+// rows 39 -> 32 ms; bench-forward, 2 threads, 2026-12-05). When the call is
+// one pass over the weights (n <= kActs: decode and verification steps,
+// the weights stream from memory once), each block also prefetches the
+// next block into L2, one line per weight row and step, which keeps more
+// lines in flight than L1's fill buffers allow: fp32 steps of 6 rows 26-33
+// -> 22-24 ms, one row 22-23 -> 19-21 ms (session 24, AMX host). Prompts
+// (n > kActs) re-read each panel from L2 and skip it (their prefill was
+// ~8% slower with it).
 constexpr int64_t kPrefetchBytes = 1024;
 
 // Weight rows r .. r + R - 1 against activation rows j0 .. j0 + N - 1, as
@@ -33,17 +38,23 @@ constexpr int64_t kPrefetchBytes = 1024;
 // rows batched with it.
 template <class S, int R, int N>
 void dense_block(const typename S::W* w, int64_t in, const float* x, int64_t j0, float* y, int64_t ldy,
-                 int64_t r) {
+                 int64_t r, bool stream) {
   typename S::V acc[R][N];
   for (int i = 0; i < R; ++i)
     for (int k = 0; k < N; ++k) acc[i][k] = S::zero();
   const int64_t full = in / S::kWidth * S::kWidth;
   constexpr int64_t kAhead = kPrefetchBytes / static_cast<int64_t>(sizeof(typename S::W));
   constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(typename S::W));  // weights a cache line
+  // The next block's rows (contiguous after this block's; a prefetch past
+  // the matrix's end does not fault), one line per weight row and step.
+  const char* next = reinterpret_cast<const char*>(w + (r + R) * in);
   for (int64_t c = 0; c < full; c += S::kWidth) {
-    if (N > 1 && c % kLine == 0) {  // past a row's end: the next row, read soon after
-      for (int i = 0; i < R; ++i)
-        _mm_prefetch(reinterpret_cast<const char*>(w + (r + i) * in + c + kAhead), _MM_HINT_T0);
+    if (c % kLine == 0) {
+      for (int i = 0; i < R; ++i) {
+        // past a row's end: the next row, read soon after
+        if (N > 1) _mm_prefetch(reinterpret_cast<const char*>(w + (r + i) * in + c + kAhead), _MM_HINT_T0);
+        if (stream) _mm_prefetch(next + (c / kLine * R + i) * 64, _MM_HINT_T1);
+      }
     }
     typename S::V xv[N];
     for (int k = 0; k < N; ++k) xv[k] = S::load(x + (j0 + k) * in + c);
@@ -77,23 +88,23 @@ constexpr int block_rows() {
 
 template <class S, int N>
 void dense_rows(const typename S::W* w, int64_t in, const float* x, int64_t j0, float* y, int64_t ldy,
-                int64_t r0, int64_t r1) {
+                int64_t r0, int64_t r1, bool stream) {
   constexpr int R = block_rows<S, N>();
   int64_t r = r0;
-  for (; r + R <= r1; r += R) dense_block<S, R, N>(w, in, x, j0, y, ldy, r);
-  for (; r < r1; ++r) dense_block<S, 1, N>(w, in, x, j0, y, ldy, r);
+  for (; r + R <= r1; r += R) dense_block<S, R, N>(w, in, x, j0, y, ldy, r, stream);
+  for (; r < r1; ++r) dense_block<S, 1, N>(w, in, x, j0, y, ldy, r, stream);
 }
 
 // The activation rows left after the full blocks of kActs, one count each.
 template <class S, int N>
 void dense_tail(const typename S::W* w, int64_t in, const float* x, int64_t j0, int64_t left, float* y,
-                int64_t ldy, int64_t r0, int64_t r1) {
+                int64_t ldy, int64_t r0, int64_t r1, bool stream) {
   if constexpr (N > 0) {
     if (left == N) {
-      dense_rows<S, N>(w, in, x, j0, y, ldy, r0, r1);
+      dense_rows<S, N>(w, in, x, j0, y, ldy, r0, r1, stream);
       return;
     }
-    dense_tail<S, N - 1>(w, in, x, j0, left, y, ldy, r0, r1);
+    dense_tail<S, N - 1>(w, in, x, j0, left, y, ldy, r0, r1, stream);
   }
 }
 
@@ -105,11 +116,12 @@ void dense_run(const typename S::W* w, int64_t in, const float* x, int64_t n, fl
   // whatever n is (one pass for decode-sized n: then this is a GEMV).
   const int64_t row_bytes = std::max<int64_t>(1, in * static_cast<int64_t>(sizeof(typename S::W)));
   const int64_t panel = std::max<int64_t>(24, (96 * 1024) / row_bytes / 24 * 24);  // whole blocks
+  const bool stream = n <= S::kActs;  // one pass over the weights
   for (int64_t p0 = r0; p0 < r1; p0 += panel) {
     const int64_t p1 = std::min(r1, p0 + panel);
     int64_t j = 0;
-    for (; j + S::kActs <= n; j += S::kActs) dense_rows<S, S::kActs>(w, in, x, j, y, ldy, p0, p1);
-    dense_tail<S, S::kActs - 1>(w, in, x, j, n - j, y, ldy, p0, p1);
+    for (; j + S::kActs <= n; j += S::kActs) dense_rows<S, S::kActs>(w, in, x, j, y, ldy, p0, p1, stream);
+    dense_tail<S, S::kActs - 1>(w, in, x, j, n - j, y, ldy, p0, p1, stream);
   }
 }
 
