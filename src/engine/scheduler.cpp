@@ -85,32 +85,54 @@ std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<D
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return wishes[a].acceptance > wishes[b].acceptance; });
-  int64_t rows = base_rows;
-  int64_t passes = 0;  // draft-model passes the step runs so far (shared: the most any sequence drafts)
-  double tokens = std::max(base_tokens, 1e-9);
-  const double pass_ms = std::max(draft_pass_ms, 0.0);
-  auto step_ms = [&](int64_t r, int64_t p) { return cost.predict(r) + static_cast<double>(p) * pass_ms; };
+  // gains[n][d]: the tokens d drafts of the n-th sequence in `order` add.
+  std::vector<std::vector<double>> gains;
+  int64_t most_passes = 0;  // the longest wish of a sequence drafting with a model
   for (size_t i : order) {
     const double a = std::min(std::max(wishes[i].acceptance, 0.0), 0.999);
-    const double rate = tokens / step_ms(rows, passes);
-    double gain = 0, term = 1;
-    std::vector<double> e(static_cast<size_t>(wishes[i].k) + 1, 0.0);  // e[d]: tokens d drafts add
-    for (int64_t d = 1; d <= wishes[i].k; ++d) {
+    std::vector<double> e(static_cast<size_t>(wishes[i].k) + 1, 0.0);
+    double term = 1;
+    for (size_t d = 1; d < e.size(); ++d) {
       term *= a;
-      gain += term;
-      e[static_cast<size_t>(d)] = gain;
+      e[d] = e[d - 1] + term;
     }
-    for (int64_t d = wishes[i].k; d >= 1; --d) {
-      const int64_t p = wishes[i].model_passes ? std::max(passes, d) : passes;
-      if ((tokens + e[static_cast<size_t>(d)]) / step_ms(rows + d, p) >= rate) {
-        allowed[i] = d;
-        rows += d;
-        passes = p;
-        tokens += e[static_cast<size_t>(d)];
-        break;
+    gains.push_back(std::move(e));
+    if (wishes[i].model_passes) most_passes = std::max(most_passes, wishes[i].k);
+  }
+  const double pass_ms = std::max(draft_pass_ms, 0.0);
+  auto step_ms = [&](int64_t r, int64_t p) { return cost.predict(r) + static_cast<double>(p) * pass_ms; };
+  // The sequences drafting with a model share its passes, so what pays for
+  // one depends on how many the step runs: every pass count P is tried (0:
+  // no draft model runs) and the allocation with the best rate is kept.
+  std::vector<int64_t> best(order.size(), 0), trial(order.size(), 0);
+  double best_rate = -1;
+  for (int64_t passes = 0; passes <= most_passes; ++passes) {
+    int64_t rows = base_rows;
+    double tokens = std::max(base_tokens, 1e-9);
+    for (size_t n = 0; n < order.size(); ++n) {
+      const DraftWish& w = wishes[order[n]];
+      trial[n] = 0;
+      const int64_t cap = w.model_passes ? std::min(w.k, passes) : w.k;
+      // The d with the most tokens a millisecond (the longest of equals), if
+      // that does not fall below the step's rate without it.
+      double rate = tokens / step_ms(rows, passes);
+      for (int64_t d = cap; d >= 1; --d) {
+        const double r_d = (tokens + gains[n][static_cast<size_t>(d)]) / step_ms(rows + d, passes);
+        if (r_d > rate || (trial[n] == 0 && r_d == rate)) {
+          trial[n] = d;
+          rate = r_d;
+        }
       }
+      rows += trial[n];
+      tokens += gains[n][static_cast<size_t>(trial[n])];
+    }
+    const double rate = tokens / step_ms(rows, passes);
+    if (rate > best_rate) {
+      best_rate = rate;
+      best = trial;
     }
   }
+  for (size_t n = 0; n < order.size(); ++n) allowed[order[n]] = best[n];
   return allowed;
 }
 

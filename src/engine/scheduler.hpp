@@ -111,11 +111,12 @@ class StepCostModel {
 };
 
 // How many drafted tokens each speculating sequence may verify in the next
-// step (issue #25): sequences in order of acceptance, each given the largest
-// d <= its wish for which the step's useful rows per millisecond do not
-// fall: (U + e(d)) / t(R + d) >= U / t(R), where R are the rows and U the
-// useful ones so far (prompt rows and one token per decoding sequence: work
-// that has to be done anyway) and e(d) = a + a^2 + ... + a^d the tokens d
+// step (issue #25): sequences in order of acceptance, each given the d <=
+// its wish with the most useful rows per millisecond, (U + e(d)) / t(R + d),
+// if that is not below U / t(R) (else none; the largest d that did not fall
+// was longer than pays). R are the rows and U the useful ones so far
+// (prompt rows and one token per decoding sequence: work that has to be
+// done anyway) and e(d) = a + a^2 + ... + a^d the tokens d
 // drafts add at acceptance a (the other d - e(d) rows are wasted). When a
 // step's fixed cost dominates (one sequence, memory-bound) drafts pass; when
 // its rows do (a full batch, compute-bound) they do not. `base_rows`: rows

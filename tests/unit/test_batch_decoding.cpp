@@ -446,6 +446,22 @@ TEST_CASE("adaptive speculation: drafts where the step gains, none under a full 
   CHECK(two[1] == 4);
   CHECK(two[0] <= 1);
 
+  // The draft length that gains most, not the longest that does not lose:
+  // a row more costs nothing up to 2 rows and 2 ms a row after (predict(3)
+  // = 12, predict(5) = 15); at acceptance 0.4, d = 1 makes 1.4 tokens in
+  // 10 ms, d = 4 1.65 in 15 ms (still above 1 in 10 ms, so the longest
+  // that does not lose would be 4).
+  StepCostModel kink;
+  kink.record(1, 10.0);
+  kink.record(2, 10.0);
+  kink.record(4, 14.0);
+  kink.record(8, 18.0);
+  DraftWish lookup = w;
+  lookup.acceptance = 0.4;
+  CHECK(allow_drafts(kink, {lookup}, 1, 1.0) == std::vector<int64_t>{1});
+  lookup.acceptance = 0.9;  // long drafts pay at high acceptance
+  CHECK(allow_drafts(kink, {lookup}, 1, 1.0) == std::vector<int64_t>{4});
+
   // A sequence that does not follow the load, or a model with no
   // measurement yet: the whole wish.
   DraftWish stubborn = w;
@@ -463,10 +479,13 @@ TEST_CASE("adaptive speculation: drafts where the step gains, none under a full 
   CHECK(allow_drafts(flat, {model}, 1, 1.0, 1.0) == std::vector<int64_t>{4});
   CHECK(allow_drafts(flat, {w}, 1, 1.0, 10.0) == std::vector<int64_t>{4});  // prompt lookup runs no passes
   // The sequences drafting in a step share the draft model's passes: with
-  // 3 ms a pass, the first of two gets 3 drafts (4 would lower the rate:
-  // 4.36 tokens / 22 ms < 2 / 10), the second 4 for one pass more (6.31 /
-  // 22 ms); were the passes its own it would pay 7 and get 3.
-  CHECK(allow_drafts(flat, {model, model}, 2, 2.0, 3.0) == std::vector<int64_t>{3, 4});
+  // 3 ms a pass, two sequences drafting 3 each make 5.90 tokens in 19 ms
+  // (0.311 a ms), better than 1 each (3.6 in 13: 0.277), 4 each (6.72 in
+  // 22: 0.306) or 3 and 4 (6.31 in 22: 0.287); beside a sequence that does
+  // not draft, one drafting alone pays the passes alone: 1 draft (2.8 in
+  // 13: 0.2154) beats 2 (0.2150) and 3 (0.208).
+  CHECK(allow_drafts(flat, {model, model}, 2, 2.0, 3.0) == std::vector<int64_t>{3, 3});
+  CHECK(allow_drafts(flat, {model}, 2, 2.0, 3.0) == std::vector<int64_t>{1});
 }
 
 TEST_CASE("adaptive speculation: the cost model says which row counts it has timed",
