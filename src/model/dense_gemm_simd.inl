@@ -38,22 +38,25 @@ constexpr int64_t kPrefetchBytes = 1024;
 // rows batched with it.
 template <class S, int R, int N>
 void dense_block(const typename S::W* w, int64_t in, const float* x, int64_t j0, float* y, int64_t ldy,
-                 int64_t r, bool stream) {
+                 int64_t r, int64_t r_end, bool stream) {
   typename S::V acc[R][N];
   for (int i = 0; i < R; ++i)
     for (int k = 0; k < N; ++k) acc[i][k] = S::zero();
   const int64_t full = in / S::kWidth * S::kWidth;
   constexpr int64_t kAhead = kPrefetchBytes / static_cast<int64_t>(sizeof(typename S::W));
   constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(typename S::W));  // weights a cache line
-  // The next block's rows (contiguous after this block's; a prefetch past
-  // the matrix's end does not fault), one line per weight row and step.
-  const char* next = reinterpret_cast<const char*>(w + (r + R) * in);
+  // The next block's rows (contiguous after this block's), one line per
+  // weight row and step, as far as this call's rows go (r_end).
+  const int64_t next_rows = stream ? std::max<int64_t>(0, std::min<int64_t>(R, r_end - r - R)) : 0;
+  const int64_t next_bytes = next_rows * in * static_cast<int64_t>(sizeof(typename S::W));
+  const char* next = next_rows > 0 ? reinterpret_cast<const char*>(w + (r + R) * in) : nullptr;
   for (int64_t c = 0; c < full; c += S::kWidth) {
     if (c % kLine == 0) {
       for (int i = 0; i < R; ++i) {
         // past a row's end: the next row, read soon after
         if (N > 1) _mm_prefetch(reinterpret_cast<const char*>(w + (r + i) * in + c + kAhead), _MM_HINT_T0);
-        if (stream) _mm_prefetch(next + (c / kLine * R + i) * 64, _MM_HINT_T1);
+        const int64_t off = (c / kLine * R + i) * 64;
+        if (off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T1);
       }
     }
     typename S::V xv[N];
@@ -91,8 +94,8 @@ void dense_rows(const typename S::W* w, int64_t in, const float* x, int64_t j0, 
                 int64_t r0, int64_t r1, bool stream) {
   constexpr int R = block_rows<S, N>();
   int64_t r = r0;
-  for (; r + R <= r1; r += R) dense_block<S, R, N>(w, in, x, j0, y, ldy, r, stream);
-  for (; r < r1; ++r) dense_block<S, 1, N>(w, in, x, j0, y, ldy, r, stream);
+  for (; r + R <= r1; r += R) dense_block<S, R, N>(w, in, x, j0, y, ldy, r, r1, stream);
+  for (; r < r1; ++r) dense_block<S, 1, N>(w, in, x, j0, y, ldy, r, r1, stream);
 }
 
 // The activation rows left after the full blocks of kActs, one count each.
