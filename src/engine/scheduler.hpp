@@ -122,9 +122,11 @@ class StepCostModel {
 // its rows do (a full batch, compute-bound) they do not. `base_rows`: rows
 // of the step without drafts; `base_tokens`: its useful rows. A draft
 // model's passes count too: `draft_pass_ms` is what one of its passes costs
-// (measured; the sequences drafting with it in a step share their passes, so
-// the step pays max d of them), added to t on both sides. So a draft that
-// costs as much as the target (an int4 copy of a 4-bit model) is not run.
+// (measured), added to t: the sequences drafting with it in a step share
+// its passes, so every pass count P from 0 to the longest such wish is
+// tried (those sequences' d capped at P, the step charged P passes) and the
+// allocation whose step has the best rate kept. So a draft that costs as
+// much as the target (an int4 copy of a 4-bit model) is not run.
 // Sequences that do not follow the load, or any when the model has no
 // measurement yet, get their whole wish.
 std::vector<int64_t> allow_drafts(const StepCostModel& cost, const std::vector<DraftWish>& wishes,
