@@ -71,7 +71,7 @@ namespace {
 class BeamSequence final : public SequenceDecoder {
  public:
   BeamSequence(const BeamOptions& beam, const GenerationOptions& options, const StepContext& context)
-      : opt_(beam), options_(options), ctx_(context), logp_(static_cast<size_t>(context.vocab)) {}
+      : opt_(beam), options_(options), ctx_(context) {}
 
   ~BeamSequence() override {
     for (const Beam& b : live_)
@@ -100,34 +100,44 @@ class BeamSequence final : public SequenceDecoder {
     const size_t width = static_cast<size_t>(opt_.width);
     const double lp = opt_.length_penalty;
 
-    // Each beam's 2 * width best extensions.
+    // Each beam's 2 * width best extensions. log p = logit - logsumexp(row),
+    // the logsumexps of all rows in one vectorised pass in double; the best
+    // extensions are the largest logits (ties: the lower id), one pass over
+    // each row with a heap of the best so far.
+    const at::Tensor lse_t =
+        at::from_blob(const_cast<float*>(logits), {n_rows, vocab}, at::kFloat).to(at::kDouble).logsumexp(-1);
+    const double* lse = lse_t.data_ptr<double>();
+    const size_t take = std::min(static_cast<size_t>(vocab), 2 * width);
     std::vector<Candidate> cands;
+    std::vector<std::pair<float, int64_t>> best;  // a heap whose top is the worst kept
+    const auto worse = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     for (size_t bi = 0; bi < live_.size(); ++bi) {
       const float* row = logits + static_cast<int64_t>(bi) * vocab;
-      double mx = -std::numeric_limits<double>::infinity();
-      for (int64_t v = 0; v < vocab; ++v) mx = std::max(mx, static_cast<double>(row[v]));
-      double sum = 0;
-      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
-      const double lse = mx + std::log(sum);
-      for (int64_t v = 0; v < vocab; ++v) logp_[static_cast<size_t>(v)] = static_cast<double>(row[v]) - lse;
+      std::set<int64_t> banned;
       if (opt_.no_repeat_ngram > 0) {
         std::vector<int64_t> seq = prompt_;
         seq.insert(seq.end(), live_[bi].tokens.begin(), live_[bi].tokens.end());
-        for (int64_t t : banned_tokens(seq, opt_.no_repeat_ngram))
-          logp_[static_cast<size_t>(t)] = -std::numeric_limits<double>::infinity();
+        banned = banned_tokens(seq, opt_.no_repeat_ngram);
       }
-      std::vector<int64_t> order(static_cast<size_t>(vocab));
-      for (int64_t v = 0; v < vocab; ++v) order[static_cast<size_t>(v)] = v;
-      const size_t take = std::min(order.size(), 2 * width);
-      std::partial_sort(order.begin(), order.begin() + static_cast<int64_t>(take), order.end(),
-                        [&](int64_t a, int64_t b) {
-                          return logp_[static_cast<size_t>(a)] > logp_[static_cast<size_t>(b)] ||
-                                 (logp_[static_cast<size_t>(a)] == logp_[static_cast<size_t>(b)] && a < b);
-                        });
-      for (size_t r = 0; r < take; ++r) {
-        const double l = logp_[static_cast<size_t>(order[r])];
-        if (std::isinf(l)) break;
-        cands.push_back({live_[bi].score + l, bi, order[r]});
+      best.clear();
+      for (int64_t v = 0; v < vocab; ++v) {
+        // Ids come in increasing order: a tie with the worst kept never beats it.
+        if (best.size() == take && !(row[v] > best.front().first)) continue;
+        if (!banned.empty() && banned.count(v) != 0) continue;
+        if (best.size() == take) {
+          std::pop_heap(best.begin(), best.end(), worse);
+          best.pop_back();
+        }
+        best.emplace_back(row[v], v);
+        std::push_heap(best.begin(), best.end(), worse);
+      }
+      std::sort_heap(best.begin(), best.end(), worse);  // best first
+      for (const auto& [logit, v] : best) {
+        const double l = static_cast<double>(logit) - lse[bi];
+        if (std::isinf(l) || std::isnan(l)) break;
+        cands.push_back({live_[bi].score + l, bi, v});
       }
     }
     std::stable_sort(cands.begin(), cands.end(),
@@ -207,7 +217,6 @@ class BeamSequence final : public SequenceDecoder {
   std::vector<int64_t> prompt_;
   std::vector<Beam> live_;
   std::vector<Hypothesis> finished_;
-  std::vector<double> logp_;
 };
 
 }  // namespace
