@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/strategy_options.hpp"
+#include "model/elementwise.hpp"
 
 namespace udaci {
 
@@ -100,13 +101,11 @@ class BeamSequence final : public SequenceDecoder {
     const size_t width = static_cast<size_t>(opt_.width);
     const double lp = opt_.length_penalty;
 
-    // Each beam's 2 * width best extensions. log p = logit - logsumexp(row),
-    // the logsumexps of all rows in one vectorised pass in double; the best
+    // Each beam's 2 * width best extensions. log p = logit - logsumexp(row)
+    // (model/elementwise.hpp: vector exps in float, summed in double, as
+    // transformers' float log-softmax is accurate to ~1e-7); the best
     // extensions are the largest logits (ties: the lower id), one pass over
     // each row with a heap of the best so far.
-    const at::Tensor lse_t =
-        at::from_blob(const_cast<float*>(logits), {n_rows, vocab}, at::kFloat).to(at::kDouble).logsumexp(-1);
-    const double* lse = lse_t.data_ptr<double>();
     const size_t take = std::min(static_cast<size_t>(vocab), 2 * width);
     std::vector<Candidate> cands;
     std::vector<std::pair<float, int64_t>> best;  // a heap whose top is the worst kept
@@ -122,20 +121,35 @@ class BeamSequence final : public SequenceDecoder {
         banned = banned_tokens(seq, opt_.no_repeat_ngram);
       }
       best.clear();
-      for (int64_t v = 0; v < vocab; ++v) {
+      float thr = -std::numeric_limits<float>::infinity();  // the worst kept, once `take` are
+      const auto offer = [&](int64_t v) {
         // Ids come in increasing order: a tie with the worst kept never beats it.
-        if (best.size() == take && !(row[v] > best.front().first)) continue;
-        if (!banned.empty() && banned.count(v) != 0) continue;
+        if (best.size() == take && !(row[v] > thr)) return;
+        if (!banned.empty() && banned.count(v) != 0) return;
         if (best.size() == take) {
           std::pop_heap(best.begin(), best.end(), worse);
           best.pop_back();
         }
         best.emplace_back(row[v], v);
         std::push_heap(best.begin(), best.end(), worse);
+        if (best.size() == take) thr = best.front().first;
+      };
+      int64_t v = 0;
+      for (; v < vocab && best.size() < take; ++v) offer(v);
+      // Then 16 logits at a time, looked at one by one only when one of them
+      // beats the worst kept (a vectorised test; rare once the heap is good).
+      constexpr int64_t kChunk = 16;
+      for (; v + kChunk <= vocab; v += kChunk) {
+        bool any = false;
+        for (int64_t j = 0; j < kChunk; ++j) any |= row[v + j] > thr;
+        if (!any) continue;
+        for (int64_t j = 0; j < kChunk; ++j) offer(v + j);
       }
+      for (; v < vocab; ++v) offer(v);
       std::sort_heap(best.begin(), best.end(), worse);  // best first
+      const double lse = log_sum_exp(row, vocab);
       for (const auto& [logit, v] : best) {
-        const double l = static_cast<double>(logit) - lse[bi];
+        const double l = static_cast<double>(logit) - lse;
         if (std::isinf(l) || std::isnan(l)) break;
         cands.push_back({live_[bi].score + l, bi, v});
       }

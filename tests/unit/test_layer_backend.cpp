@@ -7,11 +7,13 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <vector>
 
 #include "core/cpu_features.hpp"
 #include "core/threads.hpp"
+#include "model/elementwise.hpp"
 #include "model/layer_backend.hpp"
 
 using namespace udaci;
@@ -70,4 +72,25 @@ TEST_CASE("layer backend: the CPU residual sum and rotation equal ATen's on rows
   at::Tensor got = cpu->rope(q, cos, sin);
   CHECK(at::allclose(got, ref->rope(q, cos, sin), 1e-5, 1e-5));
   CHECK(at::equal(cpu->rope(q.narrow(0, 17, 1), cos.narrow(0, 17, 1), sin.narrow(0, 17, 1))[0], got[17]));
+}
+
+TEST_CASE("layer backend: log-sum-exp of a logit row is within 1e-6 of the double reference", "[layer-backend]") {
+  at::manual_seed(3);
+  for (int64_t n : {1, 7, 8, 9, 100, 49152}) {
+    at::Tensor x = (at::randn({n}) * 8).contiguous();
+    if (n > 2) x[n / 2] = -std::numeric_limits<float>::infinity();  // a masked logit counts as 0
+    const double ref = x.to(at::kDouble).logsumexp(0).item<double>();
+    const float* p = x.data_ptr<float>();
+    INFO("n " << n);
+    CHECK(std::abs(udaci::detail::log_sum_exp_scalar(p, n) - ref) < 1e-6);
+    if (detected_kernel_isa() >= KernelIsa::kAvx2) CHECK(std::abs(udaci::detail::log_sum_exp_avx2(p, n) - ref) < 1e-6);
+    CHECK(std::abs(log_sum_exp(p, n) - ref) < 1e-6);
+  }
+  // One logit far above the rest: the sum is that one term.
+  std::vector<float> row(100, -200.0f);
+  row[37] = 50.0f;
+  CHECK(log_sum_exp(row.data(), 100) == Approx(50.0).margin(1e-9));
+  std::vector<float> masked(20, -std::numeric_limits<float>::infinity());
+  CHECK(std::isinf(log_sum_exp(masked.data(), 20)));
+  if (detected_kernel_isa() >= KernelIsa::kAvx2) CHECK(std::isinf(udaci::detail::log_sum_exp_avx2(masked.data(), 20)));
 }
