@@ -7,9 +7,9 @@
 #include "udaci_catch.hpp"
 
 #include <map>
-#include <random>
 
 #include "cache/cache_strategy.hpp"
+#include "kv_reference.hpp"
 #include "test_util.hpp"
 
 using namespace udaci;
@@ -19,59 +19,25 @@ namespace {
 
 constexpr int64_t kL = 2, kH = 2, kD = 3;
 
-// K/V of position p hash all tokens 0..p (a shared buffer read for the wrong
-// prefix shows up), exactly representable: code + (layer, kind, head, dim)
-// in 1/128 steps.
-std::vector<int64_t> codes(const std::vector<int64_t>& toks) {
-  std::vector<int64_t> out;
-  uint64_t h = 1469598103934665603ULL;
-  for (int64_t t : toks) {
-    h = (h ^ static_cast<uint64_t>(t + 1)) * 1099511628211ULL;
-    out.push_back(static_cast<int64_t>((h >> 20) % 100000));
-  }
-  return out;
-}
 at::Tensor values(const std::vector<int64_t>& code, int64_t from, int64_t layer, int kind, at::ScalarType dtype) {
-  const int64_t n = static_cast<int64_t>(code.size()) - from;
-  at::Tensor t = at::empty({n, kH, kD}, at::kDouble);
-  auto a = t.accessor<double, 3>();
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t h = 0; h < kH; ++h)
-      for (int64_t d = 0; d < kD; ++d)
-        a[i][h][d] = static_cast<double>(code[static_cast<size_t>(from + i)]) + 0.125 * (layer * 2 + kind) +
-                     0.03125 * h + 0.0078125 * d;
-  return t.to(dtype);
+  return udaci_test::kv_values(code, from, layer, kind, kH, kD, dtype);
 }
+using udaci_test::prefix_codes;
 
 void random_operations(at::ScalarType dtype, int n_ops, uint32_t seed) {
   CacheShape shape{kL, kH, kD, dtype, at::kCPU};
   auto owned = make_cache("contiguous", shape);
   CacheStrategy& c = *owned;
   REQUIRE(c.kv_in_place() == (dtype == at::kFloat));
-  std::mt19937 rng(seed);
-  auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
-  std::map<SeqId, std::vector<int64_t>> ref;  // committed token ids
+  udaci_test::RandomOps rnd(seed);
+  udaci_test::CacheReference ref;
   SeqId next_id = 0;
   int64_t checks = 0, forks = 0, most_spans = 0;
 
   auto extend = [&](SeqId s, const std::vector<int64_t>& toks) {
     std::vector<int64_t> all = ref[s];
     all.insert(all.end(), toks.begin(), toks.end());
-    const std::vector<int64_t> code = codes(all);
-    const auto from = static_cast<int64_t>(ref[s].size());
-    for (int64_t l = 0; l < kL; ++l) {
-      if (l % 2 == 1 && c.kv_in_place()) {  // odd layers through the in-place path
-        const at::Tensor kn = values(code, from, l, 0, dtype), vn = values(code, from, l, 1, dtype);
-        std::vector<KvSpan> spans;
-        c.append_in_place(l, s, kn.data_ptr<float>(), vn.data_ptr<float>(), kn.size(0), spans);
-        int64_t covered = 0;
-        for (const KvSpan& sp : spans) covered += sp.tokens;
-        REQUIRE(covered == static_cast<int64_t>(all.size()));
-        continue;
-      }
-      auto kv = c.append(l, s, values(code, from, l, 0, dtype), values(code, from, l, 1, dtype));
-      REQUIRE(kv.first.size(0) == static_cast<int64_t>(all.size()));
-    }
+    udaci_test::append_layers(c, s, prefix_codes(all), static_cast<int64_t>(ref[s].size()), kL, kH, kD, dtype);
     c.commit(s, static_cast<int64_t>(toks.size()));
     ref[s] = all;
   };
@@ -79,7 +45,7 @@ void random_operations(at::ScalarType dtype, int n_ops, uint32_t seed) {
     ++checks;
     const auto n = static_cast<int64_t>(ref[s].size());
     REQUIRE(c.cached_length(s) == n);
-    const std::vector<int64_t> code = codes(ref[s]);
+    const std::vector<int64_t> code = prefix_codes(ref[s]);
     for (int64_t l = 0; l < kL; ++l) {
       const at::Tensor kr = values(code, 0, l, 0, dtype), vr = values(code, 0, l, 1, dtype);
       auto kv = c.append(l, s, at::empty({0, kH, kD}, dtype), at::empty({0, kH, kD}, dtype));
@@ -91,16 +57,7 @@ void random_operations(at::ScalarType dtype, int n_ops, uint32_t seed) {
       if (!c.kv_in_place()) continue;
       std::vector<KvSpan> spans;
       c.append_in_place(l, s, nullptr, nullptr, 0, spans);
-      at::Tensor ks = at::empty({n, kH, kD}), vs = at::empty({n, kH, kD});
-      int64_t row = 0;
-      for (const KvSpan& sp : spans) {
-        REQUIRE(sp.tokens > 0);
-        REQUIRE(row + sp.tokens <= n);
-        std::copy(sp.k, sp.k + sp.tokens * kH * kD, ks.data_ptr<float>() + row * kH * kD);
-        std::copy(sp.v, sp.v + sp.tokens * kH * kD, vs.data_ptr<float>() + row * kH * kD);
-        row += sp.tokens;
-      }
-      REQUIRE(row == n);
+      const auto [ks, vs] = udaci_test::gather_spans(spans, n, kH, kD);
       // A long chain of forks is folded: attention never reads many short spans.
       REQUIRE(spans.size() <= 4);
       most_spans = std::max<int64_t>(most_spans, static_cast<int64_t>(spans.size()));
@@ -108,16 +65,9 @@ void random_operations(at::ScalarType dtype, int n_ops, uint32_t seed) {
       REQUIRE(at::equal(vs, vr));
     }
   };
-  auto pick = [&]() {
-    auto it = ref.begin();
-    std::advance(it, uni(0, static_cast<int64_t>(ref.size()) - 1));
-    return it->first;
-  };
-  auto random_tokens = [&](int64_t n) {
-    std::vector<int64_t> t;
-    for (int64_t i = 0; i < n; ++i) t.push_back(uni(0, 5));
-    return t;
-  };
+  auto uni = [&](int64_t lo, int64_t hi) { return rnd.uni(lo, hi); };
+  auto pick = [&]() { return rnd.pick(ref); };
+  auto random_tokens = [&](int64_t n) { return rnd.tokens(n); };
 
   for (int op = 0; op < n_ops; ++op) {
     const int64_t kind = ref.empty() ? 0 : uni(0, 9);
@@ -129,24 +79,8 @@ void random_operations(at::ScalarType dtype, int n_ops, uint32_t seed) {
     } else if (kind <= 4) {  // decode a few tokens (or a speculative step's worth)
       const SeqId s = pick();
       if (ref[s].size() < 64) extend(s, random_tokens(uni(1, 5)));
-    } else if (kind == 5 && ref.size() < 8) {
-      const SeqId s = pick();
-      const SeqId child = next_id++;
-      c.fork(s, child);
-      ref[child] = ref[s];
+    } else if (udaci_test::common_operation(kind, c, ref, rnd, next_id, 8, verify)) {
       ++forks;
-    } else if (kind == 6) {
-      const SeqId s = pick();
-      const int64_t len = uni(0, static_cast<int64_t>(ref[s].size()));
-      c.truncate(s, len);
-      ref[s].resize(static_cast<size_t>(len));
-    } else if (kind == 7) {
-      const SeqId s = pick();
-      c.free_sequence(s);
-      ref.erase(s);
-      REQUIRE_FALSE(c.has_sequence(s));
-    } else if (!ref.empty()) {
-      verify(pick());
     }
   }
   for (const auto& kv : ref) verify(kv.first);
@@ -176,7 +110,7 @@ TEST_CASE("contiguous: a fork shares the parent's K/V; each side's next tokens g
   const int64_t tb = token_bytes(shape);
   c->add_sequence(0, 120);
   const std::vector<int64_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-  const std::vector<int64_t> code = codes(prompt);
+  const std::vector<int64_t> code = prefix_codes(prompt);
   for (int64_t l = 0; l < kL; ++l)
     c->append(l, 0, values(code, 0, l, 0, at::kFloat), values(code, 0, l, 1, at::kFloat));
   c->commit(0, 10);

@@ -18,6 +18,7 @@
 #include "model/model_loader.hpp"
 #include "io/safetensors_reader.hpp"
 #include "model/llama_model.hpp"
+#include "kv_reference.hpp"
 #include "test_util.hpp"
 
 using namespace udaci;
@@ -266,32 +267,14 @@ void random_operations(const std::map<std::string, std::string>& opts, int n_ops
   PagedCache& c = as_paged(*owned);
   const int64_t B = c.block_tokens();
   REQUIRE(c.kv_in_place() == (opts.count("kv") == 0 || opts.at("kv") == "float"));  // spans checked below
-  std::mt19937 rng(seed);
-  auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
-
-  auto codes = [](const std::vector<int64_t>& toks) {
-    std::vector<int64_t> out;
-    uint64_t h = 1469598103934665603ULL;
-    for (int64_t t : toks) {
-      h = (h ^ static_cast<uint64_t>(t + 1)) * 1099511628211ULL;
-      out.push_back(static_cast<int64_t>((h >> 20) % 100000));
-    }
-    return out;
-  };
-  // Exactly representable floats: code + (layer, kind, head, dim) in 1/128 steps.
+  udaci_test::RandomOps rnd(seed);
+  auto uni = [&](int64_t lo, int64_t hi) { return rnd.uni(lo, hi); };
+  const auto codes = udaci_test::prefix_codes;
   auto values = [&](const std::vector<int64_t>& code, int64_t from, int64_t layer, int kind) {
-    const int64_t n = static_cast<int64_t>(code.size()) - from;
-    at::Tensor t = at::empty({n, H, D});
-    auto a = t.accessor<float, 3>();
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t d = 0; d < D; ++d)
-          a[i][h][d] = static_cast<float>(code[from + i]) + 0.125f * (layer * 2 + kind) +
-                       0.03125f * h + 0.0078125f * d;
-    return t;
+    return udaci_test::kv_values(code, from, layer, kind, H, D);
   };
 
-  std::map<SeqId, std::vector<int64_t>> ref;  // committed token ids
+  udaci_test::CacheReference ref;
   const std::vector<std::vector<int64_t>> stems = {
       {}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, {1, 2, 3, 4, 5, 0, 0, 0, 9, 9}, {4, 4, 4, 4, 4, 4, 4, 4, 4}};
   SeqId next_id = 0;
@@ -302,23 +285,8 @@ void random_operations(const std::map<std::string, std::string>& opts, int n_ops
   auto extend = [&](SeqId s, const std::vector<int64_t>& toks) {
     std::vector<int64_t> all = ref[s];
     all.insert(all.end(), toks.begin(), toks.end());
-    const std::vector<int64_t> code = codes(all);
-    const auto from = static_cast<int64_t>(ref[s].size());
     try {
-      for (int64_t l = 0; l < L; ++l) {
-        if (l % 2 == 1 && c.kv_in_place()) {
-          // Odd layers write through the in-place path (verify() reads both).
-          const at::Tensor kn = values(code, from, l, 0), vn = values(code, from, l, 1);
-          std::vector<KvSpan> spans;
-          c.append_in_place(l, s, kn.data_ptr<float>(), vn.data_ptr<float>(), kn.size(0), spans);
-          int64_t covered = 0;
-          for (const KvSpan& sp : spans) covered += sp.tokens;
-          REQUIRE(covered == static_cast<int64_t>(all.size()));
-          continue;
-        }
-        auto kv = c.append(l, s, values(code, from, l, 0), values(code, from, l, 1));
-        REQUIRE(kv.first.size(0) == static_cast<int64_t>(all.size()));
-      }
+      udaci_test::append_layers(c, s, codes(all), static_cast<int64_t>(ref[s].size()), L, H, D);
     } catch (const Error& e) {
       REQUIRE(e.status() == Status::kOutOfMemory);
       ++oom;
@@ -342,32 +310,15 @@ void random_operations(const std::map<std::string, std::string>& opts, int n_ops
         std::vector<KvSpan> spans;
         c.append_in_place(l, s, nullptr, nullptr, 0, spans);
         const auto n = static_cast<int64_t>(ref[s].size());
-        at::Tensor ks = at::empty({n, H, D}), vs = at::empty({n, H, D});
-        int64_t row = 0;
-        for (const KvSpan& sp : spans) {
-          REQUIRE(sp.tokens > 0);
-          REQUIRE(row + sp.tokens <= n);
-          std::copy(sp.k, sp.k + sp.tokens * H * D, ks.data_ptr<float>() + row * H * D);
-          std::copy(sp.v, sp.v + sp.tokens * H * D, vs.data_ptr<float>() + row * H * D);
-          row += sp.tokens;
-        }
-        REQUIRE(row == n);
+        const auto [ks, vs] = udaci_test::gather_spans(spans, n, H, D);
         REQUIRE(static_cast<int64_t>(spans.size()) <= (n + B - 1) / B);
         REQUIRE(at::equal(ks, values(code, 0, l, 0)));
         REQUIRE(at::equal(vs, values(code, 0, l, 1)));
       }
     }
   };
-  auto pick = [&]() {
-    auto it = ref.begin();
-    std::advance(it, uni(0, static_cast<int64_t>(ref.size()) - 1));
-    return it->first;
-  };
-  auto random_tokens = [&](int64_t n) {
-    std::vector<int64_t> t;
-    for (int64_t i = 0; i < n; ++i) t.push_back(uni(0, 5));
-    return t;
-  };
+  auto pick = [&]() { return rnd.pick(ref); };
+  auto random_tokens = [&](int64_t n) { return rnd.tokens(n); };
 
   for (int op = 0; op < n_ops; ++op) {
     const int64_t kind = ref.empty() ? 0 : uni(0, 9);
@@ -393,23 +344,8 @@ void random_operations(const std::map<std::string, std::string>& opts, int n_ops
     } else if (kind <= 4) {  // decode a few tokens
       const SeqId s = pick();
       if (ref[s].size() < 48) extend(s, random_tokens(uni(1, 5)));
-    } else if (kind == 5 && ref.size() < 6) {
-      const SeqId s = pick();
-      const SeqId child = next_id++;
-      c.fork(s, child);
-      ref[child] = ref[s];
-    } else if (kind == 6) {
-      const SeqId s = pick();
-      const int64_t len = uni(0, static_cast<int64_t>(ref[s].size()));
-      c.truncate(s, len);
-      ref[s].resize(static_cast<size_t>(len));
-    } else if (kind == 7) {
-      const SeqId s = pick();
-      c.free_sequence(s);
-      ref.erase(s);
-      REQUIRE_FALSE(c.has_sequence(s));
-    } else if (!ref.empty()) {
-      verify(pick());
+    } else {
+      udaci_test::common_operation(kind, c, ref, rnd, next_id, 6, verify);
     }
     c.check_invariants();
     const CacheStats st = c.stats();
