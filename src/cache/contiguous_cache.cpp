@@ -181,9 +181,8 @@ class ContiguousCache final : public CacheStrategy {
     at::Tensor buffer = at::empty({shape_.num_layers, 2, capacity, shape_.num_kv_heads, shape_.head_dim},
                                   at::TensorOptions().dtype(shape_.dtype).device(shape_.device));
     const int64_t bytes = buffer.numel() * buffer.element_size();
-    int64_t* reserved = reserved_.get();
-    *reserved += bytes;
-    // The count outlives the segments: every holder of it holds the counter too.
+    *reserved_ += bytes;
+    // The deleter holds the counter: a segment may outlive the cache.
     std::shared_ptr<Segment> seg(new Segment, [counter = reserved_, bytes](Segment* g) {
       *counter -= bytes;
       delete g;

@@ -3,7 +3,8 @@
 // (layer_backend_cpu.cpp), which splits them over udaci's pool: SwiGLU's
 // product silu(gate) * up, in AVX2 (elementwise_avx2.cpp, a vector exp) or
 // the portable loop. Either gives a value the same bits in every batch. And
-// the log-sum-exp of a row of logits (a log-softmax's normaliser).
+// the log-sum-exp of a row of logits (a log-softmax's normaliser, for beam
+// search).
 #include <cstdint>
 
 namespace udaci {
@@ -24,7 +25,4 @@ double log_sum_exp_avx2(const float* x, int64_t n);
 // log_sum_exp_* on the kernels the CPU runs (active_kernel_isa()).
 double log_sum_exp(const float* x, int64_t n);
 
-namespace detail {
-
-}  // namespace detail
 }  // namespace udaci
